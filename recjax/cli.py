@@ -1,0 +1,56 @@
+"""`recjax <command> ...`: dispatches to the thin binary `recjax/<command>.py`, T5X style.
+
+Each binary module exposes `main(argv: list[str]) -> int | None` and is also runnable as
+`python -m recjax.<command>`. Modules are imported lazily so `recjax --help` stays fast.
+"""
+from __future__ import annotations
+
+import importlib
+import sys
+
+# command -> one-line description; the module is recjax.<command>.
+COMMANDS = {
+    "prepare": "raw interaction files -> a prepared dataset",
+    "stats": "print statistics of a prepared dataset",
+    "inspect": "print rendered examples and token-length percentiles of a SeqIO task",
+    "train": "fine-tune from a Gin file (T5X style --gin_file / --gin.KEY=VALUE)",
+    "eval": "metrics of a checkpoint on a task or mixture",
+    "infer": "JSONL of user histories in, JSONL of recommendations out",
+    "score": "JSONL of {inputs, targets} in, log-likelihood of each target out",
+    "convert": "HF or T5X checkpoint -> recjax (orbax) checkpoint",
+    "export": "recjax checkpoint -> HF directory (and a bf16 params-only checkpoint)",
+    "plan": "compile a Gin config for a mesh on abstract shapes; print per-device memory",
+    "baseline": "train and evaluate popularity / SASRec / BERT4Rec on the same splits",
+}
+
+
+def _usage() -> str:
+    width = max(len(c) for c in COMMANDS)
+    lines = ["usage: recjax <command> [args...]", "", "commands:"]
+    lines += [f"  {c.ljust(width)}  {d}" for c, d in COMMANDS.items()]
+    lines += ["", "`recjax <command> --help` for the flags of one command."]
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if not argv or argv[0] in ("-h", "--help", "help"):
+        print(_usage())
+        return 0
+    command, rest = argv[0], argv[1:]
+    if command not in COMMANDS:
+        print(f"recjax: unknown command {command!r}\n\n{_usage()}", file=sys.stderr)
+        return 2
+    try:
+        module = importlib.import_module(f"recjax.{command}")
+    except ModuleNotFoundError as e:
+        if e.name == f"recjax.{command}":
+            print(f"recjax: command {command!r} is not implemented yet", file=sys.stderr)
+            return 2
+        raise
+    result = module.main(rest)
+    return int(result or 0)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
