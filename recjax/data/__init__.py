@@ -1,0 +1,4 @@
+"""Data ingestion: raw recommendation files -> prepared datasets (see recjax/data/README.md)."""
+from recjax.data.prepared import PreparedDataset, load_prepared
+
+__all__ = ["PreparedDataset", "load_prepared"]

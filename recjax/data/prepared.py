@@ -1,0 +1,211 @@
+"""A prepared recommendation dataset: the item catalog, per-user time-ordered interactions, the
+splits and the item-ID mapping, plus `load_prepared` to read one from disk.
+
+Storage layout of a prepared directory (written by `recjax prepare`, see recjax/data/README.md):
+
+    DIR/
+      prepared.json      metadata: format version, name, source format, indexing, seed, counts,
+                         records dropped by documented policies, the source files read
+      items.json         columns of the catalog, one entry per internal item index 0..N-1:
+                         item_ids (the text the model writes), titles, original_ids, attributes
+      users.json         original user id per internal user index
+      interactions.npz   flat arrays over all interactions, users back to back, each user's
+                         interactions in time order:
+                           user_offsets int64 [num_users + 1]   user u owns [off[u], off[u+1])
+                           items        int32 [num_interactions]  internal item indices
+                           ratings      float32 [num_interactions]  (only if the source has them)
+                           timestamps   int64 [num_interactions]  (only if the source has them)
+                           rating_split int8 [num_interactions]  0 train / 1 valid / 2 test
+                                        (P5's seeded 80/10/10 split of rating records)
+      tfds/              the same dataset as a TFDS dataset (see recjax/data/tfds_builder.py)
+
+`load_prepared` reads only the numpy/JSON files, so it needs neither TensorFlow nor a TFDS
+reader and loads Beauty in well under a second.
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+
+import numpy as np
+
+FORMAT_VERSION = 1
+METADATA_FILE = "prepared.json"
+ITEMS_FILE = "items.json"
+USERS_FILE = "users.json"
+INTERACTIONS_FILE = "interactions.npz"
+
+RATING_SPLITS = {"train": 0, "valid": 1, "test": 2}
+
+
+class NotPreparedError(ValueError):
+    """`directory` is not (or not a complete) prepared dataset."""
+
+
+@dataclasses.dataclass
+class PreparedDataset:
+    name: str
+    indexing: str  # "random" | "sequential"
+    item_ids: list[str]  # the text the model writes for internal item i
+    item_titles: list[str]  # title, or the keyword text of the P5/S3-Rec data
+    item_original_ids: list[str]  # ASIN / movie id / original numeric id
+    item_attributes: list[list[str]]  # may be empty lists
+    sequences: list[np.ndarray]  # per user: int32 internal item indices, time-ordered, full
+    ratings: list[np.ndarray] | None  # per user: float32 aligned with sequences
+    timestamps: list[np.ndarray] | None  # per user: int64 unix seconds aligned with sequences
+    user_original_ids: list[str] = dataclasses.field(default_factory=list)
+    # per user: int8 aligned with sequences, 0/1/2 = rating train/valid/test; None without ratings
+    rating_splits: list[np.ndarray] | None = None
+    source_format: str = ""
+    seed: int = 0
+
+    def __post_init__(self):
+        self._index_of_id: dict[str, int] | None = None
+
+    @property
+    def num_items(self) -> int:
+        return len(self.item_ids)
+
+    @property
+    def num_users(self) -> int:
+        return len(self.sequences)
+
+    @property
+    def num_interactions(self) -> int:
+        return int(sum(len(s) for s in self.sequences))
+
+    def item_index(self, item_id: str) -> int:
+        """recjax ID text (what the model writes) -> internal item index."""
+        if self._index_of_id is None:
+            self._index_of_id = {text: i for i, text in enumerate(self.item_ids)}
+        try:
+            return self._index_of_id[item_id]
+        except KeyError:
+            raise KeyError(
+                f"{item_id!r} is not an item ID of dataset {self.name!r} "
+                f"({self.indexing} indexing, IDs are {self.item_ids[0]!r}..., {self.num_items} items)"
+            ) from None
+
+    def train_sequences(self) -> list[np.ndarray]:
+        """Per user seq[:-2]: everything a model may train on under leave-one-out."""
+        return [s[:-2] for s in self.sequences]
+
+    def loo_split(self, split: str) -> tuple[list[np.ndarray], np.ndarray]:
+        """Leave-one-out evaluation split: (histories, targets int32 [num_users]).
+
+        "valid": history = seq[:-2], target = seq[-2]; "test": history = seq[:-1], target = seq[-1].
+        For training data use `train_sequences()`.
+        """
+        if split == "valid":
+            return [s[:-2] for s in self.sequences], np.array([s[-2] for s in self.sequences], np.int32)
+        if split == "test":
+            return [s[:-1] for s in self.sequences], np.array([s[-1] for s in self.sequences], np.int32)
+        raise ValueError(f"loo_split: split must be 'valid' or 'test' (use train_sequences() for training), got {split!r}")
+
+    def rating_split(self, split: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """P5's seeded 80/10/10 split of the rating records: (user_idx int32, item_idx int32, rating float32)."""
+        if split not in RATING_SPLITS:
+            raise ValueError(f"rating_split: split must be one of {sorted(RATING_SPLITS)}, got {split!r}")
+        if self.ratings is None or self.rating_splits is None:
+            raise ValueError(f"dataset {self.name!r} ({self.source_format or 'unknown'} format) has no ratings")
+        code = RATING_SPLITS[split]
+        users = np.repeat(np.arange(self.num_users, dtype=np.int32), [len(s) for s in self.sequences])
+        items = np.concatenate(self.sequences).astype(np.int32)
+        ratings = np.concatenate(self.ratings).astype(np.float32)
+        keep = np.concatenate(self.rating_splits) == code
+        return users[keep], items[keep], ratings[keep]
+
+
+def _split_flat(flat: np.ndarray, offsets: np.ndarray) -> list[np.ndarray]:
+    return np.split(flat, offsets[1:-1])
+
+
+def load_prepared(directory: str) -> PreparedDataset:
+    """Read a directory written by `recjax prepare` (or `recjax.data.synthetic.make_synthetic`)."""
+    directory = os.fspath(directory)
+    meta_path = os.path.join(directory, METADATA_FILE)
+    if not os.path.isdir(directory):
+        raise NotPreparedError(f"{directory}: not a directory (expected a prepared dataset written by `recjax prepare`)")
+    if not os.path.isfile(meta_path):
+        raise NotPreparedError(f"{directory}: not a prepared dataset ({METADATA_FILE} missing; write one with `recjax prepare`)")
+    with open(meta_path, encoding="utf-8") as f:
+        meta = json.load(f)
+    if meta.get("format_version") != FORMAT_VERSION:
+        raise NotPreparedError(
+            f"{meta_path}: format_version {meta.get('format_version')!r}, this recjax reads {FORMAT_VERSION}; re-run `recjax prepare`"
+        )
+    for needed in (ITEMS_FILE, USERS_FILE, INTERACTIONS_FILE):
+        if not os.path.isfile(os.path.join(directory, needed)):
+            raise NotPreparedError(f"{directory}: incomplete prepared dataset ({needed} missing)")
+    with open(os.path.join(directory, ITEMS_FILE), encoding="utf-8") as f:
+        items = json.load(f)
+    with open(os.path.join(directory, USERS_FILE), encoding="utf-8") as f:
+        users = json.load(f)
+    with np.load(os.path.join(directory, INTERACTIONS_FILE), allow_pickle=False) as arrays:
+        offsets = arrays["user_offsets"]
+        sequences = _split_flat(arrays["items"].astype(np.int32, copy=False), offsets)
+        ratings = _split_flat(arrays["ratings"], offsets) if "ratings" in arrays else None
+        timestamps = _split_flat(arrays["timestamps"], offsets) if "timestamps" in arrays else None
+        rating_splits = _split_flat(arrays["rating_split"], offsets) if "rating_split" in arrays else None
+    return PreparedDataset(
+        name=meta["name"],
+        indexing=meta["indexing"],
+        item_ids=items["item_ids"],
+        item_titles=items["titles"],
+        item_original_ids=items["original_ids"],
+        item_attributes=items["attributes"],
+        sequences=sequences,
+        ratings=ratings,
+        timestamps=timestamps,
+        user_original_ids=users,
+        rating_splits=rating_splits,
+        source_format=meta.get("source_format", ""),
+        seed=int(meta.get("seed", 0)),
+    )
+
+
+def write_prepared_files(dataset: PreparedDataset, directory: str, extra_metadata: dict | None = None) -> None:
+    """Write the numpy/JSON files of `dataset` into an existing (temporary) `directory`.
+
+    Callers write into a temporary directory and rename it (see `recjax.data.atomic`).
+    """
+    lengths = np.array([len(s) for s in dataset.sequences], np.int64)
+    offsets = np.zeros(len(lengths) + 1, np.int64)
+    np.cumsum(lengths, out=offsets[1:])
+    arrays = {
+        "user_offsets": offsets,
+        "items": np.concatenate(dataset.sequences).astype(np.int32) if dataset.sequences else np.zeros(0, np.int32),
+    }
+    if dataset.ratings is not None:
+        arrays["ratings"] = np.concatenate(dataset.ratings).astype(np.float32)
+    if dataset.timestamps is not None:
+        arrays["timestamps"] = np.concatenate(dataset.timestamps).astype(np.int64)
+    if dataset.rating_splits is not None:
+        arrays["rating_split"] = np.concatenate(dataset.rating_splits).astype(np.int8)
+    np.savez(os.path.join(directory, INTERACTIONS_FILE), **arrays)
+    items = {
+        "item_ids": list(dataset.item_ids),
+        "titles": list(dataset.item_titles),
+        "original_ids": list(dataset.item_original_ids),
+        "attributes": [list(a) for a in dataset.item_attributes],
+    }
+    with open(os.path.join(directory, ITEMS_FILE), "w", encoding="utf-8") as f:
+        json.dump(items, f, ensure_ascii=False)
+    with open(os.path.join(directory, USERS_FILE), "w", encoding="utf-8") as f:
+        json.dump(list(dataset.user_original_ids), f, ensure_ascii=False)
+    meta = {
+        "format_version": FORMAT_VERSION,
+        "name": dataset.name,
+        "source_format": dataset.source_format,
+        "indexing": dataset.indexing,
+        "seed": dataset.seed,
+        "num_users": dataset.num_users,
+        "num_items": dataset.num_items,
+        "num_interactions": dataset.num_interactions,
+        "has_ratings": dataset.ratings is not None,
+        "has_timestamps": dataset.timestamps is not None,
+        **(extra_metadata or {}),
+    }
+    with open(os.path.join(directory, METADATA_FILE), "w", encoding="utf-8") as f:
+        json.dump(meta, f, indent=2, ensure_ascii=False)
