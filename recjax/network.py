@@ -1,0 +1,371 @@
+"""FLAN-T5 / T5 v1.1 encoder-decoder in Flax linen, with T5X's parameter tree.
+
+What makes it T5 v1.1 (and FLAN-T5): RMSNorm without bias or mean subtraction, no biases
+anywhere, gated-GELU MLP (`wi_0`, `wi_1`, `wo`), one relative-position bias per stack shared by
+its layers, no runtime 1/sqrt(head_dim) attention scaling (folded into the query initializer, as
+T5X does), and untied float32 `logits_dense`. Parameter names equal T5X's, so a T5X checkpoint
+loads without renaming; every param and the main activations carry logical axis names that
+`recjax.partitioning` maps onto a `(data, model)` mesh.
+
+Activations use `config.dtype` (bfloat16 on accelerators); params are float32; softmax and
+normalization statistics are float32.
+"""
+from __future__ import annotations
+
+import functools
+import operator
+from typing import Callable, Optional
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from recjax.config import T5Config
+
+Array = jax.Array
+# Additive bias that removes a position from attention (T5X uses the same magnitude).
+_MASK_BIAS = -1e10
+
+default_kernel_init = nn.initializers.variance_scaling(1.0, "fan_in", "truncated_normal")
+
+
+def _constrain(x: Array, axes: tuple[str, ...]) -> Array:
+    """Logical sharding constraint; a no-op outside a mesh with axis rules."""
+    return nn.with_logical_constraint(x, axes)
+
+
+def _activation(name: str) -> Callable[[Array], Array]:
+    table = {"gelu": nn.gelu, "relu": nn.relu, "linear": lambda x: x, "silu": nn.silu}
+    if name not in table:
+        raise ValueError(f"unknown MLP activation {name!r}; expected one of {sorted(table)}")
+    return table[name]
+
+
+class LayerNorm(nn.Module):
+    """T5's RMSNorm: scale only, statistics in float32."""
+
+    epsilon: float = 1e-6
+    dtype: jnp.dtype = jnp.float32
+
+    @nn.compact
+    def __call__(self, x: Array) -> Array:
+        x = jnp.asarray(x, jnp.float32)
+        mean2 = jnp.mean(jnp.square(x), axis=-1, keepdims=True)
+        y = jnp.asarray(x * jax.lax.rsqrt(mean2 + self.epsilon), self.dtype)
+        scale = self.param("scale", nn.with_logical_partitioning(nn.initializers.ones, ("embed",)),
+                           (x.shape[-1],), jnp.float32)
+        return y * jnp.asarray(scale, self.dtype)
+
+
+class Dense(nn.Module):
+    """Bias-free dense layer with a 2-D `[in, out]` kernel (T5X's stored layout)."""
+
+    features: int
+    kernel_axes: tuple[str, str]
+    dtype: jnp.dtype = jnp.float32
+    kernel_init: Callable = default_kernel_init
+
+    @nn.compact
+    def __call__(self, x: Array) -> Array:
+        kernel = self.param("kernel", nn.with_logical_partitioning(self.kernel_init, self.kernel_axes),
+                            (x.shape[-1], self.features), jnp.float32)
+        return jnp.einsum("...i,io->...o", jnp.asarray(x, self.dtype), jnp.asarray(kernel, self.dtype))
+
+
+class Embed(nn.Module):
+    """Token embedding `[vocab, embed]`; `attend` gives tied logits (v1.0-style models only)."""
+
+    num_embeddings: int
+    features: int
+    dtype: jnp.dtype = jnp.float32
+
+    def setup(self):
+        self.embedding = self.param(
+            "embedding", nn.with_logical_partitioning(nn.initializers.normal(stddev=1.0), ("vocab", "embed")),
+            (self.num_embeddings, self.features), jnp.float32)
+
+    def __call__(self, tokens: Array) -> Array:
+        # tokens: [batch, length] -> [batch, length, embed]
+        return jnp.take(jnp.asarray(self.embedding, self.dtype), tokens, axis=0)
+
+    def attend(self, query: Array) -> Array:
+        return jnp.einsum("...e,ve->...v", query, jnp.asarray(self.embedding, self.dtype))
+
+
+def relative_position_bucket(relative_position: np.ndarray, bidirectional: bool, num_buckets: int,
+                             max_distance: int) -> np.ndarray:
+    """T5's bucketing of `memory_position - query_position` (T5X's formula, float32 + eps)."""
+    ret = 0
+    n = -relative_position
+    if bidirectional:
+        num_buckets //= 2
+        ret += (n < 0).astype(np.int32) * num_buckets
+        n = np.abs(n)
+    else:
+        n = np.maximum(n, 0)
+    max_exact = num_buckets // 2
+    is_small = n < max_exact
+    val_if_large = max_exact + (
+        np.log(n.astype(np.float32) / max_exact + np.finfo(np.float32).eps)
+        / np.log(max_distance / max_exact) * (num_buckets - max_exact)).astype(np.int32)
+    val_if_large = np.minimum(val_if_large, num_buckets - 1)
+    return ret + np.where(is_small, n, val_if_large)
+
+
+class RelativePositionBiases(nn.Module):
+    """One learned bias per (head, bucket), shared by all layers of a stack."""
+
+    num_buckets: int
+    max_distance: int
+    num_heads: int
+    dtype: jnp.dtype = jnp.float32
+
+    @nn.compact
+    def __call__(self, q_len: int, k_len: int, bidirectional: bool) -> Array:
+        context = np.arange(q_len, dtype=np.int32)[:, None]
+        memory = np.arange(k_len, dtype=np.int32)[None, :]
+        buckets = relative_position_bucket(memory - context, bidirectional, self.num_buckets, self.max_distance)
+        rel_embedding = self.param(
+            "rel_embedding",
+            nn.with_logical_partitioning(nn.initializers.variance_scaling(1.0, "fan_avg", "uniform"),
+                                         ("heads", "relpos_buckets")),
+            (self.num_heads, self.num_buckets), jnp.float32)
+        values = jnp.take(jnp.asarray(rel_embedding, self.dtype), jnp.asarray(buckets), axis=1)
+        return values[None]  # [1, heads, q_len, k_len]
+
+
+class MultiHeadAttention(nn.Module):
+    """T5 attention: no 1/sqrt(d) at runtime; an optional KV cache for step-by-step decoding."""
+
+    num_heads: int
+    head_dim: int
+    dtype: jnp.dtype = jnp.float32
+    dropout_rate: float = 0.0
+
+    @nn.compact
+    def __call__(self, inputs_q: Array, inputs_kv: Array, mask: Optional[Array], bias: Optional[Array],
+                 *, decode: bool = False, deterministic: bool = True) -> Array:
+        # inputs_q: [batch, q_len, embed]; inputs_kv: [batch, kv_len, embed]
+        # mask: [batch, 1, q_len, kv_len] (1 = attend) or None; bias: [1, heads, q_len, kv_len] or None
+        joined = self.num_heads * self.head_dim
+        # T5X folds the attention scaling into the query initializer instead of the forward pass.
+        query_init = nn.initializers.variance_scaling(1.0 / self.head_dim, "fan_in", "truncated_normal")
+        project = functools.partial(Dense, joined, ("embed", "joined_kv"), self.dtype)
+        split = lambda x: x.reshape(x.shape[:2] + (self.num_heads, self.head_dim))
+        query = split(project(kernel_init=query_init, name="query")(inputs_q))  # [b, q, heads, kv]
+        key = split(project(name="key")(inputs_kv))  # [b, k, heads, kv]
+        value = split(project(name="value")(inputs_kv))
+        query = _constrain(query, ("batch", "length", "heads", "kv"))
+        key = _constrain(key, ("batch", "length", "heads", "kv"))
+        value = _constrain(value, ("batch", "length", "heads", "kv"))
+
+        if decode:
+            is_initialized = self.has_variable("cache", "cached_key")
+            cached_key = self.variable("cache", "cached_key", jnp.zeros, key.shape, key.dtype)
+            cached_value = self.variable("cache", "cached_value", jnp.zeros, value.shape, value.dtype)
+            cache_index = self.variable("cache", "cache_index", lambda: jnp.array(0, dtype=jnp.int32))
+            if is_initialized:
+                # One new token per call: write its key/value at `cache_index`.
+                _, max_length, _, _ = cached_key.value.shape
+                if query.shape[1] != 1:
+                    raise ValueError(f"decode step expects one token per call, got {query.shape[1]}")
+                index = cache_index.value
+                key = jax.lax.dynamic_update_slice(cached_key.value, key, (0, index, 0, 0))
+                value = jax.lax.dynamic_update_slice(cached_value.value, value, (0, index, 0, 0))
+                cached_key.value, cached_value.value = key, value
+                cache_index.value = index + 1
+                mask = (jnp.arange(max_length) <= index)[None, None, None, :]  # [1, 1, 1, max_len]
+                if bias is not None:  # bias was built for [max_len, max_len]: keep the current row.
+                    bias = jax.lax.dynamic_slice_in_dim(bias, index, 1, axis=2)
+
+        # Logits and softmax in float32 for stability under bfloat16 compute.
+        logits = jnp.einsum("bqhd,bkhd->bhqk", query, key, preferred_element_type=jnp.float32)
+        if mask is not None:
+            logits = logits + jnp.where(mask > 0, 0.0, _MASK_BIAS).astype(jnp.float32)
+        if bias is not None:
+            logits = logits + jnp.asarray(bias, jnp.float32)
+        weights = jax.nn.softmax(logits).astype(self.dtype)  # [b, heads, q, k]
+        if not deterministic and self.dropout_rate > 0:
+            weights = nn.Dropout(rate=self.dropout_rate)(weights, deterministic=False)
+        out = jnp.einsum("bhqk,bkhd->bqhd", weights, value)
+        out = out.reshape(out.shape[:2] + (joined,))  # [b, q, heads*kv]
+        return Dense(inputs_q.shape[-1], ("joined_kv", "embed"), self.dtype, name="out")(out)
+
+
+class MlpBlock(nn.Module):
+    """Gated MLP: product of `activations` applied to `wi_i`, then `wo`."""
+
+    mlp_dim: int
+    activations: tuple[str, ...]
+    dtype: jnp.dtype = jnp.float32
+    dropout_rate: float = 0.0
+
+    @nn.compact
+    def __call__(self, inputs: Array, deterministic: bool = True) -> Array:
+        hidden = []
+        for i, act in enumerate(self.activations):
+            name = "wi" if len(self.activations) == 1 else f"wi_{i}"
+            hidden.append(_activation(act)(Dense(self.mlp_dim, ("embed", "mlp"), self.dtype, name=name)(inputs)))
+        x = functools.reduce(operator.mul, hidden)  # [b, l, mlp]
+        x = nn.Dropout(rate=self.dropout_rate, broadcast_dims=(-2,))(x, deterministic=deterministic)
+        x = _constrain(x, ("batch", "length", "mlp"))
+        return Dense(inputs.shape[-1], ("mlp", "embed"), self.dtype, name="wo")(x)
+
+
+class EncoderLayer(nn.Module):
+    config: T5Config
+
+    @nn.compact
+    def __call__(self, x: Array, mask: Array, bias: Array, deterministic: bool) -> Array:
+        cfg, dtype = self.config, jnp.dtype(self.config.dtype)
+        dropout = nn.Dropout(rate=cfg.dropout_rate, broadcast_dims=(-2,))
+        y = LayerNorm(cfg.layer_norm_epsilon, dtype, name="pre_attention_layer_norm")(x)
+        y = MultiHeadAttention(cfg.num_heads, cfg.head_dim, dtype, cfg.dropout_rate, name="attention")(
+            y, y, mask, bias, deterministic=deterministic)
+        x = x + dropout(y, deterministic=deterministic)
+        y = LayerNorm(cfg.layer_norm_epsilon, dtype, name="pre_mlp_layer_norm")(x)
+        y = MlpBlock(cfg.mlp_dim, cfg.mlp_activations, dtype, cfg.dropout_rate, name="mlp")(y, deterministic)
+        x = x + dropout(y, deterministic=deterministic)
+        return _constrain(x, ("batch", "length", "embed"))
+
+
+class DecoderLayer(nn.Module):
+    config: T5Config
+
+    @nn.compact
+    def __call__(self, x: Array, encoded: Array, self_mask: Optional[Array], self_bias: Array,
+                 cross_mask: Optional[Array], deterministic: bool, decode: bool) -> Array:
+        cfg, dtype = self.config, jnp.dtype(self.config.dtype)
+        dropout = nn.Dropout(rate=cfg.dropout_rate, broadcast_dims=(-2,))
+        attention = functools.partial(MultiHeadAttention, cfg.num_heads, cfg.head_dim, dtype, cfg.dropout_rate)
+        y = LayerNorm(cfg.layer_norm_epsilon, dtype, name="pre_self_attention_layer_norm")(x)
+        y = attention(name="self_attention")(y, y, self_mask, self_bias, decode=decode,
+                                             deterministic=deterministic)
+        x = x + dropout(y, deterministic=deterministic)
+        y = LayerNorm(cfg.layer_norm_epsilon, dtype, name="pre_cross_attention_layer_norm")(x)
+        y = attention(name="encoder_decoder_attention")(y, encoded, cross_mask, None, deterministic=deterministic)
+        x = x + dropout(y, deterministic=deterministic)
+        y = LayerNorm(cfg.layer_norm_epsilon, dtype, name="pre_mlp_layer_norm")(x)
+        y = MlpBlock(cfg.mlp_dim, cfg.mlp_activations, dtype, cfg.dropout_rate, name="mlp")(y, deterministic)
+        x = x + dropout(y, deterministic=deterministic)
+        return _constrain(x, ("batch", "length", "embed"))
+
+
+def _relpos(cfg: T5Config, name: str) -> RelativePositionBiases:
+    return RelativePositionBiases(cfg.relative_attention_num_buckets, cfg.relative_attention_max_distance,
+                                  cfg.num_heads, jnp.dtype(cfg.dtype), name=name)
+
+
+class Encoder(nn.Module):
+    config: T5Config
+    shared_embedding: nn.Module
+
+    @nn.compact
+    def __call__(self, tokens: Array, mask: Array, deterministic: bool) -> Array:
+        # tokens: [batch, length]; mask: [batch, 1, length, length]
+        cfg = self.config
+        x = self.shared_embedding(tokens.astype(jnp.int32))  # [b, l, embed]
+        x = nn.Dropout(rate=cfg.dropout_rate, broadcast_dims=(-2,))(x, deterministic=deterministic)
+        x = _constrain(x.astype(jnp.dtype(cfg.dtype)), ("batch", "length", "embed"))
+        length = tokens.shape[-1]
+        bias = _relpos(cfg, "relpos_bias")(length, length, bidirectional=True)
+        for i in range(cfg.num_encoder_layers):
+            x = EncoderLayer(cfg, name=f"layers_{i}")(x, mask, bias, deterministic)
+        x = LayerNorm(cfg.layer_norm_epsilon, jnp.dtype(cfg.dtype), name="encoder_norm")(x)
+        return nn.Dropout(rate=cfg.dropout_rate, broadcast_dims=(-2,))(x, deterministic=deterministic)
+
+
+class Decoder(nn.Module):
+    config: T5Config
+    shared_embedding: nn.Module
+
+    @nn.compact
+    def __call__(self, encoded: Array, tokens: Array, self_mask: Optional[Array], cross_mask: Optional[Array],
+                 deterministic: bool, decode: bool, max_decode_length: Optional[int]) -> Array:
+        # encoded: [b, enc_len, embed]; tokens: [b, dec_len] -> logits [b, dec_len, vocab] (float32)
+        cfg = self.config
+        y = self.shared_embedding(tokens.astype(jnp.int32))
+        y = nn.Dropout(rate=cfg.dropout_rate, broadcast_dims=(-2,))(y, deterministic=deterministic)
+        y = _constrain(y.astype(jnp.dtype(cfg.dtype)), ("batch", "length", "embed"))
+        # While decoding step by step the bias covers the whole cache; attention slices its row.
+        relpos_len = max_decode_length if (decode and max_decode_length) else tokens.shape[-1]
+        bias = _relpos(cfg, "relpos_bias")(relpos_len, relpos_len, bidirectional=False)
+        for i in range(cfg.num_decoder_layers):
+            y = DecoderLayer(cfg, name=f"layers_{i}")(y, encoded, self_mask, bias, cross_mask, deterministic, decode)
+        y = LayerNorm(cfg.layer_norm_epsilon, jnp.dtype(cfg.dtype), name="decoder_norm")(y)
+        y = nn.Dropout(rate=cfg.dropout_rate, broadcast_dims=(-2,))(y, deterministic=deterministic)
+        if cfg.logits_via_embedding:
+            # v1.0-style tied logits are rescaled by 1/sqrt(d_model), as T5 does.
+            logits = self.shared_embedding.attend(y) / jnp.sqrt(y.shape[-1]).astype(y.dtype)
+        else:
+            logits = Dense(cfg.vocab_size, ("embed", "vocab"), jnp.float32, name="logits_dense")(y)
+        return _constrain(jnp.asarray(logits, jnp.float32), ("batch", "length", "vocab"))
+
+
+def make_attention_mask(query_valid: Array, key_valid: Array, query_segments: Optional[Array] = None,
+                        key_segments: Optional[Array] = None) -> Array:
+    """[batch, q] x [batch, k] validity (and equal segment ids for packing) -> [batch, 1, q, k]."""
+    mask = query_valid[:, :, None] & key_valid[:, None, :]
+    if query_segments is not None:
+        mask = mask & (query_segments[:, :, None] == key_segments[:, None, :])
+    return mask[:, None].astype(jnp.float32)
+
+
+class Transformer(nn.Module):
+    """FLAN-T5 encoder-decoder; the call signature follows T5X's `network.Transformer`."""
+
+    config: T5Config
+
+    def setup(self):
+        cfg = self.config
+        self.token_embedder = Embed(cfg.vocab_size, cfg.emb_dim, jnp.dtype(cfg.dtype))
+        self.encoder = Encoder(cfg, self.token_embedder)
+        self.decoder = Decoder(cfg, self.token_embedder)
+
+    def encode(self, encoder_input_tokens: Array, encoder_segment_ids: Optional[Array] = None,
+               enable_dropout: bool = True) -> Array:
+        valid = encoder_input_tokens > 0
+        mask = make_attention_mask(valid, valid, encoder_segment_ids, encoder_segment_ids)
+        return self.encoder(encoder_input_tokens, mask, deterministic=not enable_dropout)
+
+    def decode(self, encoded: Array, encoder_input_tokens: Array, decoder_input_tokens: Array,
+               decoder_target_tokens: Optional[Array] = None, encoder_segment_ids: Optional[Array] = None,
+               decoder_segment_ids: Optional[Array] = None, enable_dropout: bool = True,
+               decode: bool = False, max_decode_length: Optional[int] = None) -> Array:
+        enc_valid = encoder_input_tokens > 0
+        if decode:
+            # Step-by-step decoding: the cache masks the future; every decoder row is real.
+            self_mask = None
+            dec_valid = jnp.ones(decoder_input_tokens.shape, bool)
+            cross_mask = make_attention_mask(dec_valid, enc_valid)
+        else:
+            # Without targets every decoder position is real (the inputs start with pad id 0).
+            if decoder_target_tokens is None:
+                dec_valid = jnp.ones(decoder_input_tokens.shape, bool)
+            else:
+                dec_valid = decoder_target_tokens > 0
+            length = decoder_input_tokens.shape[-1]
+            causal = jnp.tril(jnp.ones((length, length), bool))[None, None]
+            self_mask = make_attention_mask(dec_valid, dec_valid, decoder_segment_ids, decoder_segment_ids)
+            self_mask = self_mask * causal
+            cross_mask = make_attention_mask(dec_valid, enc_valid, decoder_segment_ids, encoder_segment_ids)
+        return self.decoder(encoded, decoder_input_tokens, self_mask, cross_mask, deterministic=not enable_dropout,
+                            decode=decode, max_decode_length=max_decode_length)
+
+    def __call__(self, encoder_input_tokens: Array, decoder_input_tokens: Array,
+                 decoder_target_tokens: Optional[Array] = None, encoder_segment_ids: Optional[Array] = None,
+                 decoder_segment_ids: Optional[Array] = None, *, enable_dropout: bool = True,
+                 decode: bool = False, max_decode_length: Optional[int] = None) -> Array:
+        """Teacher-forced logits [batch, dec_len, vocab] (float32)."""
+        encoded = self.encode(encoder_input_tokens, encoder_segment_ids, enable_dropout)
+        return self.decode(encoded, encoder_input_tokens, decoder_input_tokens, decoder_target_tokens,
+                           encoder_segment_ids, decoder_segment_ids, enable_dropout, decode, max_decode_length)
+
+
+def init_params(config: T5Config, rng: Array, *, batch: int = 1, enc_len: int = 8, dec_len: int = 8):
+    """Random params (float32, boxed with logical axis metadata) for `config`."""
+    model = Transformer(config)
+    tokens_enc = jnp.ones((batch, enc_len), jnp.int32)
+    tokens_dec = jnp.ones((batch, dec_len), jnp.int32)
+    return model.init({"params": rng, "dropout": rng}, tokens_enc, tokens_dec, enable_dropout=False)["params"]
