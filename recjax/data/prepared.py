@@ -59,6 +59,7 @@ class PreparedDataset:
     rating_splits: list[np.ndarray] | None = None
     source_format: str = ""
     seed: int = 0
+    item_prices: list[float | None] | None = None  # Amazon meta price, None where unknown
 
     def __post_init__(self):
         self._index_of_id: dict[str, int] | None = None
@@ -162,6 +163,7 @@ def load_prepared(directory: str) -> PreparedDataset:
         rating_splits=rating_splits,
         source_format=meta.get("source_format", ""),
         seed=int(meta.get("seed", 0)),
+        item_prices=items.get("prices"),
     )
 
 
@@ -190,6 +192,8 @@ def write_prepared_files(dataset: PreparedDataset, directory: str, extra_metadat
         "original_ids": list(dataset.item_original_ids),
         "attributes": [list(a) for a in dataset.item_attributes],
     }
+    if dataset.item_prices is not None:
+        items["prices"] = list(dataset.item_prices)
     with open(os.path.join(directory, ITEMS_FILE), "w", encoding="utf-8") as f:
         json.dump(items, f, ensure_ascii=False)
     with open(os.path.join(directory, USERS_FILE), "w", encoding="utf-8") as f:

@@ -1,0 +1,1 @@
+"""Readers of raw recommendation files; each returns a `recjax.data.raw.RawDataset`."""

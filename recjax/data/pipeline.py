@@ -1,0 +1,121 @@
+"""raw files -> RawDataset -> documented record policies -> PreparedDataset -> a prepared directory."""
+from __future__ import annotations
+
+import dataclasses
+import os
+import sys
+import time
+
+from recjax.data.prepared import PreparedDataset, write_prepared_files
+from recjax.data.raw import RawDataset, drop_repeated_items, k_core, to_prepared
+
+FORMATS = ("amazon2014", "p5", "s3rec", "movielens", "synthetic")
+MIN_LOO_LENGTH = 3  # leave-one-out needs a training item, a validation and a test item
+
+
+@dataclasses.dataclass
+class SourceOptions:
+    """Options of the format readers (flags of `recjax prepare`)."""
+
+    category: str | None = None  # amazon2014: which reviews_<Category>_5.json.gz
+    kcore: int = 5  # amazon2014: the k-core filter (0 disables)
+    item_text: str | None = None  # p5 / s3rec: an `ITEM_ID text` file
+    s3rec_name: str | None = None  # s3rec: which <Name>.txt
+    synthetic: dict = dataclasses.field(default_factory=dict)  # synthetic: generator options
+
+
+def read_raw(source_format: str, src: str | None, options: SourceOptions | None = None) -> RawDataset:
+    """Read the raw files of one format; errors are DataError naming the file and line."""
+    from recjax.data.errors import DataError
+
+    options = options or SourceOptions()
+    if source_format == "synthetic":
+        from recjax.data.synthetic import synthetic_raw
+
+        return synthetic_raw(**options.synthetic)
+    if source_format not in FORMATS:
+        raise ValueError(f"unknown format {source_format!r} (expected one of {', '.join(FORMATS)})")
+    if not src:
+        raise DataError(f"--src is required for --format {source_format}")
+    if not os.path.exists(src):
+        raise DataError(f"{src}: no such file or directory (--src of --format {source_format})")
+    if source_format != "movielens" and os.path.isfile(src):
+        src = os.path.dirname(os.path.abspath(src))  # a file of the dataset names its directory
+    if source_format == "amazon2014":
+        from recjax.data.formats.amazon2014 import read_amazon2014
+
+        return read_amazon2014(src, options.category)
+    if source_format == "p5":
+        from recjax.data.formats.p5 import read_p5
+
+        return read_p5(src, options.item_text)
+    if source_format == "s3rec":
+        from recjax.data.formats.s3rec import read_s3rec
+
+        return read_s3rec(src, options.s3rec_name, options.item_text)
+    from recjax.data.formats.movielens import read_movielens
+
+    return read_movielens(src)
+
+
+def drop_short_users(raw: RawDataset, min_length: int = MIN_LOO_LENGTH) -> RawDataset:
+    """Policy: users with fewer than `min_length` interactions cannot be split leave-one-out and are dropped."""
+    keep = [len(s) >= min_length for s in raw.sequences]
+    dropped = keep.count(False)
+    if dropped:
+        pick = lambda xs: [x for x, k in zip(xs, keep) if k]  # noqa: E731
+        raw.sequences = pick(raw.sequences)
+        raw.user_original_ids = pick(raw.user_original_ids)
+        if raw.ratings is not None:
+            raw.ratings = pick(raw.ratings)
+        if raw.timestamps is not None:
+            raw.timestamps = pick(raw.timestamps)
+    raw.dropped[f"users with fewer than {min_length} interactions"] = dropped
+    return raw
+
+
+def apply_policies(raw: RawDataset, source_format: str, options: SourceOptions | None = None) -> RawDataset:
+    options = options or SourceOptions()
+    raw = drop_repeated_items(raw)
+    if source_format == "amazon2014" and options.kcore > 0:
+        raw = k_core(raw, options.kcore, options.kcore)
+    return drop_short_users(raw)
+
+
+def build(source_format: str, src: str | None, name: str, indexing: str = "random", seed: int = 0,
+          options: SourceOptions | None = None) -> tuple[PreparedDataset, RawDataset]:
+    """Raw files -> PreparedDataset (and the RawDataset, for its counts and source files)."""
+    raw = apply_policies(read_raw(source_format, src, options), source_format, options)
+    return to_prepared(raw, name=name, source_format=source_format, indexing=indexing, seed=seed), raw
+
+
+def write_dataset(raw: RawDataset, out_dir: str, name: str, source_format: str, indexing: str = "random",
+                  seed: int = 0, with_tfds: bool = True, overwrite: bool = False, log=None) -> PreparedDataset:
+    """Write `raw` (policies applied, see `apply_policies`) as a prepared directory: a temporary path, then renamed."""
+    from recjax.data.atomic import atomic_directory
+
+    dataset = to_prepared(raw, name=name, source_format=source_format, indexing=indexing, seed=seed)
+    with atomic_directory(out_dir, overwrite=overwrite) as tmp:
+        write_prepared(dataset, raw, tmp, with_tfds=with_tfds, log=log)
+    return dataset
+
+
+def write_prepared(dataset: PreparedDataset, raw: RawDataset, directory: str, with_tfds: bool = True, log=None) -> None:
+    extra = {
+        "source_files": [os.path.abspath(p) if os.path.exists(p) else p for p in raw.source_files],
+        "dropped": raw.dropped,
+        "notes": raw.notes,
+        "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+    }
+    if with_tfds:
+        from recjax.data.tfds_builder import write_tfds
+
+        extra["tfds_dir"] = os.path.relpath(write_tfds(dataset, directory, log=log), directory)
+    write_prepared_files(dataset, directory, extra_metadata=extra)
+
+
+def report_policies(raw: RawDataset, stream=sys.stdout) -> None:
+    """Print every count of records dropped by a documented policy (and other notable counts)."""
+    for what, count in {**raw.dropped, **raw.notes}.items():
+        if count:
+            print(f"  {count:,} {what}", file=stream)
