@@ -1,0 +1,287 @@
+"""recjax's one checkpoint format: an orbax `CheckpointManager` directory plus the model config.
+
+Layout (orbax names the step directories; the items are named so a trainer can add its own):
+
+    DIR/model_config.json         the `T5Config` (recjax.config), one per directory
+    DIR/<step>/params/            item "params": the param tree (orbax PyTree, OCDBT)
+    DIR/<step>/opt_state/         item "opt_state": optimizer state (trainer checkpoints only)
+    DIR/<step>/data_state/        item "data_state": input-pipeline position, JSON (trainer only)
+
+`save_params` writes a params-only checkpoint (what `recjax convert` produces and a trainer can
+start from); a trainer saves the full state with `open_manager` + `composite_save_args` in the
+same directory, and `restore_params` reads only the params item of either kind. Every restore is
+checked key by key and shape by shape against `expected_param_shapes(config)`, before any array
+is read.
+"""
+from __future__ import annotations
+
+import contextlib
+import os
+import re
+import shutil
+import tempfile
+from typing import Any, Iterator, Mapping, Optional
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import orbax.checkpoint as ocp
+from flax import traverse_util
+
+from recjax.config import CONFIG_FILENAME, T5Config
+
+PARAMS_ITEM = "params"
+OPT_STATE_ITEM = "opt_state"
+DATA_STATE_ITEM = "data_state"
+
+Shape = tuple[int, ...]
+
+
+class CheckpointError(ValueError):
+    """A checkpoint is missing, malformed or does not match its config; str(e) is one line."""
+
+
+# ----------------------------------------------------------------------------------------------
+# The parameter tree a config implies (T5X's T5 v1.1 names), independent of the network module.
+# ----------------------------------------------------------------------------------------------
+
+def mlp_input_names(config: T5Config) -> list[str]:
+    """T5X's `MlpBlock` names: `wi` for one activation, `wi_0`, `wi_1`, ... for a gated MLP."""
+    if len(config.mlp_activations) == 1:
+        return ["wi"]
+    return [f"wi_{i}" for i in range(len(config.mlp_activations))]
+
+
+def expected_param_shapes(config: T5Config) -> dict[str, Shape]:
+    """'/'-joined param path -> shape, for every param the network of `config` has."""
+    embed, vocab, mlp = config.emb_dim, config.vocab_size, config.mlp_dim
+    joined = config.num_heads * config.head_dim  # heads * head_dim, which need not equal embed
+    shapes: dict[str, Shape] = {"token_embedder/embedding": (vocab, embed)}
+
+    def attention(prefix: str) -> None:
+        for name in ("query", "key", "value"):
+            shapes[f"{prefix}/{name}/kernel"] = (embed, joined)
+        shapes[f"{prefix}/out/kernel"] = (joined, embed)
+
+    def mlp_block(prefix: str) -> None:
+        for name in mlp_input_names(config):
+            shapes[f"{prefix}/{name}/kernel"] = (embed, mlp)
+        shapes[f"{prefix}/wo/kernel"] = (mlp, embed)
+
+    relpos = (config.num_heads, config.relative_attention_num_buckets)
+    shapes["encoder/relpos_bias/rel_embedding"] = relpos
+    for i in range(config.num_encoder_layers):
+        layer = f"encoder/layers_{i}"
+        shapes[f"{layer}/pre_attention_layer_norm/scale"] = (embed,)
+        attention(f"{layer}/attention")
+        shapes[f"{layer}/pre_mlp_layer_norm/scale"] = (embed,)
+        mlp_block(f"{layer}/mlp")
+    shapes["encoder/encoder_norm/scale"] = (embed,)
+
+    shapes["decoder/relpos_bias/rel_embedding"] = relpos
+    for i in range(config.num_decoder_layers):
+        layer = f"decoder/layers_{i}"
+        shapes[f"{layer}/pre_self_attention_layer_norm/scale"] = (embed,)
+        attention(f"{layer}/self_attention")
+        shapes[f"{layer}/pre_cross_attention_layer_norm/scale"] = (embed,)
+        attention(f"{layer}/encoder_decoder_attention")
+        shapes[f"{layer}/pre_mlp_layer_norm/scale"] = (embed,)
+        mlp_block(f"{layer}/mlp")
+    shapes["decoder/decoder_norm/scale"] = (embed,)
+    if not config.logits_via_embedding:
+        shapes["decoder/logits_dense/kernel"] = (embed, vocab)
+    return shapes
+
+
+def flatten_params(params: Mapping[str, Any]) -> dict[str, Any]:
+    """Nested param dict -> {'encoder/layers_0/...': leaf}."""
+    return traverse_util.flatten_dict(dict(params), sep="/")
+
+
+def unflatten_params(flat: Mapping[str, Any]) -> dict[str, Any]:
+    return traverse_util.unflatten_dict(dict(flat), sep="/")
+
+
+def _layer_sort_key(path: str) -> list:
+    # layers_10 after layers_9 in messages.
+    return [int(t) if t.isdigit() else t for t in re.split(r"(\d+)", path)]
+
+
+def validate_param_shapes(shapes: Mapping[str, Shape], config: T5Config, source: str) -> None:
+    """Raises CheckpointError naming the first missing, unexpected or mis-shaped param."""
+    expected = expected_param_shapes(config)
+    missing = [key for key in expected if key not in shapes]  # in network order
+    if missing:
+        more = f" (and {len(missing) - 1} more missing)" if len(missing) > 1 else ""
+        raise CheckpointError(
+            f"{source}: missing param {missing[0]!r} (expected shape {list(expected[missing[0]])}){more}")
+    unexpected = sorted(set(shapes) - set(expected), key=_layer_sort_key)
+    if unexpected:
+        more = f" (and {len(unexpected) - 1} more)" if len(unexpected) > 1 else ""
+        raise CheckpointError(f"{source}: unexpected param {unexpected[0]!r} with shape "
+                              f"{list(shapes[unexpected[0]])}, not in the network of its config{more}")
+    for key in expected:
+        if tuple(shapes[key]) != expected[key]:
+            raise CheckpointError(f"{source}: param {key!r} has shape {list(shapes[key])}, "
+                                  f"expected {list(expected[key])}")
+
+
+def _validate_dtypes(dtypes: Mapping[str, Any], source: str) -> None:
+    for key, dtype in dtypes.items():
+        if not jnp.issubdtype(dtype, jnp.floating):
+            raise CheckpointError(f"{source}: param {key!r} has dtype {np.dtype(dtype).name}, expected a float")
+
+
+# ----------------------------------------------------------------------------------------------
+# The manager and its items.
+# ----------------------------------------------------------------------------------------------
+
+def open_manager(directory: str, *, create: bool = True, max_to_keep: Optional[int] = None,
+                 save_interval_steps: int = 1) -> ocp.CheckpointManager:
+    """The orbax manager of a recjax checkpoint directory, with a handler for each named item.
+
+    `create=False` opens an existing directory for reading (orbax's read_only mode only adds
+    warnings; a manager that is not asked to save writes nothing).
+    """
+    item_handlers = {
+        PARAMS_ITEM: ocp.PyTreeCheckpointHandler(),
+        OPT_STATE_ITEM: ocp.PyTreeCheckpointHandler(),
+        DATA_STATE_ITEM: ocp.JsonCheckpointHandler(),
+    }
+    options = ocp.CheckpointManagerOptions(max_to_keep=max_to_keep, create=create,
+                                           save_interval_steps=save_interval_steps)
+    return ocp.CheckpointManager(os.path.abspath(directory), item_handlers=item_handlers, options=options)
+
+
+def composite_save_args(params: Any, opt_state: Any = None, data_state: Optional[dict] = None) -> ocp.args.Composite:
+    """Save args for one step: params, and for a trainer the optimizer and data-pipeline state."""
+    items = {PARAMS_ITEM: ocp.args.PyTreeSave(params)}
+    if opt_state is not None:
+        items[OPT_STATE_ITEM] = ocp.args.PyTreeSave(opt_state)
+    if data_state is not None:
+        items[DATA_STATE_ITEM] = ocp.args.JsonSave(data_state)
+    return ocp.args.Composite(**items)
+
+
+def write_config(directory: str, config: T5Config) -> None:
+    """Writes model_config.json; refuses to put a second, different model in one directory."""
+    path = os.path.join(directory, CONFIG_FILENAME)
+    if os.path.exists(path):
+        existing = T5Config.load(path)
+        if existing != config:
+            raise CheckpointError(f"{path}: holds a different model config than the one being saved; "
+                                  f"use a new directory")
+        return
+    os.makedirs(directory, exist_ok=True)
+    config.save(directory)
+
+
+def save_params(directory: str, params: Mapping[str, Any], config: T5Config, step: int = 0) -> str:
+    """Writes a params-only checkpoint at `step` (+ model_config.json); returns the step directory.
+
+    `params` is the nested param dict (numpy or jax arrays, any float dtype); it is checked
+    against `config` first, so an invalid checkpoint is never written.
+    """
+    flat = flatten_params(params)
+    validate_param_shapes({k: tuple(np.shape(v)) for k, v in flat.items()}, config, source="params to save")
+    _validate_dtypes({k: v.dtype for k, v in flat.items()}, source="params to save")
+    write_config(directory, config)
+    manager = open_manager(directory)
+    try:
+        manager.save(step, args=composite_save_args(unflatten_params(flat)))
+        manager.wait_until_finished()
+    finally:
+        manager.close()
+    return os.path.join(os.path.abspath(directory), str(step))
+
+
+def latest_step(directory: str) -> Optional[int]:
+    """The newest step in a recjax checkpoint directory, or None if it holds none."""
+    if not os.path.isdir(directory):
+        return None
+    manager = open_manager(directory, create=False)
+    try:
+        return manager.latest_step()
+    finally:
+        manager.close()
+
+
+def restore_params(directory: str, step: Optional[int] = None, *,
+                   shardings: Any = None) -> tuple[dict[str, Any], T5Config]:
+    """Reads the params item (of a params-only or a full train-state checkpoint) and the config.
+
+    Returns numpy arrays in the stored dtype, or, with `shardings` (a tree of
+    `jax.sharding.Sharding` matching the params), jax arrays laid out on the mesh directly.
+    """
+    directory = os.path.abspath(directory)
+    if not os.path.isdir(directory):
+        raise CheckpointError(f"{directory}: no such checkpoint directory")
+    config_path = os.path.join(directory, CONFIG_FILENAME)
+    if not os.path.exists(config_path):
+        raise CheckpointError(f"{config_path}: missing; not a recjax checkpoint directory "
+                              f"(convert HF/T5X checkpoints with `recjax convert`)")
+    config = T5Config.load(config_path)
+    manager = open_manager(directory, create=False)
+    try:
+        steps = manager.all_steps()
+        if not steps:
+            raise CheckpointError(f"{directory}: no checkpoint steps found")
+        if step is None:
+            step = max(steps)
+        elif step not in steps:
+            raise CheckpointError(f"{directory}: no step {step}; steps present: {sorted(steps)}")
+        item_dir = os.path.join(directory, str(step), PARAMS_ITEM)
+        if not os.path.isdir(item_dir):
+            raise CheckpointError(f"{item_dir}: missing; step {step} has no '{PARAMS_ITEM}' item")
+        metadata = manager.item_metadata(step)[PARAMS_ITEM]
+        flat_meta = flatten_params(metadata.tree)
+        validate_param_shapes({k: tuple(m.shape) for k, m in flat_meta.items()}, config, source=item_dir)
+        _validate_dtypes({k: m.dtype for k, m in flat_meta.items()}, source=item_dir)
+        if shardings is None:
+            flat_args = {k: ocp.RestoreArgs(restore_type=np.ndarray) for k in flat_meta}
+        else:
+            flat_shardings = flatten_params(shardings)
+            flat_args = {k: ocp.ArrayRestoreArgs(sharding=flat_shardings[k], global_shape=tuple(m.shape),
+                                                 dtype=m.dtype) for k, m in flat_meta.items()}
+        restored = manager.restore(step, args=ocp.args.Composite(
+            **{PARAMS_ITEM: ocp.args.PyTreeRestore(restore_args=unflatten_params(flat_args))}))
+    finally:
+        manager.close()
+    return dict(restored[PARAMS_ITEM]), config
+
+
+# ----------------------------------------------------------------------------------------------
+# Writing output directories all-or-nothing.
+# ----------------------------------------------------------------------------------------------
+
+@contextlib.contextmanager
+def atomic_directory(destination: str, *, overwrite: bool = False) -> Iterator[str]:
+    """Yields a fresh temporary directory beside `destination`, renamed onto it on success.
+
+    On any error the temporary directory is removed and `destination` is left as it was.
+    """
+    destination = os.path.abspath(destination)
+    if os.path.lexists(destination) and not overwrite:
+        raise FileExistsError(f"{destination}: already exists (pass --overwrite to replace it)")
+    parent = os.path.dirname(destination)
+    os.makedirs(parent, exist_ok=True)
+    tmp = tempfile.mkdtemp(prefix=f".{os.path.basename(destination)}.tmp-", dir=parent)
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(tmp, 0o777 & ~umask)  # mkdtemp makes it private; the result is an ordinary directory
+    try:
+        yield tmp
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    if os.path.lexists(destination):
+        old = tmp + ".old"
+        os.rename(destination, old)
+        os.rename(tmp, destination)
+        shutil.rmtree(old, ignore_errors=True)
+    else:
+        os.rename(tmp, destination)
+
+
+def tree_num_params(params: Mapping[str, Any]) -> int:
+    return int(sum(np.prod(np.shape(x)) for x in jax.tree_util.tree_leaves(params)))
