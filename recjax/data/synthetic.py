@@ -92,9 +92,11 @@ def synthetic_raw(
     for i in range(num_items):
         same = members[item_category[i]]
         near = members[int(np.argmax(transition[item_category[i]] * (np.arange(num_categories) != item_category[i])))] if num_categories > 1 else same
-        pool = np.concatenate([same, same, near])
+        pool = np.unique(np.concatenate([same, near]))
         pool = pool[pool != i]
-        follow_ups[i] = rng.choice(np.unique(pool), 3, replace=False)
+        if len(pool) < 3:  # a tiny category: widen to the whole catalog
+            pool = np.delete(np.arange(num_items), i)
+        follow_ups[i] = rng.choice(pool, 3, replace=False)
 
     # Users.
     taste = rng.dirichlet(np.full(num_categories, 0.3), num_users)  # [users, categories]

@@ -1,0 +1,200 @@
+"""The prepared dataset: contract of PreparedDataset, storage round trip, splits, atomic output,
+the synthetic generator, the TFDS copy, and the `recjax prepare` / `recjax stats` binaries."""
+import json
+import os
+
+import numpy as np
+import pytest
+
+from recjax import prepare as prepare_cli
+from recjax import stats as stats_cli
+from recjax.data import PreparedDataset, load_prepared
+from recjax.data.pipeline import apply_policies
+from recjax.data.prepared import NotPreparedError
+from recjax.data.raw import to_prepared
+from recjax.data.synthetic import make_synthetic, synthetic_raw
+
+from tests.test_data_formats import write_amazon, write_p5
+
+
+def _small(seed=0, **kw) -> PreparedDataset:
+    raw = apply_policies(synthetic_raw(num_users=kw.pop("num_users", 60), num_items=kw.pop("num_items", 50), seed=seed, **kw), "synthetic")
+    return to_prepared(raw, name="synthetic", source_format="synthetic", seed=seed)
+
+
+def test_round_trip_through_disk(tmp_path):
+    out = make_synthetic(tmp_path / "syn", num_users=60, num_items=50, seed=3)
+    ds = load_prepared(out)
+    ref = _small(seed=3)
+    assert (ds.name, ds.indexing, ds.source_format, ds.seed) == ("synthetic", "random", "synthetic", 3)
+    assert ds.item_ids == ref.item_ids and ds.item_titles == ref.item_titles
+    assert ds.item_original_ids == ref.item_original_ids and ds.item_attributes == ref.item_attributes
+    assert ds.user_original_ids == ref.user_original_ids
+    for name in ("sequences", "ratings", "timestamps", "rating_splits"):
+        got, want = getattr(ds, name), getattr(ref, name)
+        assert len(got) == len(want) and all(np.array_equal(a, b) and a.dtype == b.dtype for a, b in zip(got, want)), name
+    assert ds.sequences[0].dtype == np.int32 and ds.ratings[0].dtype == np.float32
+    assert (ds.num_users, ds.num_items, ds.num_interactions) == (60, 50, sum(len(s) for s in ref.sequences))
+    assert sorted(os.listdir(tmp_path)) == ["syn"]  # no temporary directory left
+
+
+def test_leave_one_out_and_train_sequences():
+    ds = _small()
+    hist, tgt = ds.loo_split("test")
+    vhist, vtgt = ds.loo_split("valid")
+    train = ds.train_sequences()
+    for u, s in enumerate(ds.sequences):
+        assert np.array_equal(hist[u], s[:-1]) and tgt[u] == s[-1]
+        assert np.array_equal(vhist[u], s[:-2]) and vtgt[u] == s[-2]
+        assert np.array_equal(train[u], s[:-2])
+    assert tgt.dtype == np.int32 and tgt.shape == (ds.num_users,)
+    with pytest.raises(ValueError, match="train_sequences"):
+        ds.loo_split("train")
+
+
+def test_rating_split_is_p5s_seeded_80_10_10():
+    ds = _small()
+    parts = {s: ds.rating_split(s) for s in ("train", "valid", "test")}
+    n = ds.num_interactions
+    assert [len(parts[s][0]) for s in ("train", "valid", "test")] == [int(0.8 * n), int(0.1 * n), n - int(0.8 * n) - int(0.1 * n)]
+    records = set()
+    for users, items, ratings in parts.values():
+        assert users.dtype == np.int32 and items.dtype == np.int32 and ratings.dtype == np.float32
+        for u, i, r in zip(users, items, ratings):
+            k = int(np.flatnonzero(ds.sequences[u] == i)[0])
+            assert ds.ratings[u][k] == r
+            records.add((int(u), int(i)))
+    assert len(records) == n  # a partition of all records
+    again = _small()
+    assert np.array_equal(again.rating_split("test")[1], parts["test"][1])
+    other = to_prepared(apply_policies(synthetic_raw(num_users=60, num_items=50, seed=0), "synthetic"), "s", "synthetic", seed=1)
+    assert not np.array_equal(other.rating_split("test")[1], parts["test"][1])
+
+
+def test_synthetic_is_seeded_and_sized():
+    a, b, c = synthetic_raw(num_users=40, num_items=30, seed=5), synthetic_raw(num_users=40, num_items=30, seed=5), synthetic_raw(num_users=40, num_items=30, seed=6)
+    assert a.item_titles == b.item_titles and all(np.array_equal(x, y) for x, y in zip(a.sequences, b.sequences))
+    assert a.item_titles != c.item_titles
+    assert len(set(a.item_titles)) == 30  # readable and unique
+    ds = _small(num_users=200, num_items=80, min_len=6, max_len=9)
+    lengths = [len(s) for s in ds.sequences]
+    assert ds.num_users == 200 and ds.num_items == 80 and min(lengths) >= 6 and max(lengths) <= 9
+    assert all(len(set(s.tolist())) == len(s) for s in ds.sequences)  # no repeated item
+    assert all(np.all(np.diff(t) > 0) for t in ds.timestamps)
+    assert set(np.concatenate(ds.ratings).tolist()) <= {1.0, 2.0, 3.0, 4.0, 5.0}
+
+
+def test_synthetic_next_item_is_predictable_beyond_popularity():
+    """Hit@10 of a first-order item-to-item model (counts from the training sequences) on the
+    leave-one-out test split must clearly beat popularity: the data has learnable signal."""
+    ds = to_prepared(apply_policies(synthetic_raw(seed=0), "synthetic"), "s", "synthetic")
+    n = ds.num_items
+    train = ds.train_sequences()
+    popularity = np.bincount(np.concatenate(train), minlength=n).astype(float)
+    transitions = np.zeros((n, n))
+    for s in train:
+        np.add.at(transitions, (s[:-1], s[1:]), 1)
+    hist, targets = ds.loo_split("test")
+
+    def hit_at_10(score):
+        hits = 0
+        for h, t in zip(hist, targets):
+            s = score(h).copy()
+            s[h] = -np.inf
+            hits += t in np.argsort(-s)[:10]
+        return hits / len(targets)
+
+    pop, markov = hit_at_10(lambda h: popularity), hit_at_10(lambda h: transitions[h[-1]] + 1e-3 * popularity)
+    assert markov > 2 * pop and markov > 0.4, (pop, markov)
+    # ratings carry signal too: a user + item bias model beats the global mean on the rating test split
+    u, i, r = ds.rating_split("train")
+    tu, ti, tr = ds.rating_split("test")
+    mu = r.mean()
+    user_bias = np.bincount(u, r - mu, ds.num_users) / (np.bincount(u, minlength=ds.num_users) + 5)
+    item_bias = np.bincount(i, r - mu - user_bias[u], n) / (np.bincount(i, minlength=n) + 5)
+    rmse_mean = np.sqrt(np.mean((tr - mu) ** 2))
+    rmse_bias = np.sqrt(np.mean((tr - mu - user_bias[tu] - item_bias[ti]) ** 2))
+    assert rmse_bias < 0.9 * rmse_mean, (rmse_mean, rmse_bias)
+
+
+def test_load_prepared_errors_are_clear(tmp_path):
+    with pytest.raises(NotPreparedError, match="not a directory"):
+        load_prepared(tmp_path / "nope")
+    with pytest.raises(NotPreparedError, match="prepared.json missing"):
+        load_prepared(tmp_path)
+    out = make_synthetic(tmp_path / "s", num_users=30, num_items=30)
+    os.remove(os.path.join(out, "interactions.npz"))
+    with pytest.raises(NotPreparedError, match="interactions.npz missing"):
+        load_prepared(out)
+
+
+def test_cli_prepare_p5_and_stats(tmp_path, capsys):
+    src = write_p5(tmp_path / "raw")
+    out = tmp_path / "mini"
+    assert prepare_cli.main(["--format", "p5", "--src", src, "--out", str(out), "--indexing", "sequential", "--no-tfds"]) == 0
+    ds = load_prepared(out)
+    assert ds.name == "raw" and ds.indexing == "sequential" and ds.item_ids[:3] == ["1", "2", "3"]
+    capsys.readouterr()
+    assert stats_cli.main([str(out)]) == 0
+    text = capsys.readouterr().out
+    assert "users          3\n" in text and "items          7\n" in text and "interactions   12\n" in text
+    assert "density        57.1429%" in text  # 12 / (3 * 7)
+    assert stats_cli.main([str(out), "--json"]) == 0
+    figures = json.loads(capsys.readouterr().out)
+    assert figures["length"]["p50"] == 4 and figures["length"]["max"] == 5
+    assert stats_cli.main([str(tmp_path / "raw")]) == 1
+    assert "not a prepared dataset" in capsys.readouterr().err
+
+
+def test_cli_prepare_prints_policy_counts_and_is_atomic(tmp_path, capsys):
+    src = write_amazon(tmp_path / "raw")
+    out = tmp_path / "beauty"
+    assert prepare_cli.main(["--format", "amazon2014", "--src", src, "--out", str(out), "--no-tfds"]) == 0
+    printed = capsys.readouterr().out
+    assert "1 repeated (user, item) records, earliest kept" in printed
+    assert "3 records removed by the 5/5-core filter" in printed and "1 users removed by the 5/5-core filter" in printed
+    meta = json.load(open(out / "prepared.json"))
+    assert meta["dropped"]["records removed by the 5/5-core filter"] == 3 and meta["name"] == "beauty"
+    # an existing output is kept unless --overwrite
+    assert prepare_cli.main(["--format", "amazon2014", "--src", src, "--out", str(out), "--no-tfds"]) == 1
+    assert "already exists" in capsys.readouterr().err
+    # a failure midway leaves neither the output nor a temporary directory
+    with open(os.path.join(src, "meta_Beauty.json.gz"), "r+b") as f:
+        f.truncate(40)
+    assert prepare_cli.main(["--format", "amazon2014", "--src", src, "--out", str(tmp_path / "broken"), "--no-tfds"]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("recjax prepare: error: ") and "meta_Beauty.json.gz" in err and err.count("\n") == 1
+    assert sorted(os.listdir(tmp_path)) == ["beauty", "raw"]
+    # --overwrite replaces atomically
+    assert prepare_cli.main(["--format", "synthetic", "--num-users", "20", "--num-items", "30", "--out", str(out), "--overwrite", "--no-tfds"]) == 0
+    assert load_prepared(out).source_format == "synthetic" and sorted(os.listdir(tmp_path)) == ["beauty", "raw"]
+
+
+def test_tfds_copy_matches_and_loads_like_the_builder(tmp_path):
+    """`recjax prepare` writes the TFDS folder directly; it must hold what TFDS's own builder
+    writes (byte for byte) and load with plain tfds, no recjax needed."""
+    import tensorflow_datasets as tfds
+
+    from recjax.data.tfds_builder import build_with_tfds_builder, write_tfds
+
+    ds = _small(seed=4, num_users=40, num_items=40)
+    fast = write_tfds(ds, str(tmp_path / "fast"))
+    slow = build_with_tfds_builder(ds, str(tmp_path / "slow"))
+    for split in ("train", "validation", "test"):
+        name = f"recjax_dataset-{split}.tfrecord-00000-of-00001"
+        assert open(os.path.join(fast, name), "rb").read() == open(os.path.join(slow, name), "rb").read()
+        examples = list(tfds.as_numpy(tfds.builder_from_directory(fast).as_dataset(split=split)))
+        assert len(examples) == ds.num_users
+        cut = {"train": -2, "validation": -1, "test": None}[split]
+        for u, ex in enumerate(examples):
+            assert ex["user_index"] == u and ex["user_id"].decode() == ds.user_original_ids[u]
+            assert np.array_equal(ex["items"], ds.sequences[u][:cut]) and ex["items"].dtype == np.int32
+            assert np.array_equal(ex["ratings"], ds.ratings[u][:cut]) and np.array_equal(ex["rating_split"], ds.rating_splits[u][:cut])
+    catalog = json.load(open(os.path.join(fast, "metadata.json")))
+    assert catalog["item_ids"] == ds.item_ids and catalog["item_titles"] == ds.item_titles
+    # also through the CLI, and by registered name from the data dir (as seqio.TfdsDataSource does)
+    out = tmp_path / "cli"
+    assert prepare_cli.main(["--format", "synthetic", "--num-users", "30", "--num-items", "30", "--out", str(out), "--name", "tiny"]) == 0
+    builder = tfds.builder("recjax_dataset/tiny:1.0.0", data_dir=str(out / "tfds"))
+    assert builder.info.splits["test"].num_examples == 30
+    assert json.load(open(out / "prepared.json"))["tfds_dir"] == "tfds/recjax_dataset/tiny/1.0.0"
