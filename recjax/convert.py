@@ -146,7 +146,8 @@ def load_hf_checkpoint(directory: str) -> tuple[dict[str, Any], T5Config]:
     """An HF T5 / FLAN-T5 directory -> (nested float32 params with T5X names, T5Config)."""
     directory = os.fspath(directory)
     if not os.path.isdir(directory):
-        raise CheckpointError(f"{directory}: no such directory (expected an HF model directory)")
+        what = "not a directory" if os.path.exists(directory) else "no such directory"
+        raise CheckpointError(f"{directory}: {what} (expected an HF model directory: config.json and weights)")
     config = load_hf_config(directory)
     with contextlib.ExitStack() as stack:
         weights = _HFWeights(directory, stack)

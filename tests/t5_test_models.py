@@ -44,7 +44,7 @@ def random_hf_model(seed: int = 0):
 
 
 def save_hf(model, directory: str, layout: str) -> str:
-    """layout: 'safetensors' | 'sharded' (HF's index + shards) | 'bin' (legacy torch.save)."""
+    """layout: 'safetensors' | 'sharded' (HF's index + shards) | 'bin' | 'bin_sharded' (torch.save)."""
     import torch
 
     os.makedirs(directory, exist_ok=True)
@@ -57,6 +57,16 @@ def save_hf(model, directory: str, layout: str) -> str:
         model.config.save_pretrained(directory)
         state = {k: v.clone() for k, v in model.state_dict().items()}  # embed_tokens copies included
         torch.save(state, os.path.join(directory, "pytorch_model.bin"))
+    elif layout == "bin_sharded":  # transformers 4.x's sharded .bin: two torch.save files + index
+        model.config.save_pretrained(directory)
+        names = list(model.state_dict())
+        weight_map = {}
+        for i, part in enumerate((names[: len(names) // 2], names[len(names) // 2:])):
+            file = f"pytorch_model-{i + 1:05d}-of-00002.bin"
+            torch.save({k: model.state_dict()[k].clone() for k in part}, os.path.join(directory, file))
+            weight_map.update({k: file for k in part})
+        with open(os.path.join(directory, "pytorch_model.bin.index.json"), "w") as f:
+            json.dump({"metadata": {}, "weight_map": weight_map}, f)
     else:
         raise ValueError(layout)
     return directory

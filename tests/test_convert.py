@@ -24,7 +24,7 @@ def hf_model():
 def hf_dirs(hf_model, tmp_path_factory):
     root = tmp_path_factory.mktemp("hf")
     return {layout: fixtures.save_hf(hf_model, str(root / layout), layout)
-            for layout in ("safetensors", "sharded", "bin")}
+            for layout in ("safetensors", "sharded", "bin", "bin_sharded")}
 
 
 @pytest.fixture(scope="module")
@@ -41,6 +41,7 @@ def t5x_legacy(t5x_legacy_path):
 
 
 def _run(module, argv, capsys):
+    capsys.readouterr()  # drop what earlier steps printed (HF progress bars)
     rc = module.main([str(a) for a in argv])
     out, err = capsys.readouterr()
     return rc, out, err
@@ -123,7 +124,7 @@ def test_config_from_transformers5_save_pretrained(hf_dirs):
 # HF -> recjax.
 # ---------------------------------------------------------------------------------------------
 
-@pytest.mark.parametrize("layout", ["safetensors", "sharded", "bin"])
+@pytest.mark.parametrize("layout", ["safetensors", "sharded", "bin", "bin_sharded"])
 def test_convert_hf_layouts(layout, hf_model, hf_dirs, tmp_path, capsys):
     dst = tmp_path / "ckpt"
     rc, out, err = _run(convert, ["--from", "hf", "--src", hf_dirs[layout], "--dst", dst], capsys)
@@ -149,6 +150,16 @@ def test_convert_hf_layouts(layout, hf_model, hf_dirs, tmp_path, capsys):
     np.testing.assert_array_equal(params["decoder"]["logits_dense"]["kernel"], state["lm_head.weight"].T)
     np.testing.assert_array_equal(params["decoder"]["decoder_norm"]["scale"], state["decoder.final_layer_norm.weight"])
     assert all(v.dtype == np.float32 for v in checkpoints.flatten_params(params).values())
+
+
+def test_hf_half_precision_weights_become_float32(hf_model, tmp_path):
+    half = fixtures.random_hf_model(seed=0).to(torch.bfloat16)
+    src = fixtures.save_hf(half, str(tmp_path / "bf16"), "safetensors")
+    params, _ = convert.load_hf_checkpoint(src)
+    query = params["decoder"]["layers_1"]["self_attention"]["query"]["kernel"]
+    assert query.dtype == np.float32
+    want = half.state_dict()["decoder.block.1.layer.0.SelfAttention.q.weight"].float().numpy().T
+    np.testing.assert_array_equal(query, want)
 
 
 def test_hf_logits_equal_recjax_network_logits(hf_model, hf_dirs):
@@ -280,6 +291,8 @@ def test_hf_unexpected_tensor_and_bad_files(hf_dirs, tmp_path, capsys):
     os.remove(os.path.join(src, "config.json"))
     with pytest.raises(CheckpointError, match=r"config.json: missing"):
         convert.load_hf_checkpoint(src)
+    with pytest.raises(CheckpointError, match=r"config.json: not a directory \(expected an HF model directory"):
+        convert.load_hf_checkpoint(os.path.join(hf_dirs["safetensors"], "config.json"))
 
 
 def test_hf_sharded_with_missing_shard(hf_dirs, tmp_path):
