@@ -1,0 +1,180 @@
+"""Registers the SeqIO tasks and mixtures of one prepared dataset (`tasks.register_dataset`).
+
+Names, for a dataset registered as NAME:
+  tasks     NAME_retrieval, NAME_ranking, NAME_rating (only with ratings), NAME_mim, NAME_mlm, NAME_bpr
+  mixtures  NAME_rec      the recommendation tasks
+            NAME_rec_aux  the paper's: recommendation + MIM + MLM + BPR
+            NAME_rec_mim, NAME_rec_mlm, NAME_rec_bpr   ablations: recommendation + one auxiliary task
+Every task has the splits train, validation, test. Features: `inputs`, `targets` (int32 token
+ids with EOS, add_eos=True) and their `*_pretokenized` text, plus the metadata of
+`tasks.examples` (`task`, `template`, `user`, `target_id`, `history_ids`, `candidate_ids`).
+"""
+from __future__ import annotations
+
+import dataclasses
+import re
+
+import gin
+import numpy as np
+import seqio
+
+from tasks import metric_fns
+from tasks.examples import AUX_TASKS, REC_TASKS, TASK_KINDS, ExampleBuilder, TaskOptions
+from tasks.source import EpochDataSource
+from tasks.vocab import DEFAULT_EXTRA_IDS, load_vocabulary
+
+DEFAULT_SHUFFLE_BUFFER = 10_000
+MIXTURE_SUFFIXES = ("rec", "rec_aux") + tuple(f"rec_{aux}" for aux in AUX_TASKS)
+
+
+@dataclasses.dataclass
+class RegisteredDataset:
+    """What `register_dataset` registered: names, the builder (for inspection) and the vocabulary."""
+
+    name: str
+    tasks: dict[str, str]  # task kind -> task name
+    mixtures: dict[str, str]  # mixture suffix -> mixture name
+    builder: ExampleBuilder
+    vocabulary: seqio.SentencePieceVocabulary
+    data_dir: str
+
+    @property
+    def names(self) -> list[str]:
+        return list(self.tasks.values()) + list(self.mixtures.values())
+
+
+_REGISTERED: dict[str, tuple[tuple, RegisteredDataset]] = {}
+
+
+def _output_features(vocabulary) -> dict[str, seqio.Feature]:
+    return {"inputs": seqio.Feature(vocabulary=vocabulary, add_eos=True),
+            "targets": seqio.Feature(vocabulary=vocabulary, add_eos=True)}
+
+
+def _check_rates(rates: dict[str, float] | None) -> dict[str, float]:
+    out = {kind: 1.0 for kind in TASK_KINDS}
+    for kind, rate in (rates or {}).items():
+        if kind not in out:
+            raise ValueError(f"tasks.register_dataset.mixture_rates: unknown task kind {kind!r}; "
+                             f"expected some of {TASK_KINDS}")
+        if not isinstance(rate, (int, float)) or rate <= 0:
+            raise ValueError(f"tasks.register_dataset.mixture_rates[{kind!r}] must be a positive number, got {rate!r}")
+        out[kind] = float(rate)
+    return out
+
+
+def _remove(name: str) -> None:
+    seqio.TaskRegistry.remove(name)
+    seqio.MixtureRegistry.remove(name)
+
+
+@gin.configurable(module="tasks")
+def register_dataset(data_dir: str = gin.REQUIRED, name: str = gin.REQUIRED,
+                     vocab_path: str = gin.REQUIRED, *,
+                     max_history: int = 20,
+                     ranking_max_history: int = 8,
+                     num_negatives: int = 99,
+                     mim_mask_prob: float = 0.2,
+                     mlm_noise_density: float = 0.15,
+                     mlm_mean_noise_span_length: float = 3.0,
+                     mlm_max_tokens: int = 128,
+                     ranking_candidate_text: bool = False,
+                     template_index: int | None = None,
+                     mixture_rates: dict[str, float] | None = None,
+                     seed: int = 0,
+                     shuffle_buffer_size: int = DEFAULT_SHUFFLE_BUFFER,
+                     extra_ids: int = DEFAULT_EXTRA_IDS) -> RegisteredDataset:
+    """Registers NAME_<task> tasks and NAME_rec* mixtures of the prepared dataset at `data_dir`.
+
+    Options are those of `tasks.examples.TaskOptions` (history lengths, negatives, MIM mask
+    probability, MLM noise). `vocab_path`: a local SentencePiece model (FLAN-T5's spiece.model, or one from
+    `tasks.dataset_vocabulary`). `mixture_rates`: {task kind: rate} (default 1.0 each), used by
+    every mixture that contains the task. `seed`: the default seed of masks, negatives, templates
+    and example order when get_dataset gets none. Calling again with the same arguments is a
+    no-op; with other arguments it replaces the registration of NAME.
+    """
+    from recjax.data import load_prepared  # late: keeps `import tasks` light on data code
+
+    if not isinstance(name, str) or not re.fullmatch(r"[a-z][a-z0-9_]*", name):
+        raise ValueError(f"tasks.register_dataset.name must be lower_snake_case, got {name!r}")
+    key = (str(data_dir), str(vocab_path), max_history, ranking_max_history, num_negatives, mim_mask_prob,
+           mlm_noise_density, mlm_mean_noise_span_length, mlm_max_tokens, ranking_candidate_text, template_index,
+           tuple(sorted((mixture_rates or {}).items())), seed, shuffle_buffer_size, extra_ids)
+    if name in _REGISTERED and _REGISTERED[name][0] == key:
+        return _REGISTERED[name][1]
+
+    options = TaskOptions(max_history=max_history, ranking_max_history=ranking_max_history,
+                          num_negatives=num_negatives, mim_mask_prob=mim_mask_prob,
+                          mlm_noise_density=mlm_noise_density,
+                          mlm_mean_noise_span_length=mlm_mean_noise_span_length,
+                          mlm_max_tokens=mlm_max_tokens,
+                          ranking_candidate_text=ranking_candidate_text, template_index=template_index)
+    rates = _check_rates(mixture_rates)
+    vocabulary = load_vocabulary(vocab_path, extra_ids=extra_ids)
+    dataset = load_prepared(data_dir)
+    sentinel_ids = vocabulary.vocab_size - 1 - np.arange(extra_ids, dtype=np.int32)  # <extra_id_k>
+    builder = ExampleBuilder(dataset, options, tokenizer=vocabulary.tokenizer, sentinel_ids=sentinel_ids)
+    features = _output_features(vocabulary)
+    valid_ids = dataset.item_ids
+
+    task_names: dict[str, str] = {}
+    for kind in builder.tasks():
+        task_name = f"{name}_{kind}"
+        _remove(task_name)
+        if kind == "mlm":  # already token ids (span corruption needs tokens)
+            preprocessors = [seqio.preprocessors.append_eos_after_trim]
+        else:
+            preprocessors = [seqio.preprocessors.tokenize, seqio.preprocessors.append_eos_after_trim]
+        if kind == "retrieval":
+            postprocess, fns = metric_fns.recommendation_postprocess, [metric_fns.retrieval_metric_fn(valid_ids)]
+        elif kind == "ranking":
+            postprocess, fns = metric_fns.recommendation_postprocess, [metric_fns.ranking_metric_fn]
+        elif kind == "rating":
+            postprocess, fns = metric_fns.rating_postprocess, [metric_fns.rating_metric_fn]
+        else:  # auxiliary tasks train the model; their metrics are the recommendation tasks'
+            postprocess, fns = None, []
+        seqio.TaskRegistry.add(
+            task_name, source=EpochDataSource(builder, kind, seed), output_features=features,
+            preprocessors=preprocessors, postprocess_fn=postprocess, metric_fns=fns,
+            shuffle_buffer_size=shuffle_buffer_size)
+        task_names[kind] = task_name
+
+    rec = [k for k in REC_TASKS if k in task_names]
+    members = {"rec": rec, "rec_aux": rec + list(AUX_TASKS)}
+    members.update({f"rec_{aux}": rec + [aux] for aux in AUX_TASKS})
+    mixture_names: dict[str, str] = {}
+    for suffix, kinds in members.items():
+        mixture_name = f"{name}_{suffix}"
+        _remove(mixture_name)
+        seqio.MixtureRegistry.add(mixture_name, [(task_names[k], rates[k]) for k in kinds])
+        mixture_names[suffix] = mixture_name
+
+    registered = RegisteredDataset(name, task_names, mixture_names, builder, vocabulary, str(data_dir))
+    _REGISTERED[name] = (key, registered)
+    return registered
+
+
+def registered(name: str) -> RegisteredDataset:
+    """The registration of dataset NAME (after `register_dataset`)."""
+    if name not in _REGISTERED:
+        raise ValueError(f"no dataset {name!r} registered (call tasks.register_dataset first); "
+                         f"registered: {sorted(_REGISTERED) or 'none'}")
+    return _REGISTERED[name][1]
+
+
+def get_mixture_or_task(name: str):
+    """seqio Task or Mixture NAME of a registered dataset, with a one-line error for an unknown one."""
+    for _, entry in _REGISTERED.values():
+        if name in entry.names:
+            return seqio.get_mixture_or_task(name)
+    known = sorted(n for _, e in _REGISTERED.values() for n in e.names)
+    raise ValueError(f"unknown task or mixture {name!r}; registered: {', '.join(known) or 'none (call tasks.register_dataset)'}")
+
+
+def task_kind(task_name: str) -> str:
+    """NAME_<kind> -> kind, for a task registered here."""
+    for _, entry in _REGISTERED.values():
+        for kind, registered_name in entry.tasks.items():
+            if registered_name == task_name:
+                return kind
+    raise ValueError(f"{task_name!r} is not a task registered by tasks.register_dataset")

@@ -1,0 +1,113 @@
+"""SentencePiece vocabularies: load one from a local path, or train a small one on a dataset's text.
+
+Real runs point `VOCAB_PATH` at FLAN-T5's own `spiece.model` (here
+`../shared/data/t5_tokenizer/spiece_rebuilt.model`). The embedded default (quickstart, CI) needs no
+file from outside the repo, so `dataset_vocabulary` trains a small SentencePiece model on the
+prepared dataset's own item text and the task templates, sized to that corpus.
+
+Both kinds obey T5's id conventions (pad=0, eos=1, unk=2, no bos) and get `extra_ids=100`
+sentinels (`<extra_id_0>` = the highest id) on top, as `seqio.SentencePieceVocabulary` adds them.
+"""
+from __future__ import annotations
+
+import hashlib
+import os
+import tempfile
+from collections.abc import Iterable
+
+import gin
+import sentencepiece as spm
+
+DEFAULT_EXTRA_IDS = 100  # T5's sentinels for span corruption (MLM)
+T5_SPECIAL_IDS = {"pad": 0, "eos": 1, "unk": 2}
+
+
+def load_vocabulary(path: str, extra_ids: int = DEFAULT_EXTRA_IDS):
+    """`seqio.SentencePieceVocabulary` of a local SentencePiece model, checked eagerly.
+
+    Raises FileNotFoundError / ValueError with a one-line message naming `path` when the file is
+    missing, is not a SentencePiece model, or does not use T5's pad=0, eos=1, unk=2.
+    """
+    import seqio  # late: importing seqio pulls in TensorFlow
+
+    path = os.fspath(path)
+    if path.startswith("gs://") or "://" in path:
+        raise ValueError(f"{path}: vocabulary must be a local file (recjax never reads remote paths)")
+    if not os.path.isfile(path):
+        raise FileNotFoundError(
+            f"{path}: SentencePiece vocabulary not found (set the VOCAB_PATH Gin macro to a local "
+            f"spiece.model, e.g. ../shared/data/t5_tokenizer/spiece_rebuilt.model)")
+    processor = spm.SentencePieceProcessor()
+    try:
+        processor.Load(path)
+    except (OSError, RuntimeError) as e:
+        raise ValueError(f"{path}: not a SentencePiece model ({str(e).splitlines()[0]})") from None
+    got = {"pad": processor.pad_id(), "eos": processor.eos_id(), "unk": processor.unk_id()}
+    if got != T5_SPECIAL_IDS:
+        raise ValueError(f"{path}: special ids {got}, expected T5's {T5_SPECIAL_IDS}")
+    return seqio.SentencePieceVocabulary(path, extra_ids=extra_ids)
+
+
+def train_sentencepiece(texts: Iterable[str], out_path: str, vocab_size: int) -> str:
+    """Trains a unigram SentencePiece model on `texts` and writes it atomically to `out_path`.
+
+    pad=0, eos=1, unk=2, no bos (T5's layout), NFKC normalization, byte fallback (no `<unk>` on
+    unseen characters). `vocab_size` is an upper bound: a corpus too small for it gets the
+    largest vocabulary it supports instead of SentencePiece's "Vocabulary size too high".
+    Deterministic: the same texts and size give a byte-identical file (single-threaded, no input
+    sampling or shuffling). Returns `out_path`.
+    """
+    texts = [t for t in texts if t and t.strip()]
+    if not texts:
+        raise ValueError(f"{out_path}: cannot train a SentencePiece model on an empty corpus")
+    if vocab_size < 300:
+        raise ValueError(f"vocab_size must be >= 300 (256 byte pieces + specials + text), got {vocab_size}")
+    out_dir = os.path.dirname(os.path.abspath(out_path))
+    os.makedirs(out_dir, exist_ok=True)
+    with tempfile.TemporaryDirectory(dir=out_dir, prefix=".spm_tmp_") as tmp:
+        prefix = os.path.join(tmp, "spm")
+        spm.SentencePieceTrainer.Train(
+            sentence_iterator=iter(texts),
+            model_prefix=prefix,
+            model_type="unigram",
+            vocab_size=vocab_size,
+            hard_vocab_limit=False,  # size to the corpus instead of failing
+            pad_id=0, eos_id=1, unk_id=2, bos_id=-1,
+            character_coverage=1.0,
+            byte_fallback=True,
+            normalization_rule_name="nmt_nfkc",
+            num_threads=1,  # determinism
+            shuffle_input_sentence=False,
+            input_sentence_size=0,
+            minloglevel=2,
+        )
+        os.replace(prefix + ".model", out_path)
+    return out_path
+
+
+def vocabulary_corpus(dataset) -> list[str]:
+    """The text a dataset's own vocabulary is trained on: every item as the tasks render it, and
+    every template phrasing (so instruction words get whole pieces)."""
+    from tasks import templates  # late: avoids a cycle at import
+
+    corpus = [templates.item_text(item_id, title) for item_id, title in
+              zip(dataset.item_ids, dataset.item_titles)]
+    corpus += templates.all_template_text() * 20  # weight instructions like frequent text
+    return corpus
+
+
+@gin.configurable(module="tasks")
+def dataset_vocabulary(data_dir: str = gin.REQUIRED, vocab_size: int = 2000,
+                       out_dir: str | None = None) -> str:
+    """Path of a SentencePiece model trained on the prepared dataset at `data_dir`, trained on
+    first use and reused after (`<out_dir or data_dir>/spiece_<vocab_size>_<hash>.model`, the hash
+    over the corpus so a changed dataset or template set gets a new file)."""
+    from recjax.data import load_prepared
+
+    dataset = load_prepared(data_dir)
+    corpus = vocabulary_corpus(dataset)
+    digest = hashlib.sha256("\n".join(corpus).encode("utf-8")).hexdigest()[:12]
+    path = os.path.join(out_dir or data_dir, f"spiece_{vocab_size}_{digest}.model")
+    if not os.path.isfile(path):
+        train_sentencepiece(corpus, path, vocab_size)
+    return path
