@@ -130,22 +130,35 @@ class EncoderDecoderModel:
             batch["decoder_target_tokens"], batch.get("encoder_segment_ids"), batch.get("decoder_segment_ids"),
             enable_dropout=dropout_rng is not None, rngs=rngs)
 
-    def loss_fn(self, params, batch: Batch, dropout_rng: Optional[Array] = None) -> tuple[Array, dict]:
-        """Scalar loss and metrics (loss and z-loss divided by the normalizing factor)."""
+    def loss_sums(self, params, batch: Batch, dropout_rng: Optional[Array] = None) -> tuple[Array, dict]:
+        """Weighted sums over the batch: `batch["decoder_loss_weights"]` is used as given.
+
+        Splitting a batch into microbatches and adding their sums gives the whole batch's sums,
+        which is what exact gradient accumulation needs.
+        """
         cfg = self.loss_config
         logits = self.logits(params, batch, dropout_rng=dropout_rng)
-        weights, divisor = normalized_weights(batch, cfg.loss_normalizing_factor)
+        targets = batch["decoder_target_tokens"]
         loss_sum, z_loss_sum, _ = weighted_cross_entropy(
-            logits, batch["decoder_target_tokens"], weights, label_smoothing=cfg.label_smoothing, z_loss=cfg.z_loss)
-        if divisor is None:
-            divisor = 1.0
-        real = batch["decoder_target_tokens"] > 0
-        correct = (jnp.argmax(logits, -1) == batch["decoder_target_tokens"]) & real
+            logits, targets, batch["decoder_loss_weights"], label_smoothing=cfg.label_smoothing, z_loss=cfg.z_loss)
+        real = targets > 0
+        sums = {
+            "z_loss": z_loss_sum,
+            "correct_tokens": jnp.sum((jnp.argmax(logits, -1) == targets) & real),
+            "target_tokens": jnp.sum(real),
+        }
+        return loss_sum, sums
+
+    def loss_fn(self, params, batch: Batch, dropout_rng: Optional[Array] = None) -> tuple[Array, dict]:
+        """Scalar loss and metrics (loss and z-loss divided by the normalizing factor)."""
+        weights, divisor = normalized_weights(batch, self.loss_config.loss_normalizing_factor)
+        loss_sum, sums = self.loss_sums(params, dict(batch, decoder_loss_weights=weights), dropout_rng)
+        divisor = 1.0 if divisor is None else divisor
         metrics = {
             "loss": loss_sum / divisor,
-            "z_loss": z_loss_sum / divisor,
-            "accuracy": jnp.sum(correct) / jnp.maximum(jnp.sum(real), 1),
-            "target_tokens": jnp.sum(real),
+            "z_loss": sums["z_loss"] / divisor,
+            "accuracy": sums["correct_tokens"] / jnp.maximum(sums["target_tokens"], 1),
+            "target_tokens": sums["target_tokens"],
         }
         return loss_sum / divisor, metrics
 

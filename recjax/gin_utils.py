@@ -1,0 +1,87 @@
+"""T5X-style Gin flags: `--gin_file=F` (repeatable), `--gin.KEY=VALUE` (repeatable), `--gin_search_path`.
+
+Gin files are looked up as given, then under each search path, then under the repository's
+`gin/` directory, so `--gin_file=gin/models/t5_1_1_small.gin` and `--gin_file=models/t5_1_1_small.gin`
+both work from the repo root.
+"""
+from __future__ import annotations
+
+import logging
+import os
+import pathlib
+import sys
+from typing import Sequence
+
+import gin
+
+REPO_GIN_DIR = pathlib.Path(__file__).resolve().parents[1] / "gin"
+
+
+class GinFlagError(ValueError):
+    pass
+
+
+def split_gin_flags(argv: Sequence[str]) -> tuple[list[str], list[str], list[str], list[str]]:
+    """argv -> (gin files, bindings, search paths, remaining args)."""
+    files, bindings, search, rest = [], [], [], []
+    args = list(argv)
+    i = 0
+    while i < len(args):
+        arg = args[i]
+        name, eq, value = arg.partition("=")
+        takes_value = name in ("--gin_file", "--gin_search_path") or (name.startswith("--gin.") and len(name) > 6)
+        if takes_value and not eq:
+            if i + 1 >= len(args):
+                raise GinFlagError(f"{name} needs a value")
+            value, i = args[i + 1], i + 1
+        if name == "--gin_file":
+            files.append(value)
+        elif name == "--gin_search_path":
+            search.append(value)
+        elif name.startswith("--gin.") and len(name) > 6:
+            bindings.append(f"{name[len('--gin.'):]} = {value}")
+        elif name == "--gin_bindings":  # T5X's spelling: a whole binding per flag
+            bindings.append(value if eq else args[i])
+        else:
+            rest.append(arg)
+        i += 1
+    return files, bindings, search, rest
+
+
+def resolve_gin_file(path: str, search_paths: Sequence[str] = ()) -> str:
+    candidates = [path] + [os.path.join(p, path) for p in search_paths] + [str(REPO_GIN_DIR / path)]
+    if path.startswith("gin/"):
+        candidates.append(str(REPO_GIN_DIR / path[len("gin/"):]))
+    for c in candidates:
+        if os.path.isfile(c):
+            return c
+    raise GinFlagError(f"gin file {path!r} not found (looked in: {', '.join(candidates)})")
+
+
+class _QuietIncludeMisses(logging.Filter):
+    """Gin logs 'Path not found' at ERROR for each search-path miss before it finds an include."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not str(record.getMessage()).startswith("Path not found:")
+
+
+def parse_gin(files: Sequence[str], bindings: Sequence[str], search_paths: Sequence[str] = ()) -> None:
+    """Parses files then bindings; an unknown configurable or parameter is one clear error."""
+    logging.getLogger().addFilter(_QuietIncludeMisses())
+    for p in list(search_paths) + [str(REPO_GIN_DIR), os.getcwd()]:
+        gin.add_config_file_search_path(p)
+    resolved = [resolve_gin_file(f, search_paths) for f in files]
+    try:
+        gin.parse_config_files_and_bindings(resolved, bindings, finalize_config=False)
+    except (ValueError, KeyError, SyntaxError, ImportError) as e:
+        message = str(e).strip().splitlines()
+        raise GinFlagError(f"gin: {' '.join(line.strip() for line in message)}") from None
+
+
+def run_with_gin_errors(fn, argv) -> int:
+    """Calls fn(argv) and turns configuration errors into a one-line message + exit code 2."""
+    try:
+        return int(fn(argv) or 0)
+    except GinFlagError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2

@@ -1,0 +1,132 @@
+"""The `(data, model)` device mesh and the logical-axis rules of each sharding strategy.
+
+Params and activations carry logical axis names (`embed`, `mlp`, `heads`, `joined_kv`, `kv`,
+`vocab`, `batch`, `length`, `relpos_buckets`); one rules table per strategy maps them onto the
+mesh axes. Rules are tried in order and a mesh axis is used at most once per tensor, so in FSDP
+an activation's `batch` takes `data` first and its `embed` stays whole, while a param's `embed`
+(no `batch` axis) is sharded over `data`.
+"""
+from __future__ import annotations
+
+from typing import Any, Optional, Sequence
+
+import flax.linen as nn
+import gin
+import jax
+import numpy as np
+import optax
+from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
+
+Rules = tuple[tuple[str, Optional[str]], ...]
+
+# Data parallel: params and optimizer state replicated, the batch split over `data`.
+DATA_PARALLEL_RULES: Rules = (
+    ("batch", "data"),
+)
+
+# FSDP (ZeRO-3 style): also shard every param (and so its optimizer state) over `data`.
+FSDP_RULES: Rules = (
+    ("batch", "data"),
+    ("embed", "data"),
+    ("vocab", "model"),
+    ("mlp", "model"),
+    ("heads", "model"),
+    ("joined_kv", "model"),
+)
+
+# Tensor parallel (Megatron style, T5X's standard rules): heads and mlp over `model`.
+TENSOR_PARALLEL_RULES: Rules = (
+    ("batch", "data"),
+    ("vocab", "model"),
+    ("mlp", "model"),
+    ("heads", "model"),
+    ("joined_kv", "model"),
+)
+
+STRATEGIES: dict[str, Rules] = {
+    "data_parallel": DATA_PARALLEL_RULES,
+    "fsdp": FSDP_RULES,
+    "tensor_parallel": TENSOR_PARALLEL_RULES,
+}
+
+
+def rules_for(strategy: str) -> Rules:
+    if strategy not in STRATEGIES:
+        raise ValueError(f"unknown sharding strategy {strategy!r}; expected one of {sorted(STRATEGIES)}")
+    return STRATEGIES[strategy]
+
+
+def parse_mesh_flag(flag: str) -> tuple[int, int]:
+    """'data=4,model=2' -> (4, 2); a size may be -1 (all remaining devices)."""
+    sizes = {}
+    for part in flag.split(","):
+        key, sep, value = part.partition("=")
+        if not sep or key.strip() not in ("data", "model"):
+            raise ValueError(f"--mesh {flag!r}: expected 'data=D,model=M' (one of them may be -1)")
+        try:
+            sizes[key.strip()] = int(value)
+        except ValueError:
+            raise ValueError(f"--mesh {flag!r}: {key}={value!r} is not an integer") from None
+    return sizes.get("data", -1), sizes.get("model", 1)
+
+
+@gin.configurable
+def make_mesh(data: int = -1, model: int = 1, devices: Optional[Sequence[jax.Device]] = None) -> Mesh:
+    """A 2-D mesh with axes ('data', 'model'); one size may be -1."""
+    devices = list(jax.devices() if devices is None else devices)
+    n = len(devices)
+    if data == -1 and model == -1:
+        raise ValueError("mesh: at most one of data/model may be -1")
+    if data == -1:
+        if model <= 0 or n % model:
+            raise ValueError(f"mesh: model={model} does not divide the {n} devices")
+        data = n // model
+    elif model == -1:
+        if data <= 0 or n % data:
+            raise ValueError(f"mesh: data={data} does not divide the {n} devices")
+        model = n // data
+    if data * model != n:
+        raise ValueError(f"mesh: data={data} x model={model} = {data * model} but there are {n} devices")
+    return Mesh(np.asarray(devices).reshape(data, model), ("data", "model"))
+
+
+def logical_shardings(boxed_tree: Any, mesh: Mesh, rules: Rules) -> Any:
+    """NamedShardings for a tree of `nn.LogicallyPartitioned` leaves (e.g. abstract init output)."""
+    specs = nn.get_partition_spec(boxed_tree)
+    return nn.logical_to_mesh_sharding(specs, mesh, list(rules))
+
+
+def optimizer_state_shardings(optimizer: optax.GradientTransformation, abstract_state: Any,
+                              param_shardings: Any, abstract_params: Any, mesh: Mesh) -> Any:
+    """Shardings of the optimizer state, following the param each state leaf belongs to.
+
+    A leaf shaped like its param takes the param's spec; Adafactor's factored second moments
+    (`v_row` = shape[:-1], `v_col` = shape[:-2] + shape[-1:]) take the matching part of it;
+    anything else (counters, placeholder scalars) is replicated.
+    """
+    replicated = NamedSharding(mesh, P())
+
+    def for_leaf(leaf, sharding: NamedSharding, param) -> NamedSharding:
+        shape, pshape = tuple(leaf.shape), tuple(param.shape)
+        spec = tuple(sharding.spec) + (None,) * (len(pshape) - len(sharding.spec))
+        if shape == pshape:
+            return sharding
+        if len(pshape) >= 2 and shape == pshape[:-1]:
+            return NamedSharding(mesh, P(*spec[:-1]))
+        if len(pshape) >= 2 and shape == pshape[:-2] + pshape[-1:]:
+            return NamedSharding(mesh, P(*(spec[:-2] + spec[-1:])))
+        return replicated
+
+    return optax.tree_map_params(optimizer, for_leaf, abstract_state, param_shardings, abstract_params,
+                                 transform_non_params=lambda _: replicated)
+
+
+def batch_sharding(mesh: Mesh) -> NamedSharding:
+    """Examples split over `data`, replicated over `model`."""
+    return NamedSharding(mesh, P("data"))
+
+
+def check_batch_divisible(batch_size: int, mesh: Mesh, what: str = "batch size") -> None:
+    data = mesh.shape["data"]
+    if batch_size % data:
+        raise ValueError(f"{what} {batch_size} is not divisible by the mesh's data axis ({data})")

@@ -1,0 +1,51 @@
+"""`recjax train --gin_file=F [--gin_file=G] --gin.KEY=VALUE ...`: fine-tune from Gin files.
+
+The run's Gin files set macros T5X users know: MODEL_DIR, MIXTURE_OR_TASK_NAME,
+TASK_FEATURE_LENGTHS, TRAIN_STEPS, BATCH_SIZE, INITIAL_CHECKPOINT_PATH, USE_CACHED_TASKS,
+DROPOUT_RATE (see gin/runs/finetune.gin). Multi-host flags: --coordinator_address,
+--num_processes, --process_id (TPU VMs need none).
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+
+from recjax import gin_utils
+
+
+def main(argv: list[str]) -> int:
+    files, bindings, search, rest = gin_utils.split_gin_flags(argv)
+    parser = argparse.ArgumentParser(prog="recjax train", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--coordinator_address", default=None)
+    parser.add_argument("--num_processes", type=int, default=None)
+    parser.add_argument("--process_id", type=int, default=None)
+    parser.add_argument("--multihost", action="store_true", help="call jax.distributed.initialize()")
+    args = parser.parse_args(rest)
+    if not files:
+        parser.error("at least one --gin_file is required")
+
+    from recjax import multihost
+    multihost.initialize(args.coordinator_address, args.num_processes, args.process_id, force=args.multihost)
+
+    import gin
+    import recjax.train_lib as train_lib  # registers the configurables the gin files bind
+
+    def run(_):
+        gin_utils.parse_gin(files, bindings, search)
+        try:
+            gin.finalize()
+        except (ValueError, KeyError) as e:
+            raise gin_utils.GinFlagError(str(e).splitlines()[0]) from None
+        train_lib.train()
+        return 0
+
+    try:
+        return gin_utils.run_with_gin_errors(run, argv)
+    except (ValueError, FileNotFoundError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

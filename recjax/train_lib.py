@@ -1,0 +1,229 @@
+"""`train`: the Gin-configured training loop (T5X's `train.py` in recjax's terms).
+
+Each run writes to MODEL_DIR:
+    config.gin            the operative Gin config (what was actually used)
+    checkpoints/          orbax CheckpointManager: params, optimizer state, input position
+    metrics.jsonl         one JSON object per logged step / validation
+    train/, validation/   TensorBoard event files
+A run restarted with the same MODEL_DIR resumes from its newest checkpoint; killed at any moment
+it ends with the parameters an uninterrupted run would have.
+"""
+from __future__ import annotations
+
+import json
+import math
+import os
+import time
+from typing import Any, Callable, Mapping, Optional, Sequence
+
+import gin
+import jax
+import numpy as np
+import optax
+import orbax.checkpoint as ocp
+from tqdm import tqdm
+
+from recjax import checkpoints, partitioning
+from recjax.config import T5Config
+from recjax.input_pipeline import BatchIterator, DatasetConfig
+from recjax.model import EncoderDecoderModel, LossConfig
+from recjax.trainer import Trainer, TrainState
+
+CHECKPOINT_SUBDIR = "checkpoints"
+
+
+class NonFiniteLossError(FloatingPointError):
+    pass
+
+
+def _write_text_atomic(path: str, text: str) -> None:
+    tmp = path + ".tmp"
+    with open(tmp, "w", encoding="utf-8") as f:
+        f.write(text)
+    os.replace(tmp, path)
+
+
+class MetricsWriter:
+    """JSONL log + TensorBoard scalars (process 0 only)."""
+
+    def __init__(self, model_dir: str):
+        self.enabled = jax.process_index() == 0
+        self.jsonl_path = os.path.join(model_dir, "metrics.jsonl")
+        self._writers: dict[str, Any] = {}
+        self.model_dir = model_dir
+
+    def write(self, step: int, split: str, metrics: Mapping[str, float]) -> None:
+        if not self.enabled:
+            return
+        record = {"step": int(step), "split": split, **{k: float(v) for k, v in metrics.items()}}
+        with open(self.jsonl_path, "a", encoding="utf-8") as f:
+            f.write(json.dumps(record) + "\n")
+        if split not in self._writers:
+            from tensorboardX import SummaryWriter
+            self._writers[split] = SummaryWriter(os.path.join(self.model_dir, split))
+        for k, v in metrics.items():
+            self._writers[split].add_scalar(k, float(v), int(step))
+        self._writers[split].flush()
+
+    def close(self) -> None:
+        for w in self._writers.values():
+            w.close()
+
+
+def _restore_train_state(manager: ocp.CheckpointManager, step: int, trainer: Trainer) -> tuple[TrainState, dict]:
+    def restore_args(abstract, shardings):
+        return jax.tree.map(lambda a, s: ocp.ArrayRestoreArgs(sharding=s, global_shape=a.shape, dtype=a.dtype),
+                            abstract, shardings)
+
+    state = trainer.abstract_state
+    restored = manager.restore(step, args=ocp.args.Composite(**{
+        checkpoints.PARAMS_ITEM: ocp.args.PyTreeRestore(
+            item=state.params, restore_args=restore_args(state.params, trainer.state_shardings.params)),
+        checkpoints.OPT_STATE_ITEM: ocp.args.PyTreeRestore(
+            item=state.opt_state, restore_args=restore_args(state.opt_state, trainer.state_shardings.opt_state)),
+        checkpoints.DATA_STATE_ITEM: ocp.args.JsonRestore(),
+    }))
+    data_state = dict(restored[checkpoints.DATA_STATE_ITEM])
+    return trainer.state_from_arrays(step, restored[checkpoints.PARAMS_ITEM],
+                                     restored[checkpoints.OPT_STATE_ITEM]), data_state
+
+
+def _evaluate_loss(trainer: Trainer, params, cfg: DatasetConfig, num_batches: int) -> dict[str, float]:
+    totals: dict[str, float] = {}
+    for i, batch in enumerate(BatchIterator(cfg)):
+        if i >= num_batches:
+            break
+        sums = jax.device_get(trainer.eval_step(params, trainer.shard_batch(batch)))
+        for k, v in sums.items():
+            totals[k] = totals.get(k, 0.0) + float(v)
+    tokens = max(totals.get("target_tokens", 0.0), 1.0)
+    return {"loss": totals.get("loss_sum", 0.0) / tokens, "accuracy": totals.get("correct_tokens", 0.0) / tokens}
+
+
+@gin.configurable(denylist=["extra_callbacks"])
+def train(model_dir: str = gin.REQUIRED,
+          mixture_or_task_name: str = gin.REQUIRED,
+          task_feature_lengths: Mapping[str, int] = gin.REQUIRED,
+          train_steps: int = gin.REQUIRED,
+          batch_size: int = 32,
+          model_config: T5Config = gin.REQUIRED,
+          loss_config: LossConfig = LossConfig(),
+          optimizer: Optional[optax.GradientTransformation] = None,
+          task_setup: Any = None,
+          mesh_shape: Sequence[int] = (-1, 1),
+          sharding_strategy: str = "data_parallel",
+          num_microbatches: int = 1,
+          initial_checkpoint_path: Optional[str] = None,
+          use_cached_tasks: bool = False,
+          pack: bool = False,
+          seed: int = 0,
+          checkpoint_period: int = 1000,
+          keep_checkpoints: Optional[int] = 3,
+          async_checkpointing: bool = True,
+          log_period: int = 10,
+          eval_period: Optional[int] = None,
+          eval_split: str = "validation",
+          eval_batches: int = 8,
+          evaluator: Optional[Callable[..., Mapping[str, float]]] = None,
+          progress: bool = True,
+          extra_callbacks: Sequence[Callable[[int, TrainState, dict], None]] = ()) -> TrainState:
+    """Trains `model_config` on a SeqIO task or mixture; returns the final state.
+
+    `task_setup` is whatever registers the tasks (a Gin reference such as
+    `@tasks.register_dataset()`, evaluated when `train` is called). `evaluator`, when given, is
+    called as `evaluator(params=..., step=...)` every `eval_period` steps and at the end and its
+    metrics are logged under `validation`. `use_cached_tasks` exists for T5X compatibility:
+    recjax's tasks are built on the fly and cannot be cached.
+    """
+    del task_setup, use_cached_tasks  # task_setup acted when Gin evaluated it
+    if train_steps <= 0:
+        raise ValueError(f"train_steps must be positive, got {train_steps}")
+    mesh = partitioning.make_mesh(*mesh_shape)
+    partitioning.check_batch_divisible(batch_size, mesh)
+    rules = partitioning.rules_for(sharding_strategy)
+    model = EncoderDecoderModel(model_config, loss_config)
+    optimizer = optimizer if optimizer is not None else _default_optimizer()
+    trainer = Trainer(model, optimizer, mesh, rules, num_microbatches=num_microbatches, seed=seed)
+    train_cfg = DatasetConfig(mixture_or_task_name, dict(task_feature_lengths), "train", batch_size,
+                              shuffle=True, seed=seed, pack=pack)
+
+    os.makedirs(model_dir, exist_ok=True)
+    ckpt_dir = os.path.join(model_dir, CHECKPOINT_SUBDIR)
+    checkpoints.write_config(ckpt_dir, model_config)  # also refuses a model dir of another shape
+    manager = ocp.CheckpointManager(
+        os.path.abspath(ckpt_dir),
+        item_handlers={checkpoints.PARAMS_ITEM: ocp.PyTreeCheckpointHandler(),
+                       checkpoints.OPT_STATE_ITEM: ocp.PyTreeCheckpointHandler(),
+                       checkpoints.DATA_STATE_ITEM: ocp.JsonCheckpointHandler()},
+        options=ocp.CheckpointManagerOptions(max_to_keep=keep_checkpoints,
+                                             enable_async_checkpointing=async_checkpointing))
+    writer = MetricsWriter(model_dir)
+    try:
+        latest = manager.latest_step()
+        if latest is not None:
+            state, data_state = _restore_train_state(manager, latest, trainer)
+            batches_consumed = int(data_state["batches_consumed"])
+            start = latest
+        else:
+            params = None
+            if initial_checkpoint_path:
+                params, init_config = checkpoints.restore_params(initial_checkpoint_path,
+                                                                 shardings=trainer.param_shardings)
+                if init_config.replace(dropout_rate=0.0, dtype="float32") != model_config.replace(
+                        dropout_rate=0.0, dtype="float32"):
+                    raise ValueError(f"{initial_checkpoint_path}: its model config {init_config} differs from the "
+                                     f"run's {model_config} (beyond dropout/dtype)")
+            state = trainer.init_state(params)
+            batches_consumed, start = 0, 0
+        if jax.process_index() == 0:
+            _write_text_atomic(os.path.join(model_dir, "config.gin"), gin.operative_config_str())
+
+        if start >= train_steps:
+            return state
+        batches = BatchIterator(train_cfg, batches_consumed=batches_consumed)
+        bar = tqdm(total=train_steps, initial=start, disable=not progress or jax.process_index() != 0,
+                   desc="train", unit="step", dynamic_ncols=True)
+        window_start, window_tokens, window_steps = time.time(), 0, 0
+        last_saved = start
+        for step in range(start + 1, train_steps + 1):
+            batch = next(batches)
+            state, metrics = trainer.train_step(state, trainer.shard_batch(batch))
+            loss = float(metrics["loss"])
+            if not math.isfinite(loss):
+                raise NonFiniteLossError(
+                    f"step {step}: loss is {loss}; stopped. The last good checkpoint is step {last_saved} in "
+                    f"{ckpt_dir} (lower the learning rate, or check the data around batch {batches_consumed}).")
+            window_tokens += int(metrics["target_tokens"])
+            window_steps += 1
+            bar.update(1)
+            if step % log_period == 0 or step == train_steps:
+                elapsed = max(time.time() - window_start, 1e-9)
+                scalars = {k: float(v) for k, v in jax.device_get(metrics).items()}
+                scalars.update(steps_per_sec=window_steps / elapsed, target_tokens_per_sec=window_tokens / elapsed)
+                writer.write(step, "train", scalars)
+                bar.set_postfix(loss=f"{loss:.4f}", steps_s=f"{scalars['steps_per_sec']:.2f}",
+                                tok_s=f"{scalars['target_tokens_per_sec']:.0f}")
+                window_start, window_tokens, window_steps = time.time(), 0, 0
+            if step % checkpoint_period == 0 or step == train_steps:
+                manager.save(step, args=checkpoints.composite_save_args(
+                    state.params, state.opt_state, dict(batches.state(), step=step)))
+                last_saved = step
+            if eval_period and (step % eval_period == 0 or step == train_steps):
+                eval_cfg = DatasetConfig(mixture_or_task_name, dict(task_feature_lengths), eval_split, batch_size,
+                                         shuffle=False, seed=seed, num_epochs=1)
+                writer.write(step, "validation", _evaluate_loss(trainer, state.params, eval_cfg, eval_batches))
+                if evaluator is not None:
+                    writer.write(step, "validation", evaluator(params=state.params, step=step))
+            for callback in extra_callbacks:
+                callback(step, state, metrics)
+        bar.close()
+        manager.wait_until_finished()
+        return state
+    finally:
+        manager.close()
+        writer.close()
+
+
+def _default_optimizer() -> optax.GradientTransformation:
+    from recjax.optimizers import adafactor
+    return adafactor()
