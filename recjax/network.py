@@ -135,6 +135,24 @@ class RelativePositionBiases(nn.Module):
         return values[None]  # [1, heads, q_len, k_len]
 
 
+def _grouped_attention(query: Array, key: Array, value: Array, mask: Optional[Array], dtype) -> Array:
+    """Attention of g consecutive query rows to one key/value row (beams sharing their encoder).
+
+    query [b_kv * g, q, heads, d]; key, value [b_kv, k, heads, d]; mask [b_kv or 1, 1, q or 1, k]
+    or None. Returns [b_kv * g, q, heads, d]. Decoding only: no bias, no dropout.
+    """
+    b_kv, groups = key.shape[0], query.shape[0] // key.shape[0]
+    if b_kv * groups != query.shape[0]:
+        raise ValueError(f"attention: query batch {query.shape[0]} is not a multiple of key batch {b_kv}")
+    query = query.reshape((b_kv, groups) + query.shape[1:])  # [b_kv, g, q, heads, d]
+    logits = jnp.einsum("bgqhd,bkhd->bghqk", query, key, preferred_element_type=jnp.float32)
+    if mask is not None:
+        logits = logits + jnp.where(mask[:, None] > 0, 0.0, _MASK_BIAS).astype(jnp.float32)
+    weights = jax.nn.softmax(logits).astype(dtype)  # [b_kv, g, heads, q, k]
+    out = jnp.einsum("bghqk,bkhd->bgqhd", weights, value)
+    return out.reshape((b_kv * groups,) + out.shape[2:])
+
+
 class MultiHeadAttention(nn.Module):
     """T5 attention: no 1/sqrt(d) at runtime; an optional KV cache for step-by-step decoding."""
 
@@ -145,17 +163,28 @@ class MultiHeadAttention(nn.Module):
 
     @nn.compact
     def __call__(self, inputs_q: Array, inputs_kv: Array, mask: Optional[Array], bias: Optional[Array],
-                 *, decode: bool = False, deterministic: bool = True) -> Array:
+                 *, decode: bool = False, deterministic: bool = True, cache_kv: bool = False) -> Array:
         # inputs_q: [batch, q_len, embed]; inputs_kv: [batch, kv_len, embed]
         # mask: [batch, 1, q_len, kv_len] (1 = attend) or None; bias: [1, heads, q_len, kv_len] or None
+        # cache_kv (cross-attention while decoding): project inputs_kv once, on the first call with
+        # a mutable "cache", and reuse the cached keys/values after. inputs_kv may then have
+        # batch / g rows (beam search): decoder rows i*g .. i*g+g-1 attend to its row i.
         joined = self.num_heads * self.head_dim
         # T5X folds the attention scaling into the query initializer instead of the forward pass.
         query_init = nn.initializers.variance_scaling(1.0 / self.head_dim, "fan_in", "truncated_normal")
         project = functools.partial(Dense, joined, ("embed", "joined_kv"), self.dtype)
         split = lambda x: x.reshape(x.shape[:2] + (self.num_heads, self.head_dim))
         query = split(project(kernel_init=query_init, name="query")(inputs_q))  # [b, q, heads, kv]
-        key = split(project(name="key")(inputs_kv))  # [b, k, heads, kv]
-        value = split(project(name="value")(inputs_kv))
+        if cache_kv and self.has_variable("cache", "cached_key"):
+            key = self.get_variable("cache", "cached_key")  # [b_kv, k, heads, kv]
+            value = self.get_variable("cache", "cached_value")
+        else:
+            key = split(project(name="key")(inputs_kv))  # [b, k, heads, kv]
+            value = split(project(name="value")(inputs_kv))
+            # Not at init: its params are not the ones decoding will run with.
+            if cache_kv and not self.is_initializing() and self.is_mutable_collection("cache"):
+                self.put_variable("cache", "cached_key", key)
+                self.put_variable("cache", "cached_value", value)
         query = _constrain(query, ("batch", "length", "heads", "kv"))
         key = _constrain(key, ("batch", "length", "heads", "kv"))
         value = _constrain(value, ("batch", "length", "heads", "kv"))
@@ -179,16 +208,19 @@ class MultiHeadAttention(nn.Module):
                 if bias is not None:  # bias was built for [max_len, max_len]: keep the current row.
                     bias = jax.lax.dynamic_slice_in_dim(bias, index, 1, axis=2)
 
-        # Logits and softmax in float32 for stability under bfloat16 compute.
-        logits = jnp.einsum("bqhd,bkhd->bhqk", query, key, preferred_element_type=jnp.float32)
-        if mask is not None:
-            logits = logits + jnp.where(mask > 0, 0.0, _MASK_BIAS).astype(jnp.float32)
-        if bias is not None:
-            logits = logits + jnp.asarray(bias, jnp.float32)
-        weights = jax.nn.softmax(logits).astype(self.dtype)  # [b, heads, q, k]
-        if not deterministic and self.dropout_rate > 0:
-            weights = nn.Dropout(rate=self.dropout_rate)(weights, deterministic=False)
-        out = jnp.einsum("bhqk,bkhd->bqhd", weights, value)
+        if key.shape[0] != query.shape[0]:
+            out = _grouped_attention(query, key, value, mask, self.dtype)
+        else:
+            # Logits and softmax in float32 for stability under bfloat16 compute.
+            logits = jnp.einsum("bqhd,bkhd->bhqk", query, key, preferred_element_type=jnp.float32)
+            if mask is not None:
+                logits = logits + jnp.where(mask > 0, 0.0, _MASK_BIAS).astype(jnp.float32)
+            if bias is not None:
+                logits = logits + jnp.asarray(bias, jnp.float32)
+            weights = jax.nn.softmax(logits).astype(self.dtype)  # [b, heads, q, k]
+            if not deterministic and self.dropout_rate > 0:
+                weights = nn.Dropout(rate=self.dropout_rate)(weights, deterministic=False)
+            out = jnp.einsum("bhqk,bkhd->bqhd", weights, value)
         out = out.reshape(out.shape[:2] + (joined,))  # [b, q, heads*kv]
         return Dense(inputs_q.shape[-1], ("joined_kv", "embed"), self.dtype, name="out")(out)
 
@@ -244,7 +276,8 @@ class DecoderLayer(nn.Module):
                                              deterministic=deterministic)
         x = x + dropout(y, deterministic=deterministic)
         y = LayerNorm(cfg.layer_norm_epsilon, dtype, name="pre_cross_attention_layer_norm")(x)
-        y = attention(name="encoder_decoder_attention")(y, encoded, cross_mask, None, deterministic=deterministic)
+        y = attention(name="encoder_decoder_attention")(y, encoded, cross_mask, None, deterministic=deterministic,
+                                                        cache_kv=decode)
         x = x + dropout(y, deterministic=deterministic)
         y = LayerNorm(cfg.layer_norm_epsilon, dtype, name="pre_mlp_layer_norm")(x)
         y = MlpBlock(cfg.mlp_dim, cfg.mlp_activations, dtype, cfg.dropout_rate, name="mlp")(y, deterministic)
@@ -335,10 +368,12 @@ class Transformer(nn.Module):
                decode: bool = False, max_decode_length: Optional[int] = None) -> Array:
         enc_valid = encoder_input_tokens > 0
         if decode:
-            # Step-by-step decoding: the cache masks the future; every decoder row is real.
+            # Step-by-step decoding: the cache masks the future; every decoder row is real, so the
+            # cross mask is the encoder padding alone, [enc_batch, 1, 1, enc_len]. The decoder
+            # batch may be g times the encoder batch (beams): rows i*g .. i*g+g-1 share encoder
+            # row i, whose keys/values the cross-attention projects once and caches.
             self_mask = None
-            dec_valid = jnp.ones(decoder_input_tokens.shape, bool)
-            cross_mask = make_attention_mask(dec_valid, enc_valid)
+            cross_mask = enc_valid[:, None, None, :].astype(jnp.float32)
         else:
             # Without targets every decoder position is real (the inputs start with pad id 0).
             if decoder_target_tokens is None:

@@ -1,0 +1,53 @@
+"""Log-likelihood of C candidate targets per encoder input, encoder run once per input.
+
+Ranking (100 candidate IDs per user) and the rating expectation (the 5 rating strings) score many
+short targets against one input. `EncoderDecoderModel.score_batch` would run the encoder, and
+project the encoder states for the cross-attention, once per (input, candidate) pair; here both
+happen once per input: the targets are decoded step by step over the KV cache with the decoder
+rows of one input sharing its encoder row (the network's grouped cross-attention). Step 0 (the
+start token, the same for every candidate) runs on one row per input.
+"""
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+
+from recjax.decoding.cache import init_decode_cache, reorder_beams
+from recjax.network import Transformer
+
+
+def score_candidates(module: Transformer, params, encoder_input_tokens: jax.Array, candidates: jax.Array,
+                     start_id: int = 0) -> jax.Array:
+    """Summed log p(candidate | input) [batch, C], equal to `score_batch` on each pair.
+
+    encoder_input_tokens int32 [batch, enc_len]; candidates int32 [batch, C, length], each a target
+    token sequence with EOS, 0-padded (padding positions are not scored). Traceable (jit it).
+    """
+    batch, num_cand, length = candidates.shape
+    encoded = module.apply({"params": params}, encoder_input_tokens, enable_dropout=False,
+                           method=module.encode)  # [batch, enc_len, embed]
+
+    def step(tokens, cache):  # tokens [rows, 1] -> log-probs [rows, vocab]
+        logits, mutated = module.apply({"params": params, "cache": cache}, encoded, encoder_input_tokens, tokens,
+                                       decode=True, max_decode_length=length, enable_dropout=False,
+                                       mutable=["cache"], method=module.decode)
+        return jax.nn.log_softmax(logits[:, -1].astype(jnp.float32), axis=-1), mutated["cache"]
+
+    cache = init_decode_cache(module, batch, encoder_input_tokens, length)
+    log_probs0, cache = step(jnp.full((batch, 1), start_id, jnp.int32), cache)  # [batch, vocab]
+    # Every candidate continues from the one start row of its input.
+    cache = reorder_beams(cache, jnp.zeros((batch, num_cand), jnp.int32), 1, batch)
+    first = jnp.take_along_axis(log_probs0, candidates[:, :, 0], axis=1)  # [batch, C]
+    total = jnp.where(candidates[:, :, 0] > 0, first, 0.0)
+    targets = candidates.reshape(batch * num_cand, length)  # [rows, length]
+
+    def body(carry, t):
+        total, cache = carry
+        log_probs, cache = step(jnp.take(targets, t - 1, axis=1)[:, None], cache)  # [rows, vocab]
+        target = jnp.take(targets, t, axis=1)  # [rows]
+        ll = jnp.take_along_axis(log_probs, target[:, None], axis=1)[:, 0]
+        return (total + jnp.where(target > 0, ll, 0.0).reshape(batch, num_cand), cache), None
+
+    if length > 1:
+        (total, _), _ = jax.lax.scan(body, (total, cache), jnp.arange(1, length))
+    return total
