@@ -197,4 +197,38 @@ def test_tfds_copy_matches_and_loads_like_the_builder(tmp_path):
     assert prepare_cli.main(["--format", "synthetic", "--num-users", "30", "--num-items", "30", "--out", str(out), "--name", "tiny"]) == 0
     builder = tfds.builder("recjax_dataset/tiny:1.0.0", data_dir=str(out / "tfds"))
     assert builder.info.splits["test"].num_examples == 30
-    assert json.load(open(out / "prepared.json"))["tfds_dir"] == "tfds/recjax_dataset/tiny/1.0.0"
+    meta = json.load(open(out / "prepared.json"))
+    assert (meta["tfds_dir"], meta["tfds_name"]) == ("tfds/recjax_dataset/tiny/1.0.0", "recjax_dataset/tiny:1.0.0")
+    # a name taken by a registered config of other data is not reused
+    from recjax.data.tfds_builder import tfds_config_name
+
+    ds.name = "beauty"  # the registered `beauty` config is P5 data, random indexing, seed 0
+    assert tfds_config_name(ds) == "beauty_random_seed4"
+    ds.name = "synthetic"
+    assert tfds_config_name(ds) == "synthetic_random_seed4"
+    ds.seed = 0
+    assert tfds_config_name(ds) == "synthetic"
+
+
+def test_tfds_builder_reads_raw_files_from_the_manual_dir(tmp_path):
+    import tensorflow_datasets as tfds
+
+    from recjax.data.tfds_builder import RecjaxDataset
+
+    src = write_p5(tmp_path / "manual")
+    builder = RecjaxDataset(config="beauty", data_dir=str(tmp_path / "data"))  # a P5-format config
+    builder.download_and_prepare(download_config=tfds.download.DownloadConfig(manual_dir=src, try_download_gcs=False))
+    test = list(tfds.as_numpy(builder.as_dataset(split="test")))
+    ids = builder.info.metadata["item_ids"]
+    assert [[ids[i] for i in ex["items"]] for ex in test] == [[ids[i] for i in s] for s in load_p5_sequences(src)]
+    assert builder.info.metadata["item_original_ids"][0] == "B001"
+    # no manual dir and no download allowed: a clear error, and no network
+    with pytest.raises(FileNotFoundError, match="no raw files"):
+        RecjaxDataset(config="ml_100k", data_dir=str(tmp_path / "data2")).download_and_prepare(
+            download_config=tfds.download.DownloadConfig(manual_dir=str(tmp_path / "absent"), try_download_gcs=False))
+
+
+def load_p5_sequences(src):
+    from recjax.data.pipeline import read_raw
+
+    return read_raw("p5", src).sequences

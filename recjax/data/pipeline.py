@@ -110,7 +110,9 @@ def write_prepared(dataset: PreparedDataset, raw: RawDataset, directory: str, wi
     if with_tfds:
         from recjax.data.tfds_builder import write_tfds
 
-        extra["tfds_dir"] = os.path.relpath(write_tfds(dataset, directory, log=log), directory)
+        folder = write_tfds(dataset, directory, log=log)
+        extra["tfds_dir"] = os.path.relpath(folder, directory)
+        extra["tfds_name"] = "recjax_dataset/{}:{}".format(*os.path.relpath(folder, os.path.join(directory, "tfds", "recjax_dataset")).split(os.sep))
     write_prepared_files(dataset, directory, extra_metadata=extra)
 
 

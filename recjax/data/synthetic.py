@@ -43,6 +43,12 @@ ADJECTIVES = ["hydrating", "gentle", "lavender", "matte", "organic", "citrus", "
 START_TIME = 1_388_534_400  # 2014-01-01 UTC
 
 
+def _draw(rng: np.random.Generator, weights: np.ndarray) -> int:
+    """An index drawn with probability proportional to `weights` (faster than rng.choice(p=...))."""
+    cumulative = np.cumsum(weights)
+    return min(int(np.searchsorted(cumulative, rng.random() * cumulative[-1], side="right")), len(weights) - 1)
+
+
 def synthetic_raw(
     num_users: int = 1000,
     num_items: int = 300,
@@ -103,27 +109,26 @@ def synthetic_raw(
     rating_bias = rng.normal(0.0, 0.4, num_users)
     lengths = rng.integers(min_len, max_len + 1, num_users)
     sequences, ratings, timestamps = [], [], []
+    sizes = np.array([len(m) for m in members])
     for u in range(num_users):
-        seen: set[int] = set()
-        seq = []
+        available = np.ones(num_items, bool)  # no item twice per user
+        left = sizes.copy()  # unseen items per category
+        seq: list[int] = []
         for step in range(lengths[u]):
             item = -1
             if step and rng.random() < follow_prob:
-                options = [j for j in follow_ups[seq[-1]] if j not in seen]
-                item = int(rng.choice(options)) if options else -1
+                options = follow_ups[seq[-1]][available[follow_ups[seq[-1]]]]
+                if len(options):
+                    item = int(options[rng.integers(len(options))])
             if item < 0:
                 mix = taste[u] if not step else 0.5 * transition[item_category[seq[-1]]] + 0.5 * taste[u]
-                for _ in range(20):
-                    c = rng.choice(num_categories, p=mix)
-                    cand = [j for j in members[c] if j not in seen]
-                    if cand:
-                        break
-                else:
-                    cand = [j for j in range(num_items) if j not in seen]
-                weights = popularity[cand] / popularity[cand].sum()
-                item = int(rng.choice(cand, p=weights))
+                mix = mix * (left > 0)
+                c = _draw(rng, mix if mix.sum() > 0 else (left > 0).astype(float))
+                m = members[c]
+                item = int(m[_draw(rng, popularity[m] * available[m])])
             seq.append(item)
-            seen.add(item)
+            available[item] = False
+            left[item_category[item]] -= 1
         seq = np.array(seq, np.int32)
         affinity = np.clip(np.log(taste[u, item_category[seq]] * num_categories + 1e-3), -2.0, 2.0)
         score = 3.3 + 0.6 * affinity + quality[seq] + rating_bias[u] + rng.normal(0.0, 0.5, len(seq))

@@ -118,8 +118,10 @@ class RecjaxDataset(tfds.core.GeneratorBasedBuilder):
 
     @staticmethod
     def _manual_dir(dl_manager) -> str | None:
-        path = dl_manager._manual_dir  # the property raises when unset; None here means "not given"
-        return os.fspath(path) if path and os.path.exists(path) else None
+        try:
+            return os.fspath(dl_manager.manual_dir)
+        except AssertionError:  # TFDS's way of saying "missing or empty"
+            return None
 
     def _split_generators(self, dl_manager):
         config = self.builder_config
@@ -194,8 +196,20 @@ def _tf_example(example: dict) -> bytes:
     return tf.train.Example(features=tf.train.Features(feature=feature)).SerializeToString()
 
 
-def tfds_folder(directory: str, name: str) -> str:
-    return os.path.join(directory, "tfds", RecjaxDataset.name, config_name(name), str(RecjaxDataset.VERSION))
+def tfds_config_name(dataset: PreparedDataset) -> str:
+    """The dataset's TFDS config name: its name, unless a registered config of that name describes
+    other data (format, indexing, seed); then `<name>_<indexing>_seed<seed>`, so that
+    `tfds.builder("recjax_dataset/<config>")` never pairs these files with another config."""
+    name = config_name(dataset.name)
+    registered = RecjaxDataset.builder_configs.get(name)
+    if registered is None or (registered.source_format, registered.indexing, registered.seed) == (
+            dataset.source_format, dataset.indexing, dataset.seed):
+        return name
+    return f"{name}_{dataset.indexing}_seed{dataset.seed}"
+
+
+def tfds_folder(directory: str, dataset: PreparedDataset) -> str:
+    return os.path.join(directory, "tfds", RecjaxDataset.name, tfds_config_name(dataset), str(RecjaxDataset.VERSION))
 
 
 def write_tfds(dataset: PreparedDataset, directory: str, log=None) -> str:
@@ -206,7 +220,7 @@ def write_tfds(dataset: PreparedDataset, directory: str, log=None) -> str:
     ~45 s, this takes a few. No network access."""
     import tensorflow as tf
 
-    folder = tfds_folder(directory, dataset.name)
+    folder = tfds_folder(directory, dataset)
     os.makedirs(folder)
     with_ratings = HAS_RATINGS[dataset.source_format]
     template = tfds.core.ShardedFileTemplate(data_dir=epath.Path(folder), dataset_name=RecjaxDataset.name, filetype_suffix="tfrecord")
@@ -232,15 +246,10 @@ def write_tfds(dataset: PreparedDataset, directory: str, log=None) -> str:
 def build_with_tfds_builder(dataset: PreparedDataset, directory: str) -> str:
     """The same dataset written by TFDS's own machinery (`RecjaxDataset.download_and_prepare`);
     slow on big data, kept to check `write_tfds` against. Returns the dataset folder."""
-    name = config_name(dataset.name)
-    registered = RecjaxDataset.builder_configs.get(name)
-    same = registered is not None and (registered.source_format, registered.indexing, registered.seed) == (
-        dataset.source_format, dataset.indexing, dataset.seed)
-    if same:
+    name = tfds_config_name(dataset)
+    if name in RecjaxDataset.builder_configs:
         config = name
     else:
-        if registered is not None:  # TFDS refuses a custom config named like a registered one
-            name = f"{name}_{dataset.indexing}_seed{dataset.seed}"
         config = RecjaxDatasetConfig(name=name, source_format=dataset.source_format, indexing=dataset.indexing,
                                      seed=dataset.seed,
                                      description=f"{dataset.name} ({dataset.source_format}, {dataset.indexing} indexing)")
