@@ -66,6 +66,7 @@ def default_name(args) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # TensorFlow (imported for the TFDS copy) logs noise
     from recjax.data.atomic import atomic_directory
     from recjax.data.errors import DataError
     from recjax.data.pipeline import SourceOptions, apply_policies, read_raw, report_policies, write_prepared
