@@ -1,0 +1,179 @@
+"""The trainer: strategies agree with one device, loss falls, SIGKILL + resume is bit-exact,
+two processes equal one, and bad configuration fails before any work."""
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+
+import jax
+import numpy as np
+import pytest
+
+from recjax import checkpoints, optimizers, partitioning
+from recjax.config import T5Config
+from recjax.model import EncoderDecoderModel, shift_right
+from recjax.trainer import Trainer
+
+from conftest import REPO_ROOT
+
+TINY = T5Config(vocab_size=128, emb_dim=16, num_heads=4, head_dim=4, num_encoder_layers=2, num_decoder_layers=2,
+                mlp_dim=32)
+
+
+def _random_batch(batch: int = 16, enc: int = 12, dec: int = 6, seed: int = 0) -> dict:
+    rng = np.random.default_rng(seed)
+    targets = rng.integers(2, TINY.vocab_size, (batch, dec)).astype(np.int32)
+    targets[::3, -2:] = 0  # some padding, so the loss normalizer matters
+    return {"encoder_input_tokens": rng.integers(2, TINY.vocab_size, (batch, enc)).astype(np.int32),
+            "decoder_target_tokens": targets,
+            "decoder_input_tokens": np.asarray(shift_right(targets)),
+            "decoder_loss_weights": (targets > 0).astype(np.float32)}
+
+
+def _run(strategy: str, data: int, model: int, microbatches: int = 1, steps: int = 3):
+    mesh = partitioning.make_mesh(data, model, jax.devices()[:data * model])
+    trainer = Trainer(EncoderDecoderModel(TINY), optimizers.adafactor(), mesh, partitioning.rules_for(strategy),
+                      num_microbatches=microbatches)
+    state = trainer.init_state()
+    losses = []
+    for step in range(steps):
+        state, metrics = trainer.train_step(state, trainer.shard_batch(_random_batch(seed=step)))
+        losses.append(float(metrics["loss"]))
+    return losses, jax.device_get(state.params), state
+
+
+def test_strategies_on_8_devices_match_one_device():
+    reference, ref_params, _ = _run("data_parallel", 1, 1)
+    assert reference[-1] < reference[0]
+    for strategy, data, model, micro in [("data_parallel", 8, 1, 1), ("fsdp", 4, 2, 1),
+                                         ("tensor_parallel", 2, 4, 1), ("data_parallel", 4, 1, 2)]:
+        losses, params, state = _run(strategy, data, model, micro)
+        # Same math, different reduction order across shards: float32 round-off only.
+        np.testing.assert_allclose(losses, reference, rtol=2e-6, err_msg=f"{strategy} {data}x{model} micro={micro}")
+        for a, b in zip(jax.tree.leaves(params), jax.tree.leaves(ref_params)):
+            np.testing.assert_allclose(a, b, atol=2e-6, rtol=1e-5)
+        kernel = state.params["encoder"]["layers_0"]["mlp"]["wi_0"]["kernel"]
+        expected_spec = {"data_parallel": (), "fsdp": ("data", "model"), "tensor_parallel": (None, "model")}[strategy]
+        assert tuple(kernel.sharding.spec) == expected_spec, (strategy, kernel.sharding.spec)
+
+
+def test_fsdp_shards_adafactor_state_like_params():
+    mesh = partitioning.make_mesh(4, 2, jax.devices())
+    trainer = Trainer(EncoderDecoderModel(TINY), optimizers.adafactor(min_dim_size_to_factor=8), mesh,
+                      partitioning.rules_for("fsdp"))
+    specs = {tuple(s.spec) for s in jax.tree.leaves(trainer.state_shardings.opt_state)}
+    # Factored second moments of [embed, mlp] kernels: v_row over `data`, v_col over `model`.
+    assert ("data",) in specs and ("model",) in specs
+
+
+def test_bad_mesh_and_batch_fail_before_work():
+    with pytest.raises(ValueError, match="does not divide the 8 devices"):
+        partitioning.make_mesh(-1, 3)
+    with pytest.raises(ValueError, match="but there are 8 devices"):
+        partitioning.make_mesh(4, 4)
+    mesh = partitioning.make_mesh(8, 1)
+    with pytest.raises(ValueError, match="not divisible by the mesh's data axis"):
+        partitioning.check_batch_divisible(12, mesh)
+    with pytest.raises(ValueError, match="unknown sharding strategy"):
+        partitioning.rules_for("zero9")
+
+
+# ---------------------------------------------------------------------------------------------
+# The `recjax train` binary on the embedded synthetic dataset, in subprocesses (one CPU device).
+# ---------------------------------------------------------------------------------------------
+
+def _train_cmd(model_dir, data_dir, steps=6, extra=()):
+    return [sys.executable, "-m", "recjax.train", "--gin_file=gin/experiments/quickstart.gin",
+            f"--gin.MODEL_DIR='{model_dir}'", f"--gin.TRAIN_STEPS={steps}", "--gin.BATCH_SIZE=8",
+            "--gin.TASK_FEATURE_LENGTHS={'inputs': 96, 'targets': 16}",
+            f"--gin.embedded_synthetic_dataset.out_dir='{data_dir}'",
+            "--gin.embedded_synthetic_dataset.num_users=200", "--gin.embedded_synthetic_dataset.num_items=80",
+            "--gin.tasks.register_dataset.num_negatives=19",
+            "--gin.tasks.dataset_vocabulary.vocab_size=500", "--gin.VOCAB_SIZE=640",
+            "--gin.train_lib.train.checkpoint_period=2", "--gin.train_lib.train.log_period=1",
+            "--gin.train_lib.train.progress=False", *extra]
+
+
+def _env():
+    env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=1", JAX_PLATFORMS="cpu")
+    env["PYTHONPATH"] = str(REPO_ROOT) + os.pathsep + env.get("PYTHONPATH", "")
+    return env
+
+
+def _losses(model_dir):
+    with open(os.path.join(model_dir, "metrics.jsonl")) as f:
+        rows = [json.loads(line) for line in f]
+    return {r["step"]: r["loss"] for r in rows if r["split"] == "train"}
+
+
+@pytest.fixture(scope="module")
+def uninterrupted_run(tmp_path_factory):
+    root = tmp_path_factory.mktemp("train")
+    data_dir, model_dir = root / "data", root / "uninterrupted"
+    subprocess.run(_train_cmd(model_dir, data_dir), cwd=REPO_ROOT, env=_env(), check=True, timeout=600)
+    return root, data_dir, model_dir
+
+
+def test_train_writes_operative_config_metrics_and_loss_falls(uninterrupted_run):
+    _, _, model_dir = uninterrupted_run
+    config = (model_dir / "config.gin").read_text()
+    assert "train_steps = %TRAIN_STEPS" in config and "TRAIN_STEPS = 6" in config
+    losses = _losses(model_dir)
+    assert sorted(losses) == [1, 2, 3, 4, 5, 6]
+    assert losses[6] < losses[1]
+    assert any(name.startswith("events.out.tfevents") for name in os.listdir(model_dir / "train"))
+    assert checkpoints.latest_step(str(model_dir / "checkpoints")) == 6
+
+
+def test_sigkill_and_resume_gives_bit_identical_params(uninterrupted_run):
+    root, data_dir, reference_dir = uninterrupted_run
+    model_dir = root / "killed"
+    proc = subprocess.Popen(_train_cmd(model_dir, data_dir), cwd=REPO_ROOT, env=_env(),
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 600
+    try:  # kill as soon as the first checkpoint is committed, wherever the run is then
+        while not (model_dir / "checkpoints" / "2").is_dir():
+            assert proc.poll() is None, "training exited before its first checkpoint"
+            assert time.time() < deadline
+            time.sleep(0.05)
+    finally:
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+    assert checkpoints.latest_step(str(model_dir / "checkpoints")) < 6
+    subprocess.run(_train_cmd(model_dir, data_dir), cwd=REPO_ROOT, env=_env(), check=True, timeout=600)
+    resumed, _ = checkpoints.restore_params(str(model_dir / "checkpoints"))
+    reference, _ = checkpoints.restore_params(str(reference_dir / "checkpoints"))
+    for key, value in checkpoints.flatten_params(reference).items():
+        np.testing.assert_array_equal(checkpoints.flatten_params(resumed)[key], value, err_msg=key)
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_two_processes_match_one_process(uninterrupted_run):
+    root, data_dir, reference_dir = uninterrupted_run
+    model_dir, port = root / "two_process", _free_port()
+    procs = [subprocess.Popen(_train_cmd(model_dir, data_dir, steps=3, extra=(
+        f"--coordinator_address=127.0.0.1:{port}", "--num_processes=2", f"--process_id={i}")),
+        cwd=REPO_ROOT, env=_env(), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE) for i in range(2)]
+    for p in procs:
+        _, err = p.communicate(timeout=600)
+        assert p.returncode == 0, err.decode()[-2000:]
+    two, one = _losses(model_dir), _losses(reference_dir)
+    np.testing.assert_allclose([two[s] for s in (1, 2, 3)], [one[s] for s in (1, 2, 3)], rtol=1e-5)
+
+
+def test_unknown_gin_binding_is_a_clear_error(tmp_path):
+    result = subprocess.run(
+        [sys.executable, "-m", "recjax.train", "--gin_file=gin/experiments/quickstart.gin",
+         f"--gin.MODEL_DIR='{tmp_path}'", "--gin.train_lib.train.no_such_arg=1"],
+        cwd=REPO_ROOT, env=_env(), capture_output=True, text=True, timeout=300)
+    assert result.returncode == 2
+    assert "no_such_arg" in result.stderr.strip().splitlines()[-1]
+    assert not (tmp_path / "checkpoints").exists()
