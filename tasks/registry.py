@@ -23,7 +23,7 @@ from tasks.examples import AUX_TASKS, REC_TASKS, TASK_KINDS, ExampleBuilder, Tas
 from tasks.source import EpochDataSource
 from tasks.vocab import DEFAULT_EXTRA_IDS, load_vocabulary
 
-DEFAULT_SHUFFLE_BUFFER = 10_000
+DEFAULT_SHUFFLE_BUFFER = 1_000  # on top of the in-source shuffle of users and examples
 MIXTURE_SUFFIXES = ("rec", "rec_aux") + tuple(f"rec_{aux}" for aux in AUX_TASKS)
 
 
@@ -121,10 +121,9 @@ def register_dataset(data_dir: str = gin.REQUIRED, name: str = gin.REQUIRED,
     for kind in builder.tasks():
         task_name = f"{name}_{kind}"
         _remove(task_name)
-        if kind == "mlm":  # already token ids (span corruption needs tokens)
-            preprocessors = [seqio.preprocessors.append_eos_after_trim]
-        else:
-            preprocessors = [seqio.preprocessors.tokenize, seqio.preprocessors.append_eos_after_trim]
+        # The source yields token ids already (tokenized per chunk; MLM's span corruption works
+        # on tokens), so EOS is all that is left to add.
+        preprocessors = [seqio.preprocessors.append_eos_after_trim]
         if kind == "retrieval":
             postprocess, fns = metric_fns.recommendation_postprocess, [metric_fns.retrieval_metric_fn(valid_ids)]
         elif kind == "ranking":
@@ -134,7 +133,7 @@ def register_dataset(data_dir: str = gin.REQUIRED, name: str = gin.REQUIRED,
         else:  # auxiliary tasks train the model; their metrics are the recommendation tasks'
             postprocess, fns = None, []
         seqio.TaskRegistry.add(
-            task_name, source=EpochDataSource(builder, kind, seed), output_features=features,
+            task_name, source=EpochDataSource(builder, kind, seed, vocabulary), output_features=features,
             preprocessors=preprocessors, postprocess_fn=postprocess, metric_fns=fns,
             shuffle_buffer_size=shuffle_buffer_size)
         task_names[kind] = task_name

@@ -5,6 +5,11 @@ generator again at each repetition, and the generator counts its calls: pass e o
 `get_dataset` result is epoch e, drawn from `(seed, e, ...)`. Two `get_dataset` calls with the same
 seed give the same stream. Evaluation splits ignore the epoch (fixed negatives).
 
+Tokenization happens here, on whole chunks (one SentencePiece op call per ~thousand examples
+instead of one per example as `seqio.preprocessors.tokenize` does; same vocabulary op, same ids,
+and the text kept as `inputs_pretokenized` / `targets_pretokenized` as seqio names it); the task's
+preprocessors then only append EOS after trimming.
+
 Sharding is by user (`shard_info.index::num_shards`), so any number of hosts works. The source
 reports no `num_input_examples` on purpose: seqio would otherwise `cache()` small splits in
 memory before the repeat and freeze epoch 0.
@@ -36,19 +41,31 @@ def _chunk_signature(task: str) -> dict[str, tf.TensorSpec]:
 
 
 def _to_ragged(chunk: dict[str, tf.Tensor]) -> dict[str, tf.Tensor]:
+    """MLM chunks: flat token values + row lengths -> [n, None] ragged token ids."""
     out = dict(chunk)
     for key in ("inputs", "targets"):
-        if key + "_values" in out:
-            out[key] = tf.RaggedTensor.from_row_lengths(out.pop(key + "_values"), out.pop(key + "_lengths"))
+        out[key] = tf.RaggedTensor.from_row_lengths(out.pop(key + "_values"), out.pop(key + "_lengths"))
     return out
+
+
+def _tokenizer(vocabulary):
+    def tokenize(chunk: dict[str, tf.Tensor]) -> dict[str, tf.Tensor]:
+        """[n] strings -> [n, None] int32 token ids (no EOS yet), keeping the text."""
+        out = dict(chunk)
+        for key in ("inputs", "targets"):
+            out[key + "_pretokenized"] = chunk[key]
+            out[key] = tf.cast(vocabulary.encode_tf(chunk[key]), tf.int32)
+        return out
+    return tokenize
 
 
 class EpochDataSource(seqio.DataSource):
     """Examples of one task kind of one dataset, generated per epoch by an `ExampleBuilder`."""
 
-    def __init__(self, builder: ExampleBuilder, task: str, seed: int):
+    def __init__(self, builder: ExampleBuilder, task: str, seed: int, vocabulary):
         self._builder = builder
         self._task = task
+        self._vocabulary = vocabulary
         self._seed = int(seed)
         super().__init__(splits=SPLITS, num_input_examples=None, caching_permitted=False)
 
@@ -79,6 +96,5 @@ class EpochDataSource(seqio.DataSource):
             yield from builder.iter_chunks(task, split, epoch, seed, shuffle, index, count)
 
         chunks = tf.data.Dataset.from_generator(generate, output_signature=_chunk_signature(task))
-        if task == "mlm":
-            chunks = chunks.map(_to_ragged)
+        chunks = chunks.map(_to_ragged if task == "mlm" else _tokenizer(self._vocabulary))
         return chunks.unbatch()

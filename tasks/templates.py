@@ -80,7 +80,7 @@ TEMPLATES: dict[str, tuple[Template, ...]] = {
         "Some items of this purchase history, oldest first, are hidden as [MASK]: "
         "{masked_history}. Write the IDs of the hidden items in order.",
         "Fill in the masked items of a user's purchase sequence: {masked_history}. Answer with "
-        "the IDs of the {num_masked} masked items, in order.",
+        "the IDs of the masked items ({num_masked} in all), in order.",
         "In the following purchase history [MASK] marks a missing item: {masked_history}. Which "
         "items are missing? Write their IDs.",
     ),

@@ -11,15 +11,18 @@ sentinels (`<extra_id_0>` = the highest id) on top, as `seqio.SentencePieceVocab
 from __future__ import annotations
 
 import hashlib
+import io
 import os
 import tempfile
 from collections.abc import Iterable
 
 import gin
 import sentencepiece as spm
+from sentencepiece import sentencepiece_model_pb2
 
 DEFAULT_EXTRA_IDS = 100  # T5's sentinels for span corruption (MLM)
 T5_SPECIAL_IDS = {"pad": 0, "eos": 1, "unk": 2}
+TRAINER_VERSION = 1  # bump when train_sentencepiece's options change: cached vocabularies retrain
 
 
 def load_vocabulary(path: str, extra_ids: int = DEFAULT_EXTRA_IDS):
@@ -62,26 +65,30 @@ def train_sentencepiece(texts: Iterable[str], out_path: str, vocab_size: int) ->
         raise ValueError(f"{out_path}: cannot train a SentencePiece model on an empty corpus")
     if vocab_size < 300:
         raise ValueError(f"vocab_size must be >= 300 (256 byte pieces + specials + text), got {vocab_size}")
+    model = io.BytesIO()
+    spm.SentencePieceTrainer.Train(
+        sentence_iterator=iter(texts),
+        model_writer=model,  # in memory: no temporary files
+        model_type="unigram",
+        vocab_size=vocab_size,
+        hard_vocab_limit=False,  # size to the corpus instead of failing
+        pad_id=0, eos_id=1, unk_id=2, bos_id=-1,
+        character_coverage=1.0,
+        byte_fallback=True,
+        normalization_rule_name="nmt_nfkc",
+        num_threads=1,  # determinism
+        shuffle_input_sentence=False,
+        input_sentence_size=0,
+        minloglevel=2,
+    )
+    proto = sentencepiece_model_pb2.ModelProto()
+    proto.ParseFromString(model.getvalue())
+    proto.trainer_spec.ClearField("model_prefix")  # would record a path: keep the file reproducible
     out_dir = os.path.dirname(os.path.abspath(out_path))
     os.makedirs(out_dir, exist_ok=True)
-    with tempfile.TemporaryDirectory(dir=out_dir, prefix=".spm_tmp_") as tmp:
-        prefix = os.path.join(tmp, "spm")
-        spm.SentencePieceTrainer.Train(
-            sentence_iterator=iter(texts),
-            model_prefix=prefix,
-            model_type="unigram",
-            vocab_size=vocab_size,
-            hard_vocab_limit=False,  # size to the corpus instead of failing
-            pad_id=0, eos_id=1, unk_id=2, bos_id=-1,
-            character_coverage=1.0,
-            byte_fallback=True,
-            normalization_rule_name="nmt_nfkc",
-            num_threads=1,  # determinism
-            shuffle_input_sentence=False,
-            input_sentence_size=0,
-            minloglevel=2,
-        )
-        os.replace(prefix + ".model", out_path)
+    with tempfile.NamedTemporaryFile("wb", dir=out_dir, prefix=".spm_tmp_", delete=False) as f:
+        f.write(proto.SerializeToString(deterministic=True))
+    os.replace(f.name, out_path)
     return out_path
 
 
@@ -101,12 +108,13 @@ def dataset_vocabulary(data_dir: str = gin.REQUIRED, vocab_size: int = 2000,
                        out_dir: str | None = None) -> str:
     """Path of a SentencePiece model trained on the prepared dataset at `data_dir`, trained on
     first use and reused after (`<out_dir or data_dir>/spiece_<vocab_size>_<hash>.model`, the hash
-    over the corpus so a changed dataset or template set gets a new file)."""
+    over the corpus and TRAINER_VERSION so a changed dataset, template set or trainer gets a new
+    file)."""
     from recjax.data import load_prepared
 
     dataset = load_prepared(data_dir)
     corpus = vocabulary_corpus(dataset)
-    digest = hashlib.sha256("\n".join(corpus).encode("utf-8")).hexdigest()[:12]
+    digest = hashlib.sha256(f"v{TRAINER_VERSION}\n".encode() + "\n".join(corpus).encode("utf-8")).hexdigest()[:12]
     path = os.path.join(out_dir or data_dir, f"spiece_{vocab_size}_{digest}.model")
     if not os.path.isfile(path):
         train_sentencepiece(corpus, path, vocab_size)
