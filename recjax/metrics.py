@@ -253,14 +253,15 @@ def _top_k_rows(block: np.ndarray, k: int) -> np.ndarray:
     rows = np.arange(block.shape[0])[:, None]
     part = np.argpartition(-block, k - 1, axis=1)[:, :k]  # [rows, k], unordered
     part_scores = block[rows, part]  # [rows, k]
-    # argpartition picks arbitrarily among items tied with the k-th score; redo those rows with a
-    # stable full sort so the lower index wins.
+    # argpartition picks arbitrarily among items tied with the k-th score; redo those rows over
+    # the items scoring >= the k-th score (usually few) so the lower index wins.
     kth = part_scores.min(axis=1, keepdims=True)  # [rows, 1]
     tied = (block >= kth).sum(axis=1) > k  # [rows]
     order = np.lexsort((part, -part_scores), axis=1)  # [rows, k], by score desc then index
     top = np.take_along_axis(part, order, axis=1)
-    if tied.any():
-        top[tied] = np.argsort(-block[tied], axis=1, kind="stable")[:, :k]
+    for r in np.nonzero(tied)[0]:
+        cand = np.nonzero(block[r] >= kth[r, 0])[0]  # ascending item index
+        top[r] = cand[np.argsort(-block[r, cand], kind="stable")[:k]]
     top_scores = block[rows, top]
     top[np.isneginf(top_scores)] = -1
     return top

@@ -38,7 +38,7 @@ class BERT4RecLayer(nn.Module):
         # x: [batch, length, hidden]; mask: [batch, 1, 1, length] (padding keys hidden)
         attended = nn.MultiHeadDotProductAttention(
             num_heads=self.num_heads, qkv_features=self.hidden_dim, dropout_rate=self.dropout_rate,
-            name="attention")(x, x, x, mask=mask, deterministic=deterministic)
+            name="attention")(x, mask=mask, deterministic=deterministic)
         x = nn.LayerNorm(epsilon=1e-12, name="attention_norm")(
             x + nn.Dropout(self.dropout_rate)(attended, deterministic=deterministic))
         h = nn.gelu(nn.Dense(4 * self.hidden_dim, name="mlp_in")(x))

@@ -33,7 +33,7 @@ class SASRecBlock(nn.Module):
         q = nn.LayerNorm(epsilon=1e-8, name="attention_norm")(x)
         attended = nn.MultiHeadDotProductAttention(
             num_heads=self.num_heads, qkv_features=self.hidden_dim, dropout_rate=self.dropout_rate,
-            name="attention")(q, x, x, mask=mask, deterministic=deterministic)
+            name="attention")(q, x, mask=mask, deterministic=deterministic)
         x = q + attended  # the reference adds the normalized queries, not the raw input
         x = nn.LayerNorm(epsilon=1e-8, name="mlp_norm")(x)
         h = nn.Dense(self.hidden_dim, name="mlp_in")(x)

@@ -1,0 +1,172 @@
+"""Baselines: popularity equals hand-computed metrics; SASRec and BERT4Rec learn a synthetic
+successor pattern far above popularity; width buckets do not change scores; the binary writes
+metrics.json / report.md / config.gin / an orbax checkpoint and rejects bad gin before any work."""
+import json
+
+import gin
+import jax
+import numpy as np
+import pytest
+
+from recjax import baseline
+from recjax.baselines.bert4rec import BERT4Rec
+from recjax.baselines.evaluate import full_ranking_metrics
+from recjax.baselines.popularity import Popularity
+from recjax.baselines.sasrec import SASRec
+from recjax.baselines.sequences import left_pad
+from recjax.baselines.train_loop import DataParallel, evaluate_model, restore_params, save_params, train_and_evaluate
+from recjax.data.prepared import PreparedDataset, write_prepared_files
+
+
+@pytest.fixture(autouse=True)
+def clean_gin():
+    gin.clear_config()
+    yield
+    gin.clear_config()
+
+
+def write_dataset(directory, sequences, num_items, name="hand"):
+    ds = PreparedDataset(
+        name=name, indexing="sequential", item_ids=[f"i{i}" for i in range(num_items)],
+        item_titles=[f"item {i}" for i in range(num_items)], item_original_ids=[str(i) for i in range(num_items)],
+        item_attributes=[[] for _ in range(num_items)], sequences=[np.asarray(s, np.int32) for s in sequences],
+        ratings=None, timestamps=None, user_original_ids=[f"u{u}" for u in range(len(sequences))])
+    directory.mkdir()
+    write_prepared_files(ds, str(directory))
+    return directory
+
+
+# 4 users, 12 items. Train counts (seq[:-2]): item0 4, item1 4, item2 2, item4 1, item6 1, rest 0,
+# so popularity ranks 0, 1, 2, 4, 6, 3, 5, 7, 8, 9, 10, 11 (equal counts: lower index first).
+HAND_SEQUENCES = [[0, 1, 2, 3, 4], [0, 2, 1, 5, 3], [1, 0, 4, 2, 11], [0, 1, 6, 7, 10]]
+
+
+def test_popularity_hand_computed_through_the_binary(tmp_path):
+    data = write_dataset(tmp_path / "data", HAND_SEQUENCES, 12)
+    out = tmp_path / "out"
+    assert baseline.main(["--model", "popularity", "--data_dir", str(data), "--out", str(out), "--no_progress"]) == 0
+    result = json.loads((out / "metrics.json").read_text())
+    # valid (history seq[:-2] excluded): targets 3, 5, 2, 7 at ranks 2, 3, 0, 4.
+    assert result["valid"]["hit@5"] == pytest.approx(1.0)
+    assert result["valid"]["ndcg@5"] == pytest.approx((0.5 + 0.43067655807339306 + 1.0 + 0.38685280723454163) / 4)
+    # test (history seq[:-1] excluded): targets 4, 3, 11, 10 at ranks 0, 2, 7, 6.
+    assert result["test"]["hit@5"] == pytest.approx(0.5)
+    assert result["test"]["hit@10"] == pytest.approx(1.0)
+    assert result["test"]["ndcg@5"] == pytest.approx((1.0 + 0.5) / 4)
+    assert result["test"]["ndcg@10"] == pytest.approx((1.0 + 0.5 + 0.31546487678572877 + 1 / 3) / 4)
+    report = (out / "report.md").read_text()
+    assert "| test | 0.5000 | 1.0000 | 0.3750 |" in report
+    assert (out / "config.gin").exists()
+    # An existing --out is refused without --overwrite.
+    with pytest.raises(SystemExit, match="already exists"):
+        baseline.main(["--model", "popularity", "--data_dir", str(data), "--out", str(out)])
+
+
+def test_bad_gin_binding_fails_before_any_work(tmp_path):
+    with pytest.raises(SystemExit, match="hiden_dim"):
+        baseline.main(["--model", "sasrec", "--data_dir", str(tmp_path / "missing"), "--out", str(tmp_path / "o"),
+                       "--gin.SASRec.hiden_dim=8"])
+    assert not (tmp_path / "o").exists()
+    with pytest.raises(SystemExit, match="not a directory"):
+        baseline.main(["--model", "popularity", "--data_dir", str(tmp_path / "missing"), "--out", str(tmp_path / "o")])
+
+
+def chain_sequences(num_users=128, num_items=40, seed=0):
+    """Each user walks a fixed random cycle over all items from a random start: the next item is
+    a deterministic function of the last one, which popularity cannot see."""
+    rng = np.random.default_rng(seed)
+    cycle = rng.permutation(num_items)
+    seqs = []
+    for _ in range(num_users):
+        start, length = rng.integers(num_items), rng.integers(5, 8)
+        seqs.append(cycle[(start + np.arange(length)) % num_items].astype(np.int32))
+    return seqs
+
+
+def splits(seqs):
+    return ([s[:-2] for s in seqs], ([s[:-2] for s in seqs], np.array([s[-2] for s in seqs])),
+            ([s[:-1] for s in seqs], np.array([s[-1] for s in seqs])))
+
+
+def popularity_test_metrics(seqs, num_items):
+    train, _, (hist, targets) = splits(seqs)
+    pop = Popularity(num_items).fit(train)
+    return full_ranking_metrics(lambda rows: pop.scores(len(rows)), hist, targets, num_items)
+
+
+def test_sasrec_learns_successor_pattern_and_checkpoint_round_trips(tmp_path):
+    seqs, num_items = chain_sequences(), 40
+    train, valid, test = splits(seqs)
+    # max_len 8: every batch has width 8, so one compiled training and one scoring shape.
+    model = SASRec(num_items, max_len=8, hidden_dim=32, dropout_rate=0.1, learning_rate=5e-3, batch_size=32)
+    result = train_and_evaluate(model, train, valid, test, num_epochs=24, eval_every_epochs=8, patience=3,
+                                eval_batch_size=128, progress=False)
+    pop = popularity_test_metrics(seqs, num_items)
+    assert result.test_metrics["hit@10"] >= 0.8, result.test_metrics
+    assert result.test_metrics["ndcg@10"] > 3 * pop["ndcg@10"], (result.test_metrics, pop)
+    # The orbax checkpoint restores parameters that give the same test metrics.
+    save_params(str(tmp_path / "ckpt"), result.params, result.steps_run)
+    restored = restore_params(str(tmp_path / "ckpt"), result.params)
+    again = evaluate_model(model, jax.jit(model.scores), restored, *test, DataParallel(), 128)
+    assert again == result.test_metrics
+
+
+def test_bert4rec_learns_successor_pattern_through_the_binary(tmp_path):
+    seqs, num_items = chain_sequences(seed=1), 40
+    data = write_dataset(tmp_path / "data", seqs, num_items, name="chain")
+    out = tmp_path / "out"
+    assert baseline.main([
+        "--model", "bert4rec", "--data_dir", str(data), "--out", str(out), "--no_progress",
+        "--gin.MAX_LEN=8", "--gin.BERT4Rec.hidden_dim=32", "--gin.BERT4Rec.batch_size=32",
+        "--gin.BERT4Rec.learning_rate=5e-3", "--gin.BERT4Rec.warmup_steps=10", "--gin.BERT4Rec.mask_prob=0.3",
+        "--gin.train_and_evaluate.num_epochs=30", "--gin.train_and_evaluate.eval_every_epochs=10",
+        "--gin.train_and_evaluate.eval_batch_size=128"]) == 0
+    result = json.loads((out / "metrics.json").read_text())
+    pop = popularity_test_metrics(seqs, num_items)
+    assert result["test"]["hit@10"] >= 0.8, result["test"]
+    assert result["test"]["ndcg@10"] > 3 * pop["ndcg@10"], (result["test"], pop)
+    config = (out / "config.gin").read_text()
+    assert "BERT4Rec.mask_prob = 0.3" in config and "BERT4Rec.num_heads = 2" in config
+    assert sorted(p.name for p in (out / "checkpoint").iterdir()) == [str(result["training"]["steps_run"])]
+    assert "bert4rec on chain" in (out / "report.md").read_text()
+
+
+@pytest.mark.parametrize("cls", [SASRec, BERT4Rec])
+def test_width_buckets_do_not_change_scores(cls):
+    model = cls(30, max_len=16, hidden_dim=16)
+    params = model.init_params(jax.random.PRNGKey(0))
+    histories = [np.array([3, 1, 4]), np.array([5, 9, 2, 6, 5 % 30, 7])]
+    narrow = model.history_tokens(histories)  # width 8
+    assert narrow.shape[1] == 8
+    wide = np.zeros((2, 16), np.int32)
+    wide[:, 16 - 8:] = narrow  # the same rows padded to max_len
+    np.testing.assert_allclose(model.scores(params, narrow), model.scores(params, wide), rtol=1e-5, atol=1e-5)
+
+
+def test_bert4rec_cloze_batches():
+    seqs = [np.arange(1, 7)]  # one user, items 1..6 -> tokens 2..7 in the last 6 of 8 columns
+    model = BERT4Rec(20, max_len=8, mask_prob=0.5, mask_last_prob=0.0, batch_size=4)
+    batch = next(model.epoch_batches(seqs, np.random.default_rng(0)))
+    tokens = left_pad(seqs, 8)[0]  # [8]
+    masked = batch["inputs"] == model.mask_token  # [4, 8]
+    assert masked.any(axis=1).all()  # at least one prediction per row
+    assert not masked[:, :2].any()  # padding is never masked
+    np.testing.assert_array_equal(np.where(masked, tokens, batch["inputs"]), np.tile(tokens, (4, 1)))
+    n = int(batch["pred_weights"].sum())
+    assert n == masked.sum()
+    rows, cols = batch["pred_rows"][:n], batch["pred_cols"][:n]
+    assert masked[rows, cols].all()
+    np.testing.assert_array_equal(batch["pred_labels"][:n], tokens[cols] - 1)  # original item indices
+    last_only = BERT4Rec(20, max_len=8, mask_prob=0.5, mask_last_prob=1.0, batch_size=4)
+    b = next(last_only.epoch_batches(seqs, np.random.default_rng(0)))
+    assert ((b["inputs"] == last_only.mask_token) == (np.arange(8) == 7)).all()
+
+
+def test_sasrec_negatives_avoid_the_users_items():
+    seqs = [np.arange(0, 9)] * 4  # users own items 0..8 of 12
+    model = SASRec(12, max_len=8, batch_size=4)
+    batch = next(model.epoch_batches(seqs, np.random.default_rng(0)))
+    real = batch["positives"] != 0
+    assert real.sum() == 4 * 8
+    assert (batch["negatives"][real] > 9).all()  # tokens 10..12 = items 9..11
+    assert (batch["negatives"][~real] == 0).all()
