@@ -167,7 +167,11 @@ def get_mixture_or_task(name: str):
         if name in entry.names:
             return seqio.get_mixture_or_task(name)
     known = sorted(n for _, e in _REGISTERED.values() for n in e.names)
-    raise ValueError(f"unknown task or mixture {name!r}; registered: {', '.join(known) or 'none (call tasks.register_dataset)'}")
+    hint = ""
+    if name.endswith("_rating") and name[:-len("_rating")] in _REGISTERED:
+        hint = f" (dataset {name[:-len('_rating')]!r} has no ratings)"
+    raise ValueError(f"unknown task or mixture {name!r}{hint}; registered: "
+                     f"{', '.join(known) or 'none (call tasks.register_dataset)'}")
 
 
 def task_kind(task_name: str) -> str:
