@@ -1,0 +1,178 @@
+"""Log-likelihood of given targets under a recjax checkpoint (the library behind `recjax score`).
+
+Tokenization is SeqIO's for the recjax tasks: SentencePiece ids of `inputs` and `targets`, each
+followed by EOS (`add_eos=True`); a too-long input is trimmed and then given its EOS, as
+`seqio.preprocessors.append_eos_after_trim` does. A target is never trimmed: the likelihood of a
+cut target is not the likelihood of the target, so a target longer than the limit is an error
+for that line.
+
+Examples are grouped by (input bucket, target bucket), each bucket a power of two, and every
+batch is padded to the full batch size, so jit compiles one program per bucket pair that occurs
+(a handful), whatever the number of lines.
+"""
+from __future__ import annotations
+
+import dataclasses
+import functools
+import json
+import math
+from typing import Any, Iterable, Iterator, Mapping, Optional, Sequence
+
+import numpy as np
+
+MIN_BUCKET = 8
+
+
+class ScoreInputError(ValueError):
+    """One line of the input cannot be scored; str(e) says why (the line number is kept apart)."""
+
+
+@dataclasses.dataclass
+class Example:
+    line: int  # 1-based line number in the input file
+    inputs: str
+    targets: str
+    input_ids: list[int]  # with EOS
+    target_ids: list[int]  # with EOS
+    inputs_truncated: bool = False
+
+
+def parse_line(text: str) -> tuple[str, str]:
+    """One JSONL line -> (inputs, targets), or ScoreInputError."""
+    try:
+        record = json.loads(text)
+    except json.JSONDecodeError as e:
+        raise ScoreInputError(f"not valid JSON ({e.msg} at column {e.colno})") from None
+    if not isinstance(record, dict):
+        raise ScoreInputError(f"expected a JSON object with string fields 'inputs' and 'targets', "
+                              f"got {type(record).__name__}")
+    for key in ("inputs", "targets"):
+        if key not in record:
+            raise ScoreInputError(f"missing key {key!r} (expected string fields 'inputs' and 'targets')")
+        if not isinstance(record[key], str):
+            raise ScoreInputError(f"{key!r} must be a string, got {type(record[key]).__name__}")
+    return record["inputs"], record["targets"]
+
+
+def tokenize(vocabulary, inputs: str, targets: str, *, line: int, max_inputs_length: Optional[int] = None,
+             max_targets_length: Optional[int] = None) -> Example:
+    """SeqIO's token ids (EOS appended) of one example; trims inputs, refuses over-long targets."""
+    eos = vocabulary.eos_id
+    input_ids = list(vocabulary.encode(inputs)) + [eos]
+    target_ids = list(vocabulary.encode(targets)) + [eos]
+    truncated = False
+    if max_inputs_length is not None and len(input_ids) > max_inputs_length:
+        input_ids = input_ids[: max_inputs_length - 1] + [eos]  # append_eos_after_trim
+        truncated = True
+    if max_targets_length is not None and len(target_ids) > max_targets_length:
+        raise ScoreInputError(f"targets are {len(target_ids)} tokens with EOS, more than --max_targets_length "
+                              f"{max_targets_length} (a cut target would get a wrong likelihood)")
+    return Example(line, inputs, targets, input_ids, target_ids, truncated)
+
+
+def bucket_length(length: int, maximum: Optional[int] = None) -> int:
+    """The padded length of a sequence: the next power of two >= MIN_BUCKET, capped at `maximum`."""
+    bucket = max(MIN_BUCKET, 1 << max(0, math.ceil(math.log2(max(length, 1)))))
+    return min(bucket, maximum) if maximum is not None else bucket
+
+
+def make_batches(examples: Sequence[Example], batch_size: int, *, max_inputs_length: Optional[int] = None,
+                 max_targets_length: Optional[int] = None) -> Iterator[tuple[list[Example], dict[str, np.ndarray]]]:
+    """Groups examples by bucket pair; yields (examples, features) with every batch `batch_size` rows.
+
+    Features are those of SeqIO's EncDecFeatureConverter (unpacked): encoder_input_tokens
+    [batch, in_bucket], decoder_target_tokens and decoder_input_tokens (targets shifted right, T5
+    starts with the pad id 0) [batch, target_bucket]. Padding rows are all zeros.
+    """
+    groups: dict[tuple[int, int], list[Example]] = {}
+    for ex in examples:
+        key = (bucket_length(len(ex.input_ids), max_inputs_length), bucket_length(len(ex.target_ids), max_targets_length))
+        groups.setdefault(key, []).append(ex)
+    for (in_len, tgt_len), members in sorted(groups.items()):
+        for start in range(0, len(members), batch_size):
+            chunk = members[start:start + batch_size]
+            encoder = np.zeros((batch_size, in_len), np.int32)  # [batch, in_len]
+            targets = np.zeros((batch_size, tgt_len), np.int32)  # [batch, tgt_len]
+            for row, ex in enumerate(chunk):
+                encoder[row, :len(ex.input_ids)] = ex.input_ids
+                targets[row, :len(ex.target_ids)] = ex.target_ids
+            decoder_inputs = np.concatenate([np.zeros((batch_size, 1), np.int32), targets[:, :-1]], axis=1)
+            yield chunk, {"encoder_input_tokens": encoder, "decoder_input_tokens": decoder_inputs,
+                          "decoder_target_tokens": targets}
+
+
+@functools.lru_cache(maxsize=None)
+def _compiled_score_batch(config):
+    """One jitted `score_batch` per model config, shared by every Scorer of that config."""
+    import jax
+
+    from recjax.model import EncoderDecoderModel
+
+    return jax.jit(EncoderDecoderModel(config).score_batch)
+
+
+class Scorer:
+    """A checkpoint's params on the default device and a jit-compiled `score_batch`."""
+
+    def __init__(self, params: Mapping[str, Any], config, *, dtype: Optional[str] = None):
+        import jax
+
+        if dtype is not None:
+            config = config.replace(dtype=dtype)
+        self.config = config
+        self.params = jax.device_put(params)
+        self._score = _compiled_score_batch(config)
+        self.compiled_shapes: set[tuple[int, ...]] = set()  # (batch, in_len, tgt_len) seen
+
+    def score(self, features: Mapping[str, np.ndarray]) -> np.ndarray:
+        """Summed log p(target tokens) of each row [batch] (float32; padding contributes 0)."""
+        self.compiled_shapes.add(features["encoder_input_tokens"].shape + features["decoder_target_tokens"].shape[1:])
+        return np.asarray(self._score(self.params, dict(features)))
+
+
+def read_lines(lines: Iterable[str], vocabulary, *, max_inputs_length: Optional[int] = None,
+               max_targets_length: Optional[int] = None) -> tuple[list[Example], dict[int, str]]:
+    """JSONL lines -> tokenized examples and {line number: error} for the lines that cannot be scored.
+
+    Blank lines are skipped (they are not records); line numbers count them.
+    """
+    examples, errors = [], {}
+    for number, text in enumerate(lines, start=1):
+        if not text.strip():
+            continue
+        try:
+            inputs, targets = parse_line(text)
+            examples.append(tokenize(vocabulary, inputs, targets, line=number, max_inputs_length=max_inputs_length,
+                                     max_targets_length=max_targets_length))
+        except ScoreInputError as e:
+            errors[number] = str(e)
+    return examples, errors
+
+
+def score_examples(scorer: Scorer, examples: Sequence[Example], batch_size: int, *,
+                   max_inputs_length: Optional[int] = None, max_targets_length: Optional[int] = None,
+                   progress: bool = True) -> dict[int, dict[str, Any]]:
+    """{line number: output record} for tokenized examples."""
+    from tqdm import tqdm
+
+    out: dict[int, dict[str, Any]] = {}
+    with tqdm(total=len(examples), desc="score", unit="ex", disable=not progress, dynamic_ncols=True) as bar:
+        for chunk, features in make_batches(examples, batch_size, max_inputs_length=max_inputs_length,
+                                            max_targets_length=max_targets_length):
+            scores = scorer.score(features)
+            for ex, value in zip(chunk, scores):
+                record = {"inputs": ex.inputs, "targets": ex.targets, "log_likelihood": float(value),
+                          "num_target_tokens": len(ex.target_ids)}
+                if ex.inputs_truncated:
+                    record["inputs_truncated"] = True
+                out[ex.line] = record
+            bar.update(len(chunk))
+    return out
+
+
+def output_records(results: Mapping[int, dict[str, Any]], errors: Mapping[int, str]) -> list[dict[str, Any]]:
+    """One record per non-blank input line, in input order: a score or `{"line": N, "error": ...}`."""
+    records = []
+    for line in sorted(set(results) | set(errors)):
+        records.append(results[line] if line in results else {"line": line, "error": errors[line]})
+    return records
