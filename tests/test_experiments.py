@@ -1,0 +1,100 @@
+"""gin/experiments: the 30 generated experiment files are current, all parse into the intended
+run, and `recjax plan` accepts them (two representative files planned with the model shrunk)."""
+import importlib.util
+import json
+import os
+
+import gin
+import pytest
+
+from recjax import gin_utils, plan
+from tasks.registry import MIXTURE_SUFFIXES
+
+REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+EXPERIMENTS_DIR = os.path.join(REPO_ROOT, "gin", "experiments")
+DATASETS = ("beauty", "sports", "toys")
+SIZES = {"base": 768, "xl": 2048}  # emb_dim of FLAN-T5-Base / XL
+MIXTURES = ("rec", "rec_aux", "rec_mim", "rec_mlm", "rec_bpr")
+NAMES = [f"{d}_{s}_{m}" for d in DATASETS for s in SIZES for m in MIXTURES]
+DUMMY_CHECKPOINT = "INITIAL_CHECKPOINT_PATH = '/nonexistent/flan_t5'"
+
+
+def _generator():
+    spec = importlib.util.spec_from_file_location("generate", os.path.join(EXPERIMENTS_DIR, "generate.py"))
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_files_are_what_generate_py_writes():
+    generate = _generator()
+    expected = generate.outputs()
+    assert sorted(expected) == sorted([f"{n}.gin" for n in NAMES] + ["README.md"])
+    for name, text in expected.items():
+        with open(os.path.join(EXPERIMENTS_DIR, name), encoding="utf-8") as f:
+            assert f.read() == text, f"{name} is stale: run python gin/experiments/generate.py"
+    assert generate.stale_generated(expected) == []
+    for name in NAMES:  # the README's table lists every file
+        assert f"`gin/experiments/{name}.gin`" in expected["README.md"]
+
+
+@pytest.fixture
+def fresh_gin():
+    gin.clear_config()
+    yield
+    gin.clear_config()
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_experiment_parses_into_its_run(name, fresh_gin):
+    dataset, size, mixture = name.split("_", 2)
+    gin_utils.parse_gin([f"gin/experiments/{name}.gin"], [DUMMY_CHECKPOINT])
+    setup = plan.read_train_setup()  # every train_lib.train argument the step needs resolves
+    assert setup.model_config.emb_dim == SIZES[size]
+    assert setup.model_config.dtype == "bfloat16"
+    assert setup.sharding_strategy == ("fsdp" if size == "xl" else "data_parallel")
+    assert setup.batch_size == 128 and setup.task_feature_lengths == {"inputs": 512, "targets": 32}
+    assert plan.train_argument("mixture_or_task_name") == f"{dataset}_{mixture}"
+    assert mixture in MIXTURE_SUFFIXES  # a mixture tasks.register_dataset registers
+    assert plan.train_argument("model_dir") == f"runs/{name}"
+    assert plan.train_argument("initial_checkpoint_path") == "/nonexistent/flan_t5"
+    # The dataset's tasks are registered by the run (not evaluated here: that reads the data).
+    setup_ref = gin.query_parameter("train_lib.train.task_setup")
+    assert setup_ref.selector == "tasks.register_dataset"
+    assert gin.query_parameter("tasks.register_dataset.name") == dataset
+    assert gin.query_parameter("%DATA_DIR") == f"data/{dataset}"
+
+
+def test_initial_checkpoint_is_required(fresh_gin):
+    gin_utils.parse_gin(["gin/experiments/toys_base_rec.gin"], [])
+    with pytest.raises(plan.PlanError, match="initial_checkpoint_path is %gin.REQUIRED"):
+        plan.train_argument("initial_checkpoint_path")
+
+
+# The model shrunk (layers, widths, vocabulary) and a small batch: what is checked is that the
+# experiment's own settings (strategy, dtype, microbatches, optimizer, loss) compile on a mesh.
+SHRINK = ["--gin.T5Config.num_encoder_layers=1", "--gin.T5Config.num_decoder_layers=1", "--gin.T5Config.emb_dim=32",
+          "--gin.T5Config.num_heads=4", "--gin.T5Config.head_dim=8", "--gin.T5Config.mlp_dim=64",
+          "--gin.VOCAB_SIZE=256", "--gin.TASK_FEATURE_LENGTHS={'inputs': 32, 'targets': 8}", "--batch_size", "8"]
+
+
+@pytest.mark.parametrize("name, mesh_flag, mesh", [
+    ("beauty_base_rec_aux", ["--mesh", "data=2,model=1"], {"data": 2, "model": 1, "devices": 2}),
+    ("toys_xl_rec_mlm", [], {"data": 8, "model": 1, "devices": 8}),  # the file's MESH_SHAPE (-1, 1), 8 devices
+])
+def test_plan_accepts_experiment(name, mesh_flag, mesh, capsys):
+    capsys.readouterr()
+    rc = plan.main([f"--gin_file=gin/experiments/{name}.gin", f"--gin.{DUMMY_CHECKPOINT.replace(' ', '')}",
+                    *SHRINK, *mesh_flag, "--json"])
+    out, err = capsys.readouterr()
+    assert rc == 0, err
+    result = json.loads(out)
+    assert result["mesh"] == mesh
+    assert result["dtype"] == "bfloat16"
+    total = 4 * result["num_params"]
+    if "_xl_" in name:
+        assert result["sharding_strategy"] == "fsdp"
+        assert result["per_device_bytes"]["params"] < total / 4  # sharded over the 8 devices
+    else:
+        assert result["sharding_strategy"] == "data_parallel"
+        assert result["per_device_bytes"]["params"] == total  # replicated
