@@ -43,8 +43,16 @@ def main(argv: list[str]) -> int:
     try:
         return gin_utils.run_with_gin_errors(run, argv)
     except (ValueError, FileNotFoundError) as e:
-        print(f"error: {e}", file=sys.stderr)
+        print(f"error: {_first_line(e)}", file=sys.stderr)
         return 2
+    except train_lib.NonFiniteLossError as e:
+        print(f"error: {_first_line(e)}", file=sys.stderr)
+        return 1
+
+
+def _first_line(error: Exception) -> str:
+    """Gin appends '  In call to configurable ...' lines; the message is the first line."""
+    return str(error).strip().splitlines()[0]
 
 
 if __name__ == "__main__":

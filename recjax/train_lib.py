@@ -184,15 +184,19 @@ def train(model_dir: str = gin.REQUIRED,
         bar = tqdm(total=train_steps, initial=start, disable=not progress or jax.process_index() != 0,
                    desc="train", unit="step", dynamic_ncols=True)
         window_start, window_tokens, window_steps = time.time(), 0, 0
-        last_saved = start
+        last_saved = start if start > 0 else None
         for step in range(start + 1, train_steps + 1):
             batch = next(batches)
             state, metrics = trainer.train_step(state, trainer.shard_batch(batch))
-            loss = float(metrics["loss"])
-            if not math.isfinite(loss):
+            loss, param_norm = float(metrics["loss"]), float(metrics["param_norm"])
+            if not (math.isfinite(loss) and math.isfinite(param_norm)):
+                # Checked before any save, so no checkpoint ever holds non-finite params.
+                what = f"loss is {loss}" if not math.isfinite(loss) else f"loss is {loss} but the updated params are {param_norm}"
+                kept = (f"The last good checkpoint is step {last_saved} in {ckpt_dir}" if last_saved is not None
+                        else "No checkpoint was saved yet")
                 raise NonFiniteLossError(
-                    f"step {step}: loss is {loss}; stopped. The last good checkpoint is step {last_saved} in "
-                    f"{ckpt_dir} (lower the learning rate, or check the data around batch {batches_consumed}).")
+                    f"step {step}: {what}; stopped. {kept} (lower the learning rate, or check the data around "
+                    f"batch {batches.batches_consumed}).")
             window_tokens += int(metrics["target_tokens"])
             window_steps += 1
             bar.update(1)

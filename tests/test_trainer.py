@@ -2,6 +2,7 @@
 two processes equal one, and bad configuration fails before any work."""
 import json
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -178,3 +179,26 @@ def test_unknown_gin_binding_is_a_clear_error(tmp_path):
     assert result.returncode == 2
     assert "no_such_arg" in result.stderr.strip().splitlines()[-1]
     assert not (tmp_path / "checkpoints").exists()
+
+
+def test_checkpoint_dir_of_another_shape_is_refused_before_work(uninterrupted_run):
+    _, data_dir, model_dir = uninterrupted_run
+    result = subprocess.run(_train_cmd(model_dir, data_dir, extra=("--gin.T5Config.emb_dim=32",)), cwd=REPO_ROOT,
+                            env=_env(), capture_output=True, text=True, timeout=300)
+    assert result.returncode == 2
+    assert "different model config" in result.stderr.strip().splitlines()[-1]
+
+
+def test_non_finite_loss_stops_and_keeps_the_last_good_checkpoint(uninterrupted_run):
+    root, data_dir, good_dir = uninterrupted_run
+    model_dir = root / "diverging"
+    shutil.copytree(good_dir, model_dir)  # finished at step 6; go on with a learning rate that overflows
+    result = subprocess.run(_train_cmd(model_dir, data_dir, steps=12, extra=(
+        "--gin.LEARNING_RATE=1e30", "--gin.train_lib.train.checkpoint_period=1")),
+        cwd=REPO_ROOT, env=_env(), capture_output=True, text=True, timeout=600)
+    assert result.returncode == 1, result.stderr[-2000:]
+    message = result.stderr.strip().splitlines()[-1]
+    assert message.startswith("error: step 7: loss is") and "The last good checkpoint is step 6" in message
+    assert checkpoints.latest_step(str(model_dir / "checkpoints")) == 6
+    params, _ = checkpoints.restore_params(str(model_dir / "checkpoints"))
+    assert all(np.isfinite(v).all() for v in checkpoints.flatten_params(params).values())
