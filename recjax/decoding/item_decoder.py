@@ -115,13 +115,23 @@ class ItemDecoder:
             return None
         return exclusion_matrix(histories, width)
 
-    def __call__(self, params, encoder_input_tokens, exclude: Optional[np.ndarray] = None) -> DecodedItems:
-        """encoder_input_tokens [batch, enc_len]; exclude: `exclusion(histories, width)` or None."""
+    def search(self, params, encoder_input_tokens, trie: Optional[TrieArrays] = None,
+               exclude=None) -> DecodedItems:
+        """Device arrays (placed as the inputs are: e.g. a batch sharded over a mesh); `items` is
+        -1 throughout in unconstrained mode (see `lookup_items`). trie: `ItemTrie.arrays()`
+        placed by the caller (default: this decoder's, on the default device)."""
         if self.options.constrained and self.options.exclude_history and exclude is None:
             raise ValueError("DecodeOptions.exclude_history is set: pass exclude=decoder.exclusion(histories)")
-        trie = self._trie_arrays if self.options.constrained else None
-        out = self._search(params, encoder_input_tokens, trie, exclude)
-        out = DecodedItems(*(np.asarray(x) for x in out))
+        if not self.options.constrained:
+            trie = None
+        elif trie is None:
+            trie = self._trie_arrays
+        return self._search(params, encoder_input_tokens, trie, exclude)
+
+    def __call__(self, params, encoder_input_tokens, exclude: Optional[np.ndarray] = None) -> DecodedItems:
+        """encoder_input_tokens [batch, enc_len]; exclude: `exclusion(histories, width)` or None.
+        Numpy results; unconstrained outputs get their items looked up in the trie."""
+        out = DecodedItems(*(np.asarray(x) for x in self.search(params, encoder_input_tokens, None, exclude)))
         if not self.options.constrained:
             out = out._replace(items=lookup_items(self.trie, out.sequences, out.scores))
         return out

@@ -1,0 +1,145 @@
+"""`recjax eval --gin_file=... [--checkpoint DIR] [--step N] [--split S] [--output_dir DIR]`.
+
+Metrics of a checkpoint on a SeqIO task or mixture (its recommendation tasks): writes
+`metrics.json`, `report.md` and `metrics.png` into the output directory and prints the table.
+The Gin files register the dataset's tasks (gin/tasks/*.gin) and set the run (gin/runs/eval.gin:
+CHECKPOINT_PATH, MIXTURE_OR_TASK_NAME, EVAL_OUTPUT_DIR, SPLIT, EVAL_BATCH_SIZE, ...); the flags
+override those macros. Example:
+
+    recjax eval --gin_file=gin/tasks/beauty.gin --gin_file=gin/runs/eval.gin \\
+      --checkpoint runs/beauty --gin.MIXTURE_OR_TASK_NAME="'beauty_rec'" --output_dir runs/beauty/eval
+
+The checkpoint is a recjax checkpoint directory (`recjax convert`, or a train run's MODEL_DIR /
+its checkpoints/ folder); the newest step unless --step. Params are restored straight onto the
+mesh with the shardings of SHARDING_STRATEGY; the batch is split over the mesh's data axis.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+from typing import Any, Optional, Sequence
+
+from recjax import gin_utils
+
+FLAG_MACROS = {"checkpoint": "CHECKPOINT_PATH", "step": "CHECKPOINT_STEP", "split": "SPLIT",
+               "output_dir": "EVAL_OUTPUT_DIR", "task": "MIXTURE_OR_TASK_NAME"}
+
+
+def resolve_checkpoint_dir(path: str) -> str:
+    """A recjax checkpoint directory, or a train run's MODEL_DIR holding one in checkpoints/."""
+    from recjax.checkpoints import CheckpointError
+    from recjax.config import CONFIG_FILENAME
+
+    if os.path.isfile(os.path.join(path, CONFIG_FILENAME)):
+        return path
+    nested = os.path.join(path, "checkpoints")
+    if os.path.isfile(os.path.join(nested, CONFIG_FILENAME)):
+        return nested
+    raise CheckpointError(f"{path}: not a recjax checkpoint directory (no {CONFIG_FILENAME} in it or in "
+                          f"{nested}); convert HF/T5X checkpoints with `recjax convert`")
+
+
+def restore_for_eval(checkpoint_path: str, step: Optional[int], mesh, sharding_strategy: str):
+    """(EncoderDecoderModel, params on the mesh, step) of a checkpoint."""
+    import flax.linen as nn
+    import jax
+
+    from recjax import checkpoints, partitioning
+    from recjax.config import T5Config
+    from recjax.model import EncoderDecoderModel
+    from recjax.network import init_params
+
+    directory = resolve_checkpoint_dir(checkpoint_path)
+    config = T5Config.load(directory)
+    boxed = jax.eval_shape(lambda rng: init_params(config, rng), jax.random.PRNGKey(0))
+    shardings = partitioning.logical_shardings(boxed, mesh, partitioning.rules_for(sharding_strategy))
+    if step is None:
+        step = checkpoints.latest_step(directory)
+    params, config = checkpoints.restore_params(directory, step, shardings=nn.meta.unbox(shardings))
+    return EncoderDecoderModel(config), params, step
+
+
+def _import_gin_configurables():
+    import gin  # noqa: F401
+
+    import recjax.evaluation  # noqa: F401  (EvalOptions)
+
+
+def evaluate_checkpoint(checkpoint_path: str, mixture_or_task_name: str, output_dir: str, *,
+                        split: str = "test", step: Optional[int] = None, options=None,
+                        mesh_shape: Sequence[int] = (-1, 1), sharding_strategy: str = "data_parallel",
+                        task_setup: Any = None) -> dict:
+    """Evaluates and writes the report; returns {task: {metric: value}}."""
+    del task_setup  # registered the tasks when Gin evaluated it
+    import jax
+
+    from recjax import partitioning, report
+    from recjax.evaluation import EvalOptions, evaluate_tasks
+
+    options = options if options is not None else EvalOptions()
+    start = time.time()
+    mesh = partitioning.make_mesh(*mesh_shape)
+    model, params, step = restore_for_eval(checkpoint_path, step, mesh, sharding_strategy)
+    results = evaluate_tasks(model, params, mixture_or_task_name, split, options=options, mesh=mesh)
+    info = {"checkpoint": os.path.abspath(checkpoint_path), "step": step, "mixture_or_task": mixture_or_task_name,
+            "split": split, "wall_seconds": round(time.time() - start, 1),
+            "devices": f"{len(jax.devices())} x {jax.devices()[0].device_kind}",
+            "mesh": dict(mesh.shape), "sharding_strategy": sharding_strategy,
+            "options": {k: v for k, v in vars(options).items()}, "model_config": model.config.to_dict()}
+    if jax.process_index() == 0:
+        paths = report.write_report(output_dir, results, info)
+        for r in results:
+            shown = ", ".join(f"{k}={v:.4f}" for k, v in r.metrics.items() if not k.startswith("num_"))
+            print(f"{r.task}: {shown} ({r.num_examples:,} examples, {r.seconds:.1f} s)")
+        print(f"wrote {paths['metrics']} and {paths['report']} ({info['wall_seconds']} s in all)")
+    return {r.task: r.metrics for r in results}
+
+
+def _register_gin():
+    import gin
+
+    return gin.external_configurable(evaluate_checkpoint, module="recjax.eval")
+
+
+def main(argv: list[str]) -> int:
+    files, bindings, search, rest = gin_utils.split_gin_flags(argv)
+    parser = argparse.ArgumentParser(prog="recjax eval", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--checkpoint", help="checkpoint directory (CHECKPOINT_PATH)")
+    parser.add_argument("--step", type=int, help="checkpoint step (default: the newest)")
+    parser.add_argument("--split", help="validation or test (SPLIT)")
+    parser.add_argument("--output_dir", help="where the report goes (EVAL_OUTPUT_DIR)")
+    parser.add_argument("--task", help="task or mixture name (MIXTURE_OR_TASK_NAME)")
+    args = parser.parse_args(rest)
+    if not files:
+        parser.error("at least one --gin_file is required (the dataset's gin/tasks/*.gin and gin/runs/eval.gin)")
+    for flag, macro in FLAG_MACROS.items():
+        value = getattr(args, flag)
+        if value is not None:
+            bindings.append(f"{macro} = {value!r}")
+
+    def run(_):
+        import gin
+
+        _import_gin_configurables()
+        configurable = _register_gin()
+        gin_utils.parse_gin(files, bindings, search)
+        try:
+            gin.finalize()
+        except (ValueError, KeyError) as e:
+            raise gin_utils.GinFlagError(str(e).splitlines()[0]) from None
+        configurable()
+        return 0
+
+    try:
+        return gin_utils.run_with_gin_errors(run, argv)
+    except (ValueError, FileNotFoundError) as e:
+        # Gin appends "In call to configurable ..." lines; the first line is the reason.
+        print(f"error: {str(e).splitlines()[0]}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

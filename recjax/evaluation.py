@@ -1,0 +1,473 @@
+"""Metrics of a model on the recommendation tasks of a SeqIO task or mixture.
+
+    from recjax.evaluation import evaluate, EvalOptions
+    metrics = evaluate(model, params, "beauty_rec", "validation", options=EvalOptions(batch_size=64))
+    # {"beauty_retrieval": {"hit@5": ..., "ndcg@10": ..., "valid_id_rate": 1.0, ...},
+    #  "beauty_ranking": {"hr@1": ..., ...}, ...}
+
+Per task kind (auxiliary tasks of a mixture are skipped: their metrics are the recommendation
+tasks'):
+- retrieval: beam search over ALL items (beam `beam_size`, top `top_k`), constrained to the trie
+  of valid item IDs and excluding the user's history (`history_ids`) unless told otherwise;
+  hit@5/10, ndcg@5/10 and `valid_id_rate` (1.0 when constrained) through the task's own SeqIO
+  metric fn (`tasks.metric_fns.retrieval_metric_fn`, which also drops history items from free
+  generations).
+- ranking: every candidate of `candidate_ids` scored by the log-likelihood of its ID as the
+  target, encoder once per user; hr@1/5/10, ndcg@5/10 by `recjax.metrics.ranking_metrics` (ties
+  pessimistic).
+- rating: `rmse`/`mae` of the EXPECTED rating, sum_r r * p(r) over the five targets "1".."5"
+  (each scored as a whole sequence, then normalized over the five), a better estimator than the
+  generated string; with `rating_generated` also `generated_rmse`/`generated_mae`/
+  `generated_parse_rate` of the greedily generated rating (unparsable -> 3, as the SeqIO metric
+  fn does).
+
+Sharding: the batch is split over the mesh's `data` axis (NamedSharding), params keep the
+sharding they come with (a trainer's, per its rules) or are replicated. Every process builds the
+same global batches; results are gathered to every process.
+"""
+from __future__ import annotations
+
+import dataclasses
+import functools
+import time
+from collections.abc import Mapping, Sequence
+from typing import Any, Optional
+
+import gin
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
+from tqdm.auto import tqdm
+
+from recjax import metrics as rec_metrics
+from recjax import partitioning
+from recjax.decoding import DecodeOptions, ItemDecoder, ItemTrie, exclusion_matrix
+from recjax.decoding.candidate_scoring import score_candidates
+from recjax.decoding.item_decoder import search_items
+from recjax.model import EncoderDecoderModel
+from recjax.network import Transformer
+
+REC_KINDS = ("retrieval", "ranking", "rating")
+RATING_VALUES = (1, 2, 3, 4, 5)
+EOS_ID = 1
+
+
+@gin.configurable(module="recjax.evaluation")
+@dataclasses.dataclass(frozen=True)
+class EvalOptions:
+    """batch_size: examples per global batch (a multiple of the mesh's data axis; the last batch
+    is padded). inputs_length: encoder inputs longer than this are trimmed as seqio trims them
+    (first length-1 tokens + EOS); None keeps them whole. Examples are sorted by length and each
+    batch padded to the smallest bucket that fits it (32, 64, 128, then multiples of 64).
+    max_examples: only the first N examples of each task (quick validation while training).
+    The rest: see the module doc."""
+
+    batch_size: int = 64
+    ranking_batch_size: int = 16  # users per ranking batch: rows = users * candidates (100) per step
+    beam_size: int = 20
+    top_k: int = 20
+    constrained: bool = True
+    exclude_history: bool = True
+    alpha: float = 0.0
+    inputs_length: Optional[int] = None
+    max_examples: Optional[int] = None
+    rating_generated: bool = True
+    progress: bool = True
+
+    def __post_init__(self):
+        if self.batch_size < 1 or self.ranking_batch_size < 1:
+            raise ValueError(f"EvalOptions.batch_size and ranking_batch_size must be >= 1, got {self.batch_size}, "
+                             f"{self.ranking_batch_size}")
+        if self.top_k < 10:
+            raise ValueError(f"EvalOptions.top_k must be >= 10 (hit@10 and ndcg@10), got {self.top_k}")
+        if self.max_examples is not None and self.max_examples < 1:
+            raise ValueError(f"EvalOptions.max_examples must be >= 1 or None, got {self.max_examples}")
+
+    def decode_options(self) -> DecodeOptions:
+        return DecodeOptions(beam_size=self.beam_size, top_k=self.top_k, constrained=self.constrained,
+                             exclude_history=self.exclude_history and self.constrained, alpha=self.alpha)
+
+
+@dataclasses.dataclass
+class TaskResult:
+    task: str
+    kind: str
+    metrics: dict[str, float]
+    curves: dict[str, list[float]]  # e.g. "hit@k": [hit@1, ..., hit@top_k] (for the report's plot)
+    num_examples: int
+    seconds: float
+    extra: dict[str, Any] = dataclasses.field(default_factory=dict)
+
+
+# ------------------------------------------------------------------------------------------------
+# The catalog of a registered dataset.
+# ------------------------------------------------------------------------------------------------
+
+@dataclasses.dataclass
+class Catalog:
+    """A dataset's items as the model writes them: IDs, titles, tokens and the trie."""
+
+    name: str
+    item_ids: list[str]
+    item_titles: list[str]
+    trie: ItemTrie
+    tokenizer: Any  # sentencepiece processor of the task vocabulary
+    _index: Optional[dict[str, int]] = None
+
+    def index(self, item_id: str) -> int:
+        if self._index is None:
+            self._index = {s: i for i, s in enumerate(self.item_ids)}
+        return self._index.get(item_id, -1)
+
+    def decode(self, tokens: np.ndarray) -> str:
+        """Tokens (EOS included or not, 0-padded) -> text."""
+        tokens = [int(t) for t in tokens]
+        if EOS_ID in tokens:
+            tokens = tokens[:tokens.index(EOS_ID)]
+        return self.tokenizer.DecodeIds([t for t in tokens if t > 0])
+
+
+@functools.lru_cache(maxsize=8)
+def _catalog_cached(dataset_name: str, data_dir: str, vocab_size: int) -> Catalog:
+    import tasks  # late: pulls in seqio / TensorFlow
+
+    registered = tasks.registered(dataset_name)
+    dataset = registered.builder.dataset
+    tokenizer = registered.vocabulary.tokenizer
+    sequences = [tokenizer.EncodeAsIds(i) for i in dataset.item_ids]
+    trie = ItemTrie.from_token_sequences(sequences, vocab_size, names=dataset.item_ids)
+    return Catalog(dataset_name, list(dataset.item_ids), list(dataset.item_titles), trie, tokenizer)
+
+
+def catalog_of(dataset_name: str, vocab_size: int) -> Catalog:
+    """The catalog of dataset NAME registered by `tasks.register_dataset` (trie built once)."""
+    import tasks
+
+    registered = tasks.registered(dataset_name)
+    return _catalog_cached(dataset_name, registered.data_dir, vocab_size)
+
+
+def _task_members(task_or_mixture) -> list:
+    import seqio
+
+    if isinstance(task_or_mixture, str):
+        from recjax.input_pipeline import get_mixture_or_task
+        task_or_mixture = get_mixture_or_task(task_or_mixture)
+    if isinstance(task_or_mixture, seqio.Mixture):
+        return list(task_or_mixture.tasks)
+    return [task_or_mixture]
+
+
+def _kind_and_dataset(task_name: str) -> tuple[str, str]:
+    import tasks
+
+    kind = tasks.task_kind(task_name)
+    return kind, task_name[: -len(kind) - 1]
+
+
+# ------------------------------------------------------------------------------------------------
+# Examples and batches.
+# ------------------------------------------------------------------------------------------------
+
+def _text(value) -> str:
+    return value.decode("utf-8") if isinstance(value, (bytes, np.bytes_)) else str(value)
+
+
+def load_examples(task, split: str, max_examples: Optional[int] = None) -> list[dict]:
+    """The task's examples of `split` in order (no shuffle), tokenized, untrimmed."""
+    ds = task.get_dataset(sequence_length=None, split=split, shuffle=False, num_epochs=1, use_cached=False)
+    if max_examples is not None:
+        ds = ds.take(max_examples)
+    out = []
+    for ex in ds.as_numpy_iterator():
+        out.append({k: (_text(v) if isinstance(v, (bytes, np.bytes_)) else v) for k, v in ex.items()})
+    if not out:
+        raise ValueError(f"task {task.name!r} has no {split!r} examples")
+    return out
+
+
+def _trim(tokens: np.ndarray, length: Optional[int]) -> np.ndarray:
+    if length is None or len(tokens) <= length:
+        return tokens
+    return np.append(tokens[:length - 1], EOS_ID).astype(tokens.dtype)  # seqio's append_eos_after_trim
+
+
+def input_bucket(length: int) -> int:
+    """Padded encoder length: 32, 64, 128, then multiples of 64 (few compiled shapes, little padding)."""
+    if length <= 128:
+        return max(32, 1 << (int(length) - 1).bit_length())
+    return -(-int(length) // 64) * 64
+
+
+def batches(examples: Sequence[dict], batch_size: int, inputs_length: Optional[int]):
+    """Yields (rows, encoder_input_tokens [batch_size, bucket]) over examples sorted by length;
+    `rows` are the example indices of the real rows (the padding rows repeat the first one)."""
+    inputs = [_trim(np.asarray(ex["inputs"], np.int32), inputs_length) for ex in examples]
+    order = np.argsort([len(x) for x in inputs], kind="stable")
+    for start in range(0, len(order), batch_size):
+        rows = order[start:start + batch_size]
+        padded_rows = np.concatenate([rows, np.full(batch_size - len(rows), rows[0])])
+        width = input_bucket(max(len(inputs[r]) for r in rows))
+        enc = np.zeros((batch_size, width), np.int32)
+        for i, r in enumerate(padded_rows):
+            enc[i, :len(inputs[r])] = inputs[r]
+        yield rows, padded_rows, enc
+
+
+# ------------------------------------------------------------------------------------------------
+# Device placement.
+# ------------------------------------------------------------------------------------------------
+
+class Placement:
+    """Global arrays on the mesh: batch rows over `data`, the rest replicated."""
+
+    def __init__(self, mesh: Mesh):
+        self.mesh = mesh
+        self.batch = partitioning.batch_sharding(mesh)
+        self.replicated = NamedSharding(mesh, P())
+
+    def shard_batch(self, array: np.ndarray) -> jax.Array:
+        return jax.make_array_from_callback(array.shape, self.batch, lambda index: array[index])
+
+    def replicate(self, tree):
+        return jax.tree_util.tree_map(
+            lambda a: jax.make_array_from_callback(np.shape(a), self.replicated, lambda index: np.asarray(a)[index]),
+            tree)
+
+    def params(self, params):
+        """Keep a trainer's sharded params as they are; place host arrays replicated."""
+        leaves = jax.tree_util.tree_leaves(params)
+        if all(isinstance(x, jax.Array) and not isinstance(x.sharding, jax.sharding.SingleDeviceSharding)
+               for x in leaves):
+            return params
+        return self.replicate(jax.tree_util.tree_map(np.asarray, params))
+
+    def fetch(self, tree):
+        if jax.process_count() > 1:
+            from jax.experimental import multihost_utils
+            return multihost_utils.process_allgather(tree, tiled=True)
+        return jax.tree_util.tree_map(np.asarray, tree)
+
+
+# ------------------------------------------------------------------------------------------------
+# Per task kind.
+# ------------------------------------------------------------------------------------------------
+
+def _progress(iterable, total: int, desc: str, enabled: bool):
+    return tqdm(iterable, total=total, desc=desc, unit="batch", leave=False, dynamic_ncols=True,
+                disable=not enabled or jax.process_index() != 0)
+
+
+def _num_batches(n: int, batch_size: int) -> int:
+    return -(-n // batch_size)
+
+
+def _evaluate_retrieval(model, params, task, examples, catalog: Catalog, options: EvalOptions,
+                        place: Placement) -> tuple[dict, dict, dict]:
+    decode = options.decode_options()
+    decoder = _item_decoder(model.config, catalog.trie, decode)
+    histories = [[catalog.index(i) for i in ex["history_ids"].split()] for ex in examples]
+    width = max(8, -(-max(len(set(h)) for h in histories) // 8) * 8)  # one static shape per run
+    trie_arrays = place.replicate(catalog.trie.arrays_numpy()) if decode.constrained else None
+    predictions: list[Optional[list[str]]] = [None] * len(examples)
+    n_batches = _num_batches(len(examples), options.batch_size)
+    with jax.set_mesh(place.mesh):
+        for rows, padded, enc in _progress(batches(examples, options.batch_size, options.inputs_length),
+                                           n_batches, task.name, options.progress):
+            exclude = None
+            if decode.exclude_history:
+                exclude = place.shard_batch(exclusion_matrix([histories[r] for r in padded], width))
+            out = place.fetch(decoder.search(params, place.shard_batch(enc), trie_arrays, exclude))
+            for i, r in enumerate(rows):
+                predictions[r] = _ranked_ids(out, i, catalog, decode.constrained)
+    # The task's own SeqIO metric fn, fed as T5X's evaluator feeds it.
+    targets = [task.postprocess_fn(ex["targets_pretokenized"], example=ex, is_target=True) for ex in examples]
+    predictions = [task.postprocess_fn(p, example=ex, is_target=False) for p, ex in zip(predictions, examples)]
+    result: dict[str, float] = {}
+    for fn in task.metric_fns:
+        result.update(fn(targets, predictions))
+    ranked = [[p for p in pred if p not in set(t["history"])] for pred, t in zip(predictions, targets)]
+    ranks = rec_metrics.target_ranks(ranked, [t["target"] for t in targets])
+    curve = [float(np.mean((ranks >= 0) & (ranks < k))) for k in range(1, options.top_k + 1)]
+    return result, {"hit@k": curve}, {}
+
+
+_DECODERS: dict = {}
+
+
+def _item_decoder(config, trie: ItemTrie, options: DecodeOptions) -> ItemDecoder:
+    """One jitted decoder per (config, catalog, options): periodic validation compiles once."""
+    key = (config, id(trie), options)
+    if key not in _DECODERS:
+        _DECODERS[key] = ItemDecoder(Transformer(config), trie, options)
+    return _DECODERS[key]
+
+
+def _ranked_ids(out, row: int, catalog: Catalog, constrained: bool) -> list[str]:
+    """One user's decoded top-k as ID strings; free generations keep their text (invalid IDs
+    count against valid_id_rate), empty slots are left out."""
+    ranked = []
+    for k in range(out.scores.shape[1]):
+        if not np.isfinite(out.scores[row, k]):
+            continue
+        item = int(out.items[row, k])
+        if item >= 0:
+            ranked.append(catalog.item_ids[item])
+        elif not constrained:
+            ranked.append(catalog.decode(out.sequences[row, k]) or "<empty>")
+    return ranked
+
+
+@functools.lru_cache(maxsize=16)
+def _scorer(config):
+    """`score_candidates` jitted once per model config (a process-wide cache across evaluations)."""
+    return jax.jit(functools.partial(score_candidates, Transformer(config)))
+
+
+def _evaluate_ranking(model, params, task, examples, catalog: Catalog, options: EvalOptions,
+                      place: Placement) -> tuple[dict, dict, dict]:
+    from tasks.metric_fns import candidates_and_positive
+
+    cands, positive = [], np.zeros(len(examples), np.int64)
+    for e, ex in enumerate(examples):
+        ids, positive[e] = candidates_and_positive(ex)
+        index = [catalog.index(i) for i in ids]
+        if min(index) < 0:
+            raise ValueError(f"{task.name}: example {e} has a candidate that is not an item ID of {catalog.name!r}")
+        cands.append(index)
+    num_cand = len(cands[0])
+    if any(len(c) != num_cand for c in cands):
+        raise ValueError(f"{task.name}: examples have different numbers of candidates")
+    cands = np.asarray(cands, np.int32)  # [examples, candidates]
+    scores = np.zeros(cands.shape, np.float64)
+    score = _scorer(model.config)
+    size = options.ranking_batch_size
+    with jax.set_mesh(place.mesh):
+        for rows, padded, enc in _progress(batches(examples, size, options.inputs_length),
+                                           _num_batches(len(examples), size), task.name, options.progress):
+            tokens = catalog.trie.item_tokens[cands[padded]]  # [batch, candidates, depth]
+            out = place.fetch(score(params, place.shard_batch(enc), place.shard_batch(tokens)))
+            scores[rows] = out[:len(rows)]
+    result = rec_metrics.ranking_metrics(scores, positive)
+    ranks = rec_metrics.ranks_from_candidate_scores(scores, positive)
+    curve = [float(np.mean(ranks < k)) for k in range(1, num_cand + 1)]
+    return result, {"hr@k": curve}, {}
+
+
+def _rating_targets(catalog: Catalog) -> np.ndarray:
+    """[5, length] token sequences of "1".."5" with EOS, 0-padded."""
+    seqs = [catalog.tokenizer.EncodeAsIds(str(r)) + [EOS_ID] for r in RATING_VALUES]
+    out = np.zeros((len(seqs), max(len(s) for s in seqs)), np.int32)
+    for i, s in enumerate(seqs):
+        out[i, :len(s)] = s
+    return out
+
+
+@functools.lru_cache(maxsize=16)
+def _greedy(config, max_decode_len: int):
+    """Free greedy generation (beam 1, padding banned) jitted once per config and length."""
+    options = DecodeOptions(beam_size=1, top_k=1, constrained=False, exclude_history=False)
+    return jax.jit(functools.partial(search_items, Transformer(config), trie=None, exclude=None, options=options,
+                                     max_decode_len=max_decode_len))
+
+
+def _evaluate_rating(model, params, task, examples, catalog: Catalog, options: EvalOptions,
+                     place: Placement) -> tuple[dict, dict, dict]:
+    from tasks.metric_fns import rating_metric_fn
+
+    true = np.array([float(ex["targets_pretokenized"]) for ex in examples])
+    candidates = _rating_targets(catalog)
+    values = np.asarray(RATING_VALUES, np.float64)
+    expected = np.zeros(len(examples))
+    generated: list[Optional[float]] = [None] * len(examples)
+    score = _scorer(model.config)
+    greedy = _greedy(model.config, candidates.shape[1] + 2) if options.rating_generated else None
+    from tasks.metric_fns import parse_rating
+    with jax.set_mesh(place.mesh):
+        for rows, padded, enc in _progress(batches(examples, options.batch_size, options.inputs_length),
+                                           _num_batches(len(examples), options.batch_size), task.name,
+                                           options.progress):
+            enc_global = place.shard_batch(enc)
+            tokens = np.broadcast_to(candidates, (len(padded),) + candidates.shape).copy()
+            ll = place.fetch(score(params, enc_global, place.shard_batch(tokens)))[:len(rows)]  # [rows, 5]
+            p = np.exp(ll - ll.max(axis=1, keepdims=True))
+            expected[rows] = (p / p.sum(axis=1, keepdims=True)) @ values
+            if greedy is not None:
+                out = place.fetch(greedy(params, enc_global))
+                for i, r in enumerate(rows):
+                    generated[r] = parse_rating(catalog.decode(out.sequences[i, 0]))
+    result = rec_metrics.rating_metrics(expected, true)
+    extra = {"expected": expected.tolist(), "true": true.tolist()}
+    if options.rating_generated:
+        gen = rating_metric_fn(list(true), generated)
+        result.update(generated_rmse=gen["rmse"], generated_mae=gen["mae"], generated_parse_rate=gen["rating_parse_rate"])
+    return result, {}, extra
+
+
+_EVALUATORS = {"retrieval": _evaluate_retrieval, "ranking": _evaluate_ranking, "rating": _evaluate_rating}
+
+
+# ------------------------------------------------------------------------------------------------
+# Entry points.
+# ------------------------------------------------------------------------------------------------
+
+def evaluate_tasks(model: EncoderDecoderModel, params, task_or_mixture, split: str = "validation", *,
+                   options: EvalOptions = EvalOptions(), mesh: Optional[Mesh] = None) -> list[TaskResult]:
+    """One TaskResult per recommendation task of `task_or_mixture` (a name, Task or Mixture)."""
+    mesh = mesh if mesh is not None else partitioning.make_mesh()
+    partitioning.check_batch_divisible(options.batch_size, mesh, "EvalOptions.batch_size")
+    partitioning.check_batch_divisible(options.ranking_batch_size, mesh, "EvalOptions.ranking_batch_size")
+    place = Placement(mesh)
+    params = place.params(params)
+    results = []
+    members = _task_members(task_or_mixture)
+    for task in members:
+        kind, dataset_name = _kind_and_dataset(task.name)
+        if kind not in REC_KINDS:
+            continue
+        start = time.time()
+        catalog = catalog_of(dataset_name, model.config.vocab_size)
+        examples = load_examples(task, split, options.max_examples)
+        metrics, curves, extra = _EVALUATORS[kind](model, params, task, examples, catalog, options, place)
+        metrics = {k: float(v) for k, v in metrics.items()}
+        results.append(TaskResult(task.name, kind, metrics, curves, len(examples), time.time() - start, extra))
+    if not results:
+        names = ", ".join(t.name for t in members)
+        raise ValueError(f"{getattr(task_or_mixture, 'name', task_or_mixture)}: no recommendation task "
+                         f"(retrieval, ranking, rating) among {names}")
+    return results
+
+
+def evaluate(model: EncoderDecoderModel, params, task_or_mixture, split: str = "validation", *,
+             options: EvalOptions = EvalOptions(), mesh: Optional[Mesh] = None) -> dict[str, dict[str, float]]:
+    """{task name: {metric: value}} for the recommendation tasks of a task or mixture."""
+    return {r.task: r.metrics for r in evaluate_tasks(model, params, task_or_mixture, split, options=options,
+                                                      mesh=mesh)}
+
+
+def flatten_metrics(metrics: Mapping[str, Mapping[str, float]]) -> dict[str, float]:
+    """{task: {metric: v}} -> {"task/metric": v} (what a trainer logs)."""
+    return {f"{task}/{name}": float(v) for task, values in metrics.items() for name, v in values.items()}
+
+
+@gin.configurable(module="recjax.evaluation")
+class TrainEvaluator:
+    """`train_lib.train(evaluator=...)`: called as evaluator(params=..., step=...) -> flat metrics.
+
+    Gin: train_lib.train.evaluator = @evaluation.TrainEvaluator()
+         evaluation.TrainEvaluator.mixture_or_task_name = %MIXTURE_OR_TASK_NAME
+    """
+
+    def __init__(self, model_config=gin.REQUIRED, mixture_or_task_name: str = gin.REQUIRED,
+                 split: str = "validation", options: EvalOptions = EvalOptions(max_examples=1024),
+                 mesh_shape: Sequence[int] = (-1, 1)):
+        self.model = EncoderDecoderModel(model_config)
+        self.mixture_or_task_name = mixture_or_task_name
+        self.split, self.options = split, options
+        self.mesh = partitioning.make_mesh(*mesh_shape)
+
+    def __call__(self, *, params, step: int) -> dict[str, float]:
+        del step
+        return flatten_metrics(evaluate(self.model, params, self.mixture_or_task_name, self.split,
+                                        options=self.options, mesh=self.mesh))

@@ -1,0 +1,216 @@
+"""`recjax infer --gin_file=gin/tasks/NAME.gin --checkpoint DIR --input users.jsonl --output recs.jsonl`.
+
+Top-k recommendations for user histories. Each input line is a JSON object
+
+    {"user": "any id, echoed", "history": ["5046", "2279"], "titles": ["optional", "texts"]}
+
+(`history`: item IDs oldest first, as the dataset writes them; `titles`: optional texts shown
+instead of the catalog's). Each output line answers the input line with the same number:
+
+    {"line": 1, "user": "...", "recommendations": [{"rank": 1, "item_id": "3757",
+      "title": "...", "score": -3.21}, ...]}
+
+or, for a line that cannot be answered (malformed JSON, no history, an unknown item ID, ...),
+`{"line": N, "error": "one-line reason"}`; every other line is still answered. `score` is the
+summed log-probability of the item ID. The histories are rendered with the dataset's retrieval
+template (`--template`, default 0) and its `max_history`; the model writes IDs with constrained
+beam search (every recommendation is a real item) that excludes the history unless
+--keep_history. The output file appears complete or not at all.
+"""
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import os
+import sys
+from typing import Any, Optional
+
+import numpy as np
+
+from recjax import gin_utils
+
+EOS_ID = 1
+
+
+@dataclasses.dataclass
+class Request:
+    line: int
+    user: Any
+    items: list[int]  # item indices, oldest first
+    titles: Optional[list[str]]
+
+
+def parse_line(line_number: int, text: str, catalog) -> Request:
+    """One JSONL line -> Request; raises ValueError with the reason (no line number)."""
+    try:
+        obj = json.loads(text)
+    except json.JSONDecodeError as e:
+        raise ValueError(f"not valid JSON ({e.msg} at column {e.colno})") from None
+    if not isinstance(obj, dict):
+        raise ValueError(f"expected a JSON object with a \"history\" list, got {type(obj).__name__}")
+    history = obj.get("history")
+    if history is None:
+        raise ValueError('missing "history" (a list of item IDs, oldest first)')
+    if not isinstance(history, list):
+        raise ValueError(f'"history" must be a list of item IDs, got {type(history).__name__}')
+    if not history:
+        raise ValueError('empty "history": at least one item ID is needed')
+    items = []
+    for value in history:
+        if not isinstance(value, (str, int)) or isinstance(value, bool):
+            raise ValueError(f'"history" holds {value!r}, not an item ID (a string)')
+        index = catalog.index(str(value))
+        if index < 0:
+            raise ValueError(f"unknown item ID {str(value)!r} (not one of the {len(catalog.item_ids):,} items of "
+                             f"dataset {catalog.name!r})")
+        items.append(index)
+    titles = obj.get("titles")
+    if titles is not None:
+        if not isinstance(titles, list) or len(titles) != len(history) or \
+                not all(isinstance(t, str) for t in titles):
+            raise ValueError(f'"titles" must be a list of {len(history)} strings, one per history item')
+    return Request(line_number, obj.get("user"), items, titles)
+
+
+def render_inputs(request: Request, catalog, template_index: int, max_history: int) -> str:
+    from tasks import templates
+
+    shown = list(range(len(request.items)))[-max_history:]
+    texts = []
+    for k in shown:
+        item = request.items[k]
+        title = request.titles[k] if request.titles is not None else catalog.item_titles[item]
+        texts.append(templates.item_text(catalog.item_ids[item], title))
+    choices = templates.TEMPLATES["retrieval"]
+    text, _ = choices[template_index % len(choices)].render(history=templates.history_text(texts), target="")
+    return text
+
+
+def recommend(model, params, catalog, requests: list[Request], *, template_index: int = 0, max_history: int = 20,
+              top_k: int = 10, beam_size: int = 20, exclude_history: bool = True, batch_size: int = 32,
+              inputs_length: Optional[int] = 512, mesh=None, progress: bool = True) -> list[list[dict]]:
+    """Recommendations (rank, item_id, title, score) for each request, best first."""
+    import jax
+
+    from recjax import partitioning
+    from recjax.decoding import DecodeOptions, ItemDecoder, exclusion_matrix
+    from recjax.evaluation import Placement, batches
+
+    mesh = mesh if mesh is not None else partitioning.make_mesh()
+    partitioning.check_batch_divisible(batch_size, mesh, "--batch_size")
+    place = Placement(mesh)
+    params = place.params(params)
+    options = DecodeOptions(beam_size=max(beam_size, top_k), top_k=top_k, exclude_history=exclude_history)
+    decoder = ItemDecoder(model.module, catalog.trie, options)
+    trie_arrays = place.replicate(catalog.trie.arrays_numpy())
+    tokenize = catalog.tokenizer.EncodeAsIds
+    examples = [{"inputs": np.asarray(tokenize(render_inputs(r, catalog, template_index, max_history)) + [EOS_ID],
+                                      np.int32)} for r in requests]
+    width = max(8, -(-max(len(set(r.items)) for r in requests) // 8) * 8)
+    out: list[list[dict]] = [[] for _ in requests]
+    from tqdm.auto import tqdm
+    with jax.set_mesh(mesh):
+        for rows, padded, enc in tqdm(batches(examples, batch_size, inputs_length), total=-(-len(requests) // batch_size),
+                                      desc="infer", unit="batch", disable=not progress, leave=False):
+            exclude = exclusion_matrix([requests[r].items for r in padded], width) if exclude_history else None
+            result = place.fetch(decoder.search(params, place.shard_batch(enc), trie_arrays,
+                                                None if exclude is None else place.shard_batch(exclude)))
+            for i, r in enumerate(rows):
+                recs = []
+                for k in range(top_k):
+                    item = int(result.items[i, k])
+                    if item < 0:  # the catalog ran out (fewer items than top_k left)
+                        continue
+                    recs.append({"rank": len(recs) + 1, "item_id": catalog.item_ids[item],
+                                 "title": catalog.item_titles[item], "score": round(float(result.log_probs[i, k]), 5)})
+                out[r] = recs
+    return out
+
+
+def run_infer(model, params, catalog, input_path: str, output_path: str, **kwargs) -> tuple[int, int]:
+    """Reads input_path, writes output_path atomically; returns (answered, errors)."""
+    requests, records = [], {}
+    with open(input_path, encoding="utf-8") as f:
+        for number, text in enumerate(f, start=1):
+            if not text.strip():
+                continue
+            try:
+                requests.append(parse_line(number, text, catalog))
+            except ValueError as e:
+                records[number] = {"line": number, "error": str(e)}
+    if requests:
+        for request, recs in zip(requests, recommend(model, params, catalog, requests, **kwargs)):
+            records[request.line] = {"line": request.line, "user": request.user, "recommendations": recs}
+    tmp = f"{output_path}.tmp-{os.getpid()}"
+    os.makedirs(os.path.dirname(os.path.abspath(output_path)), exist_ok=True)
+    try:
+        with open(tmp, "w", encoding="utf-8") as f:
+            for number in sorted(records):
+                f.write(json.dumps(records[number], ensure_ascii=False) + "\n")
+        os.replace(tmp, output_path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+        raise
+    errors = sum("error" in r for r in records.values())
+    return len(records) - errors, errors
+
+
+def main(argv: list[str]) -> int:
+    files, bindings, search, rest = gin_utils.split_gin_flags(argv)
+    parser = argparse.ArgumentParser(prog="recjax infer", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--checkpoint", required=True, help="recjax checkpoint directory (or a train MODEL_DIR)")
+    parser.add_argument("--step", type=int, help="checkpoint step (default: the newest)")
+    parser.add_argument("--input", required=True, help="JSONL of user histories")
+    parser.add_argument("--output", required=True, help="JSONL of recommendations (written atomically)")
+    parser.add_argument("--top_k", type=int, default=10)
+    parser.add_argument("--beam_size", type=int, default=20, help="beams (at least top_k)")
+    parser.add_argument("--batch_size", type=int, default=32, help="users per batch (a multiple of the devices)")
+    parser.add_argument("--template", type=int, default=0, help="index of the retrieval template (tasks/TEMPLATES.md)")
+    parser.add_argument("--inputs_length", type=int, default=512, help="encoder length; longer inputs are trimmed")
+    parser.add_argument("--keep_history", action="store_true", help="allow items of the history to be recommended")
+    parser.add_argument("--no_progress", action="store_true")
+    args = parser.parse_args(rest)
+    if not files:
+        parser.error("--gin_file is required: the dataset's gin/tasks/*.gin (catalog and vocabulary)")
+    if args.top_k < 1:
+        parser.error("--top_k must be >= 1")
+    if not os.path.isfile(args.input):
+        print(f"error: {args.input}: no such input file", file=sys.stderr)
+        return 2
+
+    def run(_):
+        import gin
+
+        import tasks
+        from recjax import partitioning
+        from recjax.eval import restore_for_eval
+        from recjax.evaluation import catalog_of
+
+        gin_utils.parse_gin(files, bindings, search)
+        registered = tasks.register_dataset()
+        mesh = partitioning.make_mesh()
+        model, params, step = restore_for_eval(args.checkpoint, args.step, mesh, "data_parallel")
+        catalog = catalog_of(registered.name, model.config.vocab_size)
+        answered, errors = run_infer(
+            model, params, catalog, args.input, args.output, template_index=args.template,
+            max_history=registered.builder.options.max_history, top_k=args.top_k, beam_size=args.beam_size,
+            exclude_history=not args.keep_history, batch_size=args.batch_size, inputs_length=args.inputs_length,
+            mesh=mesh, progress=not args.no_progress)
+        del gin
+        print(f"wrote {args.output}: {answered} users answered, {errors} lines with an error "
+              f"(checkpoint step {step})")
+        return 0
+
+    try:
+        return gin_utils.run_with_gin_errors(run, argv)
+    except (ValueError, FileNotFoundError) as e:
+        # Gin appends "In call to configurable ..." lines; the first line is the reason.
+        print(f"error: {str(e).splitlines()[0]}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

@@ -1,0 +1,282 @@
+"""The evaluator, `recjax eval` and `recjax infer` on a small synthetic catalog and a tiny T5.
+
+References are computed independently of the decoder: every item ID (retrieval), every candidate
+(ranking) and every rating string (rating) scored by `EncoderDecoderModel.score_batch` (teacher-
+forced full passes) on the task's own examples, then ranked with numpy and fed to
+`recjax.metrics`. The catalog (40 items) is smaller than the beam (48), so constrained beam
+search must return exactly the exhaustive top-k. Evaluation runs on the 8 fake CPU devices of
+conftest.py (batch sharded over `data`), the references on one device.
+"""
+import json
+
+import flax
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from recjax import metrics, network
+from recjax.config import T5Config
+from recjax.model import EncoderDecoderModel, shift_right
+
+NUM_ITEMS = 40
+MAX_EXAMPLES = 16
+OPTIONS = dict(batch_size=16, ranking_batch_size=16, beam_size=48, top_k=20, max_examples=MAX_EXAMPLES,
+               progress=False)
+
+
+@pytest.fixture(scope="module")
+def env(tmp_path_factory):
+    import tasks
+    from recjax.data.synthetic import make_synthetic
+
+    root = tmp_path_factory.mktemp("eval")
+    data_dir = make_synthetic(str(root / "data"), num_users=60, num_items=NUM_ITEMS, seed=3, max_len=8,
+                              num_categories=4)
+    vocab_path = tasks.dataset_vocabulary(data_dir=data_dir, vocab_size=400)
+    registered = tasks.register_dataset(data_dir, "evalsynth", vocab_path, max_history=6, num_negatives=9)
+    vocab = -(-registered.vocabulary.vocab_size // 128) * 128
+    config = T5Config(vocab_size=vocab, emb_dim=32, num_heads=2, head_dim=8, num_encoder_layers=2,
+                      num_decoder_layers=2, mlp_dim=48)
+    model = EncoderDecoderModel(config)
+    params = flax.linen.meta.unbox(network.init_params(config, jax.random.PRNGKey(7)))
+    params = jax.tree_util.tree_map(np.asarray, params)
+    # Random RMSNorm scales: a fresh model has them all 1.0, which hides a misplaced one.
+    rng = np.random.default_rng(0)
+    params = jax.tree_util.tree_map_with_path(
+        lambda path, x: (rng.uniform(0.5, 1.5, x.shape).astype(np.float32)
+                         if getattr(path[-1], "key", "") == "scale" else x), params)
+    return {"root": root, "data_dir": data_dir, "vocab_path": vocab_path, "registered": registered,
+            "model": model, "params": params}
+
+
+@pytest.fixture(scope="module")
+def results(env):
+    from recjax.evaluation import EvalOptions, evaluate_tasks
+
+    return evaluate_tasks(env["model"], env["params"], "evalsynth_rec", "test", options=EvalOptions(**OPTIONS))
+
+
+def _score_pairs(model, params, inputs, targets):
+    """score_batch of (input, target) token lists, padded to one shape: [pairs]."""
+    enc_len = max(len(x) for x in inputs)
+    dec_len = max(len(t) for t in targets)
+    enc = np.zeros((len(inputs), enc_len), np.int32)
+    dec = np.zeros((len(targets), dec_len), np.int32)
+    for i, (x, t) in enumerate(zip(inputs, targets)):
+        enc[i, :len(x)], dec[i, :len(t)] = x, t
+    batch = {"encoder_input_tokens": jnp.asarray(enc), "decoder_target_tokens": jnp.asarray(dec),
+             "decoder_input_tokens": shift_right(jnp.asarray(dec))}
+    return np.asarray(jax.jit(model.score_batch)(params, batch))
+
+
+def _examples(task_name):
+    import seqio
+
+    from recjax.evaluation import load_examples
+
+    return load_examples(seqio.get_mixture_or_task(task_name), "test", MAX_EXAMPLES)
+
+
+def test_evaluate_equals_exhaustive_scoring(env, results):
+    model, params, reg = env["model"], env["params"], env["registered"]
+    by_kind = {r.kind: r for r in results}
+    assert sorted(by_kind) == ["ranking", "rating", "retrieval"]
+    tok = reg.vocabulary.tokenizer
+    ids = list(reg.builder.dataset.item_ids)
+    id_tokens = [tok.EncodeAsIds(i) + [1] for i in ids]
+
+    # Retrieval: all items scored per user, history removed, top 20.
+    ex = _examples("evalsynth_retrieval")
+    scores = _score_pairs(model, params, [e["inputs"] for e in ex for _ in ids], id_tokens * len(ex))
+    scores = scores.reshape(len(ex), len(ids))
+    ranked = []
+    for e, row in zip(ex, scores):
+        seen = {ids.index(h) for h in e["history_ids"].split()}
+        ranked.append([ids[i] for i in np.argsort(-row, kind="stable") if i not in seen][:20])
+    want = metrics.retrieval_metrics(ranked, [e["target_id"] for e in ex], valid_ids=ids)
+    got = by_kind["retrieval"].metrics
+    for key in ("hit@5", "hit@10", "ndcg@5", "ndcg@10"):
+        assert got[key] == pytest.approx(want[key], abs=1e-12), key
+    assert got["valid_id_rate"] == 1.0 and got["num_users"] == MAX_EXAMPLES
+    curve = by_kind["retrieval"].curves["hit@k"]
+    assert len(curve) == 20 and curve[4] == pytest.approx(want["hit@5"]) and curve[9] == pytest.approx(want["hit@10"])
+
+    # Ranking: the candidates' log-likelihoods.
+    ex = _examples("evalsynth_ranking")
+    cands = [e["candidate_ids"].split() for e in ex]
+    flat = _score_pairs(model, params, [e["inputs"] for e, c in zip(ex, cands) for _ in c],
+                        [id_tokens[ids.index(i)] for c in cands for i in c]).reshape(len(ex), -1)
+    positive = [c.index(e["target_id"]) for e, c in zip(ex, cands)]
+    want = metrics.ranking_metrics(flat, positive)
+    for key in ("hr@1", "hr@5", "hr@10", "ndcg@5", "ndcg@10"):
+        assert by_kind["ranking"].metrics[key] == pytest.approx(want[key], abs=1e-12), key
+
+    # Rating: the expectation over "1".."5", each scored as a whole target.
+    ex = _examples("evalsynth_rating")
+    ratings = [tok.EncodeAsIds(str(r)) + [1] for r in range(1, 6)]
+    ll = _score_pairs(model, params, [e["inputs"] for e in ex for _ in ratings], ratings * len(ex)).reshape(len(ex), 5)
+    p = np.exp(ll - ll.max(1, keepdims=True))
+    expected = (p / p.sum(1, keepdims=True)) @ np.arange(1, 6)
+    true = [float(e["targets_pretokenized"]) for e in ex]
+    want = metrics.rating_metrics(expected, true)
+    got = by_kind["rating"].metrics
+    assert got["rmse"] == pytest.approx(want["rmse"], abs=1e-6) and got["mae"] == pytest.approx(want["mae"], abs=1e-6)
+    assert 0.0 <= got["generated_parse_rate"] <= 1.0 and got["generated_rmse"] > 0
+
+
+def test_evaluate_options_are_checked():
+    from recjax.evaluation import EvalOptions
+
+    with pytest.raises(ValueError, match="top_k must be >= 10"):
+        EvalOptions(top_k=5)
+    with pytest.raises(ValueError, match="batch_size"):
+        EvalOptions(batch_size=0)
+
+
+def _gin_file(env) -> str:
+    path = env["root"] / "evalsynth.gin"
+    path.write_text(f"""import tasks
+tasks.register_dataset:
+  data_dir = '{env['data_dir']}'
+  name = 'evalsynth'
+  vocab_path = '{env['vocab_path']}'
+  max_history = 6
+  num_negatives = 9
+""")
+    return str(path)
+
+
+@pytest.fixture(scope="module")
+def checkpoint(env):
+    from recjax import checkpoints
+
+    directory = str(env["root"] / "ckpt")
+    checkpoints.save_params(directory, env["params"], env["model"].config, step=7)
+    return directory
+
+
+def test_eval_binary_writes_metrics_report_and_plot(env, results, checkpoint):
+    import gin
+
+    from recjax import eval as eval_binary
+
+    out = env["root"] / "eval_out"
+    argv = [f"--gin_file={_gin_file(env)}", "--gin_file=gin/runs/eval.gin", "--checkpoint", checkpoint,
+            "--task", "evalsynth_rec", "--output_dir", str(out), "--gin.EVAL_BATCH_SIZE=16",
+            f"--gin.recjax.evaluation.EvalOptions.max_examples={MAX_EXAMPLES}",
+            "--gin.recjax.evaluation.EvalOptions.beam_size=48",
+            "--gin.recjax.evaluation.EvalOptions.progress=False"]
+    try:
+        assert eval_binary.main(argv) == 0
+    finally:
+        gin.clear_config()
+    doc = json.loads((out / "metrics.json").read_text())
+    assert doc["info"]["step"] == 7 and doc["info"]["split"] == "test"
+    for r in results:  # the same numbers as the library call on the same params
+        assert doc["tasks"][r.task]["metrics"] == pytest.approx(r.metrics, abs=1e-9)
+    report = (out / "report.md").read_text()
+    assert "## evalsynth_retrieval (retrieval)" in report and "hit@10" in report and "metrics.png" in report
+    png = (out / "metrics.png").read_bytes()
+    assert png[:8] == b"\x89PNG\r\n\x1a\n" and len(png) > 5000
+    assert not [p.name for p in out.iterdir() if ".tmp" in p.name]
+
+
+def test_eval_binary_errors_are_one_line(env, tmp_path, capsys):
+    import gin
+
+    from recjax import eval as eval_binary
+
+    try:
+        code = eval_binary.main([f"--gin_file={_gin_file(env)}", "--gin_file=gin/runs/eval.gin", "--checkpoint",
+                                 str(tmp_path / "nope"), "--task", "evalsynth_rec", "--output_dir", str(tmp_path)])
+    finally:
+        gin.clear_config()
+    err = capsys.readouterr().err.strip()
+    assert code == 2 and len(err.splitlines()) == 1 and "nope" in err and "not a recjax checkpoint" in err
+
+
+def test_infer_binary_answers_good_lines_and_reports_bad_ones(env, checkpoint, tmp_path):
+    import gin
+
+    from recjax import infer
+    from recjax.evaluation import catalog_of
+
+    reg = env["registered"]
+    ids = reg.builder.dataset.item_ids
+    lines = [
+        json.dumps({"user": "u1", "history": [ids[3], ids[5], ids[8]]}),
+        "{not json",
+        json.dumps({"user": "u2", "history": []}),
+        json.dumps({"user": "u3", "history": [ids[1], "no-such-item"]}),
+        json.dumps({"user": "u4", "history": [ids[2]], "titles": ["a custom title"]}),
+        json.dumps(["history"]),
+        json.dumps({"user": "u5", "history": [ids[0]], "titles": ["one", "two"]}),
+        json.dumps({"user": "u6"}),
+    ]
+    src, dst = tmp_path / "users.jsonl", tmp_path / "out" / "recs.jsonl"
+    src.write_text("\n".join(lines) + "\n")
+    try:
+        code = infer.main([f"--gin_file={_gin_file(env)}", "--checkpoint", checkpoint, "--input", str(src),
+                           "--output", str(dst), "--top_k", "5", "--batch_size", "8", "--no_progress"])
+    finally:
+        gin.clear_config()
+    assert code == 0
+    out = [json.loads(line) for line in dst.read_text().splitlines()]
+    assert [o["line"] for o in out] == list(range(1, 9))
+    errors = {o["line"]: o["error"] for o in out if "error" in o}
+    assert set(errors) == {2, 3, 4, 6, 7, 8}
+    assert errors[2].startswith("not valid JSON")
+    assert "empty \"history\"" in errors[3]
+    assert "unknown item ID 'no-such-item'" in errors[4] and "evalsynth" in errors[4]
+    assert "expected a JSON object" in errors[6]
+    assert "\"titles\" must be a list of 1 strings" in errors[7]
+    assert "missing \"history\"" in errors[8]
+
+    # Good lines: 5 real items, best first, never the history, scores = the model's log-likelihood.
+    catalog = catalog_of("evalsynth", env["model"].config.vocab_size)
+    for o, history, titles in ((out[0], [ids[3], ids[5], ids[8]], None), (out[4], [ids[2]], ["a custom title"])):
+        recs = o["recommendations"]
+        assert len(recs) == 5 and [r["rank"] for r in recs] == [1, 2, 3, 4, 5]
+        assert all(r["item_id"] in ids and r["item_id"] not in history for r in recs)
+        assert all(r["title"] == catalog.item_titles[catalog.index(r["item_id"])] for r in recs)
+        scores = [r["score"] for r in recs]
+        assert scores == sorted(scores, reverse=True)
+        request = infer.Request(0, None, [catalog.index(h) for h in history], titles)
+        text = infer.render_inputs(request, catalog, 0, 6)
+        if titles:
+            assert "a custom title" in text
+        enc = catalog.tokenizer.EncodeAsIds(text) + [1]
+        ref = _score_pairs(env["model"], env["params"], [enc] * 5,
+                           [catalog.tokenizer.EncodeAsIds(r["item_id"]) + [1] for r in recs])
+        np.testing.assert_allclose(scores, ref, atol=1e-4)
+
+
+def test_train_evaluator_logs_flat_metrics(env, results):
+    """What `train_lib.train(evaluator=...)` calls: evaluator(params=..., step=...) -> flat dict."""
+    from recjax.evaluation import EvalOptions, TrainEvaluator
+
+    evaluator = TrainEvaluator(model_config=env["model"].config, mixture_or_task_name="evalsynth_retrieval",
+                               split="test", options=EvalOptions(**OPTIONS))
+    flat = evaluator(params=env["params"], step=3)
+    retrieval = next(r for r in results if r.kind == "retrieval")
+    assert flat == {f"evalsynth_retrieval/{k}": pytest.approx(v) for k, v in retrieval.metrics.items()}
+
+
+def test_validation_gin_wires_the_evaluator_into_training():
+    import gin
+
+    from recjax import gin_utils
+    from recjax.evaluation import EvalOptions, TrainEvaluator
+
+    try:
+        gin_utils.parse_gin(["gin/models/t5_1_1_tiny.gin", "gin/runs/finetune.gin", "gin/runs/validation.gin"],
+                            ["MIXTURE_OR_TASK_NAME = 'beauty_rec'", "MODEL_DIR = '/nonexistent'", "TRAIN_STEPS = 10"])
+        assert gin.query_parameter("EVAL_PERIOD/macro.value") == 1000
+        assert gin.query_parameter("train_lib.train.evaluator").configurable.wrapped is TrainEvaluator
+        evaluator = TrainEvaluator()  # as train() gets it: every argument from the gin files
+        assert evaluator.mixture_or_task_name == "beauty_rec" and evaluator.split == "validation"
+        assert evaluator.model.config.emb_dim == 64 and evaluator.options.max_examples == 1024
+        assert isinstance(evaluator.options, EvalOptions)
+    finally:
+        gin.clear_config()
