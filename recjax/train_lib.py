@@ -217,7 +217,11 @@ def train(model_dir: str = gin.REQUIRED,
                                          shuffle=False, seed=seed, num_epochs=1)
                 writer.write(step, "validation", _evaluate_loss(trainer, state.params, eval_cfg, eval_batches))
                 if evaluator is not None:
-                    writer.write(step, "validation", evaluator(params=state.params, step=step))
+                    results = evaluator(params=state.params, step=step)
+                    writer.write(step, "validation", results)
+                    if jax.process_index() == 0:
+                        tqdm.write(f"evaluation at step {step}: " +
+                                   ", ".join(f"{k} {v:.4f}" for k, v in sorted(results.items())))
             for callback in extra_callbacks:
                 callback(step, state, metrics)
         bar.close()
