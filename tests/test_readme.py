@@ -22,7 +22,8 @@ def test_ci_runs_the_readme_test_command_verbatim():
 def test_readme_names_only_existing_commands_and_files():
     from recjax.cli import COMMANDS
 
-    for command in re.findall(r"^\s*(?:\$ )?recjax ([a-z_]+)", README, flags=re.M):
+    code = "\n".join(re.findall(r"```bash\n(.*?)\n```", README, flags=re.S))
+    for command in re.findall(r"^\s*recjax ([a-z_]+)", code, flags=re.M):
         assert command in COMMANDS, command
     for path in set(re.findall(r"(gin/[\w/]+\.gin)", README)):
         assert (REPO_ROOT / path).is_file(), path
