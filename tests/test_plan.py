@@ -4,6 +4,7 @@ import os
 import subprocess
 import sys
 
+import gin
 import numpy as np
 import pytest
 
@@ -17,6 +18,12 @@ TINY_CONFIG = T5Config(vocab_size=512, emb_dim=64, num_heads=4, head_dim=16, num
                        num_decoder_layers=2, mlp_dim=128)
 TINY = ["--gin_file=gin/models/t5_1_1_tiny.gin", "--gin_file=gin/runs/finetune.gin", "--gin.VOCAB_SIZE=512",
         "--gin.TASK_FEATURE_LENGTHS={'inputs': 32, 'targets': 8}"]
+
+
+@pytest.fixture(autouse=True)
+def _clear_gin():
+    yield
+    gin.clear_config()  # plan.main leaves its config parsed; other tests start clean
 
 
 def fsdp_param_bytes(config: T5Config, data: int, model: int) -> int:

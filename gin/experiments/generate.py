@@ -120,6 +120,17 @@ def table() -> str:
     return "\n".join(rows)
 
 
+def compact_table() -> str:
+    """Datasets x backbones down, mixtures across: the file of each experiment."""
+    rows = ["| dataset | backbone | " + " | ".join(f"`{m}`" for m in MIXTURES) + " |",
+            "|---|---|" + "---|" * len(MIXTURES)]
+    for dataset in DATASETS:
+        for size, backbone in BACKBONES.items():
+            files = " | ".join(f"`{experiment_name(dataset, size, m)}.gin`" for m in MIXTURES)
+            rows.append(f"| {DATASETS[dataset]} | {backbone['title']} | {files} |")
+    return "\n".join(rows)
+
+
 def readme() -> str:
     return "\n".join([
         "# Experiments",
@@ -149,6 +160,10 @@ def readme() -> str:
         "parallel; FLAN-T5-XL with FSDP (params and optimizer state sharded over the data axis).",
         "Override any of them with `--gin.KEY=VALUE` (e.g. `--gin.MESH_SHAPE=\"(-1, 2)\"`).",
         "",
+        "Mixtures: " + "; ".join(f"`{m}` = {d}" for m, d in MIXTURES.items()) + ".",
+        "",
+        compact_table(),
+        "",
         table(),
         "",
     ])
@@ -175,10 +190,11 @@ def stale_generated(expected: dict[str, str], directory: str = HERE) -> list[str
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--check", action="store_true", help="report files that differ; write nothing")
-    p.add_argument("--table", action="store_true", help="print the Markdown table and exit")
+    p.add_argument("--table", choices=("full", "compact"), default=None,
+                   help="print the Markdown table (one row per file, or datasets x backbones) and exit")
     args = p.parse_args(argv)
     if args.table:
-        print(table())
+        print(table() if args.table == "full" else compact_table())
         return 0
     expected = outputs()
     if args.check:
