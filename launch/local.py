@@ -1,4 +1,4 @@
-"""Run P recjax processes on this machine, talking through a local coordinator with CPU
+r"""Run P recjax processes on this machine, talking through a local coordinator with CPU
 collectives: multi-process training (sharding, input split, checkpointing) tested without a cluster.
 
     python launch/local.py --num_processes 2 --devices_per_process 2 \

@@ -1,4 +1,4 @@
-"""Train on GPU nodes under SLURM: write an sbatch script (N nodes x G GPUs, one process per node)
+r"""Train on GPU nodes under SLURM: write an sbatch script (N nodes x G GPUs, one process per node)
 and submit it.
 
     python launch/slurm.py --nodes 2 --gpus_per_node 8 --partition gpu --time 24:00:00 \
@@ -70,7 +70,9 @@ def sbatch_script(args: argparse.Namespace, train: list[str]) -> str:
     lines += list(args.setup)
     lines += [
         "# recjax.multihost reads these; the process id is set per task below.",
-        'COORDINATOR="$(scontrol show hostnames "$SLURM_JOB_NODELIST" | head -n 1)"',
+        # `sed -n 1p` reads every line: `head -n 1` could end scontrol with SIGPIPE, which pipefail
+        # turns into a failed script on a long node list.
+        'COORDINATOR="$(scontrol show hostnames "$SLURM_JOB_NODELIST" | sed -n 1p)"',
         f'export RECJAX_COORDINATOR_ADDRESS="$COORDINATOR:{args.port}"',
         'export RECJAX_NUM_PROCESSES="$SLURM_NNODES"',
         f"TRAIN=({shlex.join(train)})",

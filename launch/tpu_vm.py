@@ -1,4 +1,4 @@
-"""Train on a Cloud TPU VM or pod slice: create (or reuse) it, install recjax on every worker, run
+r"""Train on a Cloud TPU VM or pod slice: create (or reuse) it, install recjax on every worker, run
 the same `recjax train` on all of them.
 
     python launch/tpu_vm.py --name my-tpu --zone us-central2-b --accelerator_type v4-32 \

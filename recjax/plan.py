@@ -1,4 +1,4 @@
-"""`recjax plan`: per-device memory of a Gin config's train step on a mesh, without any device.
+r"""`recjax plan`: per-device memory of a Gin config's train step on a mesh, without any device.
 
     recjax plan --gin_file=gin/experiments/beauty_xl_rec_aux.gin --mesh data=4,model=2 [--json]
     recjax plan --gin_file=gin/experiments/beauty_base_rec.gin --num_devices 8   # the Gin MESH_SHAPE

@@ -1,4 +1,4 @@
-"""`recjax score`: JSONL of {"inputs", "targets"} in, the log-likelihood of each target out.
+r"""`recjax score`: JSONL of {"inputs", "targets"} in, the log-likelihood of each target out.
 
     recjax score --checkpoint runs/beauty/checkpoints --vocab spiece.model \
         --input pairs.jsonl --output scores.jsonl [--batch_size 32] [--max_inputs_length 512]

@@ -113,7 +113,7 @@ def test_slurm_dry_run_prints_script_and_sbatch(no_subprocess, tmp_path, capsys)
         source {REPO_ROOT}/.venv/bin/activate
         module load cuda/12.4
         # recjax.multihost reads these; the process id is set per task below.
-        COORDINATOR="$(scontrol show hostnames "$SLURM_JOB_NODELIST" | head -n 1)"
+        COORDINATOR="$(scontrol show hostnames "$SLURM_JOB_NODELIST" | sed -n 1p)"
         export RECJAX_COORDINATOR_ADDRESS="$COORDINATOR:12345"
         export RECJAX_NUM_PROCESSES="$SLURM_NNODES"
         TRAIN=({train})
@@ -137,7 +137,8 @@ def test_slurm_script_gives_each_task_the_multihost_environment(tmp_path, capsys
     bin_dir = tmp_path / "bin"
     bin_dir.mkdir()
     fakes = {
-        "scontrol": 'printf "gpu-node-07\\ngpu-node-08\\n"',
+        # A long node list: the script must read all of it (no SIGPIPE under `set -o pipefail`).
+        "scontrol": 'printf "gpu-node-07\\ngpu-node-08\\n"; for i in $(seq 1000); do echo "gpu-node-x$i"; done',
         # One task per node: run the command once per node with that task's SLURM_PROCID.
         "srun": 'shift 3; for i in 0 1; do SLURM_PROCID=$i "$@"; done',
         "recjax": 'out="$RECORD.$RECJAX_PROCESS_ID"; '
