@@ -9,14 +9,17 @@ the same `recjax train` on all of them.
 Steps (each a `gcloud compute tpus tpu-vm` command, printed before it runs; --dry_run only prints):
   1. `describe` the TPU; `create` it if it does not exist (unless --no_create).
   2. Install: this checkout (without .git, .venv, data/, runs/, outputs/) as a tarball copied with
-     `scp --worker=all`, or `git clone --repo_url [--ref]` on every worker; then
-     `pip install -e . jax[tpu]`.
+     `scp --worker=all` and unpacked over ~/recjax, or `git clone --repo_url [--ref]` there (an
+     existing clone is fetched and checked out); then `pip install -e . jax[tpu]`. An existing
+     ~/recjax is updated, never deleted, so its data and runs/ survive a relaunch.
   3. `--copy LOCAL[:REMOTE]` files or directories (prepared data, vocabulary, a converted
      checkpoint) to every worker, REMOTE relative to the remote checkout (default: LOCAL).
   4. `ssh --worker=all` runs `recjax train --multihost ARGS` from the remote checkout on every
      worker; `jax.distributed.initialize()` finds the other workers itself on TPU VMs.
      --detach LOG runs it under nohup (log on each worker) and returns at once.
-The TPU is left running: delete it with
+On a pod slice (several workers) MODEL_DIR must be storage every worker sees (a bucket or a
+mounted filesystem): orbax writes one checkpoint from all of them. The TPU is left running:
+delete it with
     gcloud compute tpus tpu-vm delete NAME --zone ZONE
 """
 from __future__ import annotations
@@ -100,13 +103,18 @@ def tar_command(path: str) -> list[str]:
 
 
 def install_command(jax_tpu: str, repo_url: str | None, ref: str | None) -> str:
-    """The shell command each worker runs to get recjax (from the copied tarball or a clone)."""
+    """The shell command each worker runs to get recjax (from the copied tarball or a clone).
+
+    An existing checkout is updated in place, never deleted: on a reused TPU it may hold copied
+    data and a run's checkpoints (runs/), which the tarball leaves out.
+    """
     if repo_url:
-        fetch = f"rm -rf {REMOTE_DIR} && git clone {shlex.quote(repo_url)} {REMOTE_DIR}"
-        if ref:
-            fetch += f" && git -C {REMOTE_DIR} checkout {shlex.quote(ref)}"
+        fetch = (f"if [ -d {REMOTE_DIR}/.git ]; then git -C {REMOTE_DIR} fetch -q --tags origin; "
+                 f"else git clone -q {shlex.quote(repo_url)} {REMOTE_DIR}; fi && ")
+        fetch += (f"git -C {REMOTE_DIR} checkout -q {shlex.quote(ref)}" if ref
+                  else f"git -C {REMOTE_DIR} pull -q --ff-only")
     else:
-        fetch = f"rm -rf {REMOTE_DIR} && mkdir -p {REMOTE_DIR} && tar -xzf recjax.tar.gz -C {REMOTE_DIR}"
+        fetch = f"mkdir -p {REMOTE_DIR} && tar -xzf recjax.tar.gz -C {REMOTE_DIR}"
     return f"{fetch} && python3 -m pip install -q -e ./{REMOTE_DIR} {shlex.quote(jax_tpu)}"
 
 

@@ -50,8 +50,8 @@ def test_tpu_vm_dry_run(no_subprocess, capsys):
          "--exclude=./outputs", "--exclude=__pycache__", "--exclude=.pytest_cache", "--exclude=*.tar.gz",
          "-C", REPO_ROOT, "."],
         gcloud + ["scp", tarball, "rec-v4:recjax.tar.gz", "--worker=all"] + where,
-        gcloud + ["ssh", "rec-v4", "--worker=all", "--command=rm -rf recjax && mkdir -p recjax && tar -xzf "
-                  "recjax.tar.gz -C recjax && python3 -m pip install -q -e ./recjax 'jax[tpu]==0.10.2'"] + where,
+        gcloud + ["ssh", "rec-v4", "--worker=all", "--command=mkdir -p recjax && tar -xzf recjax.tar.gz -C recjax "
+                  "&& python3 -m pip install -q -e ./recjax 'jax[tpu]==0.10.2'"] + where,
         gcloud + ["ssh", "rec-v4", "--worker=all", "--command=mkdir -p recjax/checkpoints recjax/data"] + where,
         gcloud + ["scp", "--recurse", "data/beauty", "rec-v4:recjax/data/beauty", "--worker=all"] + where,
         gcloud + ["scp", "--recurse", "/ckpts/flan_t5_xl", "rec-v4:recjax/checkpoints/flan_t5_xl",
@@ -69,8 +69,9 @@ def test_tpu_vm_git_clone_reuse_and_detach(no_subprocess, capsys):
     assert rc == 0
     commands = _commands(out)
     assert commands[1][4] == "ssh"  # no accelerator type given: nothing to create from, describe then install
-    assert commands[1][-2] == ("--command=rm -rf recjax && git clone https://example.org/recjax.git recjax && "
-                               "git -C recjax checkout v0.1 && python3 -m pip install -q -e ./recjax "
+    assert commands[1][-2] == ("--command=if [ -d recjax/.git ]; then git -C recjax fetch -q --tags origin; "
+                               "else git clone -q https://example.org/recjax.git recjax; fi && "
+                               "git -C recjax checkout -q v0.1 && python3 -m pip install -q -e ./recjax "
                                "'jax[tpu]==0.10.2'")
     assert commands[-1][-2] == ('--command=cd recjax && export PATH="$HOME/.local/bin:$PATH" && nohup recjax train '
                                 '--multihost --gin_file=gin/experiments/toys_base_rec.gin > train.log 2>&1 '
@@ -184,3 +185,33 @@ def test_train_flags_required(no_subprocess, capsys):
     assert "no `recjax train` flags after `--`" in capsys.readouterr().err
     with pytest.raises(common.LaunchError):
         common.train_command(["--gin.X=1"], multihost=True)
+
+
+def test_tpu_vm_install_updates_an_existing_checkout_in_place(tmp_path):
+    """The workers' fetch command, run here against a local repository: the first run clones, a
+    relaunch checks out the new ref and leaves the run directory (checkpoints) alone."""
+    origin = tmp_path / "origin"
+    git = ["git", "-c", "user.name=t", "-c", "user.email=t@t", "-C", str(origin)]
+    subprocess.run(["git", "init", "-q", str(origin)], check=True)
+    (origin / "a.txt").write_text("v1\n")
+    subprocess.run(git + ["add", "a.txt"], check=True)
+    subprocess.run(git + ["commit", "-q", "-m", "v1"], check=True)
+    subprocess.run(git + ["tag", "v1"], check=True)
+    worker = tmp_path / "worker"  # a worker's home directory
+    worker.mkdir()
+
+    def fetch(ref):
+        command = tpu_vm.install_command("jax[tpu]", str(origin), ref)
+        command = command[: command.index(" && python3 -m pip")]  # everything but the pip install
+        subprocess.run(["bash", "-c", command], cwd=worker, check=True, capture_output=True)
+
+    fetch("v1")
+    assert (worker / "recjax" / "a.txt").read_text() == "v1\n"
+    (worker / "recjax" / "runs").mkdir()
+    (worker / "recjax" / "runs" / "checkpoint").write_text("keep me")
+    (origin / "a.txt").write_text("v2\n")
+    subprocess.run(git + ["commit", "-q", "-am", "v2"], check=True)
+    subprocess.run(git + ["tag", "v2"], check=True)
+    fetch("v2")
+    assert (worker / "recjax" / "a.txt").read_text() == "v2\n"
+    assert (worker / "recjax" / "runs" / "checkpoint").read_text() == "keep me"
