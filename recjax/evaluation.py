@@ -125,7 +125,10 @@ class Catalog:
         tokens = [int(t) for t in tokens]
         if EOS_ID in tokens:
             tokens = tokens[:tokens.index(EOS_ID)]
-        return self.tokenizer.DecodeIds([t for t in tokens if t > 0])
+        # The model's vocabulary is padded past the tokenizer's pieces (and sentinels): an
+        # unconstrained decode may write such ids, which decode to nothing.
+        size = self.tokenizer.GetPieceSize()
+        return self.tokenizer.DecodeIds([t for t in tokens if 0 < t < size])
 
 
 @functools.lru_cache(maxsize=8)
