@@ -35,7 +35,6 @@ from typing import Any, Optional
 
 import gin
 import jax
-import jax.numpy as jnp
 import numpy as np
 from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 from tqdm.auto import tqdm
@@ -155,8 +154,8 @@ def _task_members(task_or_mixture) -> list:
     import seqio
 
     if isinstance(task_or_mixture, str):
-        from recjax.input_pipeline import get_mixture_or_task
-        task_or_mixture = get_mixture_or_task(task_or_mixture)
+        import tasks
+        task_or_mixture = tasks.get_mixture_or_task(task_or_mixture)  # a one-line error if unknown
     if isinstance(task_or_mixture, seqio.Mixture):
         return list(task_or_mixture.tasks)
     return [task_or_mixture]

@@ -23,7 +23,7 @@ REPORT_FILE = "report.md"
 PLOT_FILE = "metrics.png"
 
 # Column order of the tables (others follow alphabetically).
-_ORDER = ["hit@5", "hit@10", "ndcg@5", "ndcg@10", "hr@1", "hr@5", "hr@10", "rmse", "mae", "valid_id_rate",
+_ORDER = ["hit@5", "hit@10", "hr@1", "hr@5", "hr@10", "ndcg@5", "ndcg@10", "rmse", "mae", "valid_id_rate",
           "generated_rmse", "generated_mae", "generated_parse_rate", "num_users", "num_examples"]
 
 
@@ -40,10 +40,8 @@ def metrics_document(results: Sequence[Any], info: Mapping[str, Any]) -> dict:
                                "seconds": round(r.seconds, 3), "curves": dict(r.curves)} for r in results}}
 
 
-def _format(value: float) -> str:
-    if float(value).is_integer() and abs(value) >= 1:
-        return f"{int(value):,}"
-    return f"{value:.4f}"
+def _format(name: str, value: float) -> str:
+    return f"{int(value):,}" if name.startswith("num_") else f"{value:.4f}"
 
 
 def markdown(results: Sequence[Any], info: Mapping[str, Any], plot: bool) -> str:
@@ -55,7 +53,7 @@ def markdown(results: Sequence[Any], info: Mapping[str, Any], plot: bool) -> str
         names = [k for k in _ORDER if k in r.metrics] + sorted(k for k in r.metrics if k not in _ORDER)
         lines += [f"## {r.task} ({r.kind})", "",
                   "| " + " | ".join(names) + " |", "|" + "---|" * len(names),
-                  "| " + " | ".join(_format(r.metrics[k]) for k in names) + " |", "",
+                  "| " + " | ".join(_format(k, r.metrics[k]) for k in names) + " |", "",
                   f"{r.num_examples:,} examples in {r.seconds:.1f} s "
                   f"({r.num_examples / max(r.seconds, 1e-9):.1f} examples/s)."]
         if r.kind == "rating":

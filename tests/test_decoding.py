@@ -105,7 +105,7 @@ def test_trie_of_beauty_ids_under_the_t5_vocabulary(shared_data, t5_vocab_path):
     trie = ItemTrie.from_token_sequences([sp.encode(i) for i in ids], 32128, names=ids)
     assert (trie.num_items, trie.depth) == (12101, 4)  # 1-3 pieces + EOS
     assert trie.num_nodes == 24204 and trie.root_degree == 195 and trie.max_degree == 283
-    assert trie.nbytes < 1_000_000
+    assert trie.nbytes < 1_200_000  # 1.1 MB
     for i in (0, 11, 122, 1233, 12100):
         assert trie.lookup(sp.encode(ids[i])) == i
 
@@ -161,6 +161,11 @@ def test_constrained_top_k_equals_exhaustive_scoring(setup):
     histories = [[], [int(best[1][0]), int(best[1][3]), int(best[1][0])], subtree, list(range(0, NUM_ITEMS, 3))]
     decoder = ItemDecoder(model.module, trie, DecodeOptions(beam_size=NUM_ITEMS + 2, top_k=NUM_ITEMS))
     out = decoder(params, enc, decoder.exclusion(histories, width=NUM_ITEMS))
+    # The generic hook path (mask over the whole vocabulary) gives the same beams.
+    dense = ItemDecoder(model.module, trie, DecodeOptions(beam_size=NUM_ITEMS + 2, top_k=NUM_ITEMS, sparse_trie=False))
+    dense_out = dense(params, enc, decoder.exclusion(histories, width=NUM_ITEMS))
+    np.testing.assert_array_equal(dense_out.items, out.items)
+    np.testing.assert_allclose(dense_out.log_probs, out.log_probs, atol=1e-5)
     for b in range(BATCH):
         want = _reference_top(exhaustive[b], NUM_ITEMS, histories[b])
         got = out.items[b][out.items[b] >= 0]

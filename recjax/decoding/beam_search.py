@@ -8,6 +8,9 @@ Differences from T5X's `decoding.beam_search`, and why:
 - A logit hook (`LogitsConstraint`) with a per-beam state, reordered with the beams: the item-ID
   trie and the history exclusion (`recjax.decoding.constraints`). Banned tokens are -inf, and a
   beam with no allowed continuation dies (-inf) instead of being carried as a large negative.
+  A hook with a sparse form (`expand`: the few allowed continuations per beam, log-probabilities
+  normalized over the whole vocabulary) lets the top-k run over beams * C instead of
+  beams * vocab entries: the trie's C is a few hundred against T5's 32k vocabulary.
 - The loop stops when, for every batch element, no live beam can still beat the worst of the
   `beam` finished ones, or no live beam is left (all dead), or at `max_decode_len`.
 - `alpha` defaults to 0: item IDs all end with EOS, and a length penalty would favor long IDs.
@@ -38,6 +41,9 @@ class LogitsConstraint(Protocol):
     def apply(self, state: PyTree, log_probs: jax.Array, step) -> jax.Array: ...
 
     def advance(self, state: PyTree, tokens: jax.Array, step) -> PyTree: ...
+
+    # Optional sparse form (used instead of apply/advance when present):
+    # expand(state, logits [b, w, vocab], step) -> (tokens, log_probs, next_state), each [b, w, C].
 
 
 class BeamSearchOutput(NamedTuple):
@@ -126,20 +132,36 @@ def beam_search(decode_step: DecodeStep, cache: PyTree, batch_size: int, *, beam
         if not isinstance(step, jax.Array) and step == 0:
             last = jnp.full_like(last, start_id)
         logits, cache = decode_step(last.reshape(batch_size * width, 1), beams.cache, width)
-        vocab = logits.shape[-1]
-        log_probs = jax.nn.log_softmax(logits.astype(jnp.float32), axis=-1).reshape(batch_size, width, vocab)
-        if constraint is not None:
-            log_probs = constraint.apply(beams.live_state, log_probs, step)
-        candidates = (beams.live_log_probs[:, :, None] + log_probs).reshape(batch_size, width * vocab)
+        logits = logits.astype(jnp.float32).reshape(batch_size, width, -1)  # [b, width, vocab]
+        if getattr(constraint, "expand", None) is not None:
+            # Sparse: only each beam's allowed continuations [b, width, C] are ranked.
+            tokens, log_probs, next_state = constraint.expand(beams.live_state, logits, step)
+        else:
+            log_probs = jax.nn.log_softmax(logits, axis=-1)
+            if constraint is not None:
+                log_probs = constraint.apply(beams.live_state, log_probs, step)
+            tokens, next_state = None, None
+        per_beam = log_probs.shape[-1]
+        candidates = (beams.live_log_probs[:, :, None] + log_probs).reshape(batch_size, width * per_beam)
+        if width * per_beam < 2 * beam:  # fewer continuations than 2 * beam: pad with dead ones
+            candidates = jnp.pad(candidates, ((0, 0), (0, 2 * beam - width * per_beam)), constant_values=-jnp.inf)
         # 2 * beam candidates: even if `beam` of them end here, `beam` live ones remain.
-        cand_log_probs, cand_index = _top_k(candidates, min(2 * beam, width * vocab))  # [b, 2beam]
-        cand_parent = cand_index // vocab
-        cand_token = (cand_index % vocab).astype(jnp.int32)
+        cand_log_probs, cand_index = _top_k(candidates, 2 * beam)  # [b, 2beam]
+        cand_index = jnp.minimum(cand_index, width * per_beam - 1)  # padding slots are dead anyway
+        cand_parent = cand_index // per_beam
+        if tokens is None:
+            cand_token = (cand_index % per_beam).astype(jnp.int32)
+            cand_state = beams.live_state
+            if constraint is not None:
+                cand_state = constraint.advance(_gather_state(beams.live_state, cand_parent), cand_token, step)
+        else:
+            flat = lambda x: x.reshape((batch_size, width * per_beam) + x.shape[3:])
+            pick = lambda x: jnp.take_along_axis(flat(x), cand_index.reshape(cand_index.shape + (1,) * (x.ndim - 3)),
+                                                 axis=1)
+            cand_token = pick(tokens).astype(jnp.int32)
+            cand_state = jax.tree_util.tree_map(pick, next_state)
         cand_seqs = _gather_state(beams.live_seqs, cand_parent)  # [b, 2beam, max_len]
         cand_seqs = jax.lax.dynamic_update_index_in_dim(cand_seqs, cand_token, step, axis=2)
-        cand_state = beams.live_state
-        if constraint is not None:
-            cand_state = constraint.advance(_gather_state(beams.live_state, cand_parent), cand_token, step)
         is_eos = cand_token == eos_id
         alive = jnp.isfinite(cand_log_probs)
 

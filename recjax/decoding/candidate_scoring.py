@@ -27,26 +27,28 @@ def score_candidates(module: Transformer, params, encoder_input_tokens: jax.Arra
     encoded = module.apply({"params": params}, encoder_input_tokens, enable_dropout=False,
                            method=module.encode)  # [batch, enc_len, embed]
 
-    def step(tokens, cache):  # tokens [rows, 1] -> log-probs [rows, vocab]
+    def step(tokens, targets, cache):
+        """tokens [rows, 1] in, log p(targets [rows, n]) [rows, n] out (normalizer over the vocab,
+        without materializing the [rows, vocab] log-softmax)."""
         logits, mutated = module.apply({"params": params, "cache": cache}, encoded, encoder_input_tokens, tokens,
                                        decode=True, max_decode_length=length, enable_dropout=False,
                                        mutable=["cache"], method=module.decode)
-        return jax.nn.log_softmax(logits[:, -1].astype(jnp.float32), axis=-1), mutated["cache"]
+        logits = logits[:, -1].astype(jnp.float32)  # [rows, vocab]
+        normalizer = jax.nn.logsumexp(logits, axis=-1, keepdims=True)
+        return jnp.take_along_axis(logits, targets, axis=1) - normalizer, mutated["cache"]
 
     cache = init_decode_cache(module, batch, encoder_input_tokens, length)
-    log_probs0, cache = step(jnp.full((batch, 1), start_id, jnp.int32), cache)  # [batch, vocab]
+    first, cache = step(jnp.full((batch, 1), start_id, jnp.int32), candidates[:, :, 0], cache)  # [batch, C]
     # Every candidate continues from the one start row of its input.
     cache = reorder_beams(cache, jnp.zeros((batch, num_cand), jnp.int32), 1, batch)
-    first = jnp.take_along_axis(log_probs0, candidates[:, :, 0], axis=1)  # [batch, C]
     total = jnp.where(candidates[:, :, 0] > 0, first, 0.0)
     targets = candidates.reshape(batch * num_cand, length)  # [rows, length]
 
     def body(carry, t):
         total, cache = carry
-        log_probs, cache = step(jnp.take(targets, t - 1, axis=1)[:, None], cache)  # [rows, vocab]
         target = jnp.take(targets, t, axis=1)  # [rows]
-        ll = jnp.take_along_axis(log_probs, target[:, None], axis=1)[:, 0]
-        return (total + jnp.where(target > 0, ll, 0.0).reshape(batch, num_cand), cache), None
+        ll, cache = step(jnp.take(targets, t - 1, axis=1)[:, None], target[:, None], cache)  # [rows, 1]
+        return (total + jnp.where(target > 0, ll[:, 0], 0.0).reshape(batch, num_cand), cache), None
 
     if length > 1:
         (total, _), _ = jax.lax.scan(body, (total, cache), jnp.arange(1, length))

@@ -7,6 +7,15 @@ reorders with the beams (`recjax.decoding.beam_search.LogitsConstraint`):
     apply(state, log_probs, step)     -> log_probs [batch, width, vocab] with banned tokens at -inf
     advance(state, tokens, step)      -> state after appending tokens [batch, width]
 
+and optionally the sparse form, which beam search prefers when it exists:
+
+    expand(state, logits, step)       -> (tokens, log_probs, next_state), each [batch, width, C]:
+                                         the C allowed continuations of each beam only
+
+The trie has at most a few hundred continuations per node against a 32k vocabulary, so its sparse
+form spares beam search a masked [beams, vocab] array and a top-k over beams * vocab entries;
+only the softmax normalizer still reads the whole vocabulary.
+
 `TrieConstraint` keeps every beam on a path of the trie (so every finished beam is a valid item
 ID) and, given each user's history, removes the items already seen. Exclusion is exact at every
 depth, not only at the EOS step: an edge is banned when all items below it are excluded, so a
@@ -32,7 +41,8 @@ def _is_first_step(step: Step) -> bool:
 
 
 def _ban(log_probs: jax.Array, tokens: jax.Array, banned: jax.Array) -> jax.Array:
-    """log_probs [b, w, vocab]; tokens, banned [b, w, n]: set log_probs[., ., tokens] = -inf where banned."""
+    """log_probs [b, w, n]; tokens, banned [b, w, m]: set log_probs[., ., tokens] = -inf where banned
+    (tokens index the last axis: vocabulary ids, or edge slots in the sparse form)."""
     b, w, vocab = log_probs.shape
     bi = jnp.arange(b)[:, None, None]
     wi = jnp.arange(w)[None, :, None]
@@ -78,6 +88,7 @@ class TrieConstraint:
             has = (exclude >= 0)[..., None]
             self.ex_paths = jnp.where(has, trie.item_paths[safe], -1)  # [batch, hist, depth + 1]
             self.ex_tokens = jnp.where(has, trie.item_tokens[safe], 0)  # [batch, hist, depth]
+            self.ex_slots = jnp.where(has, trie.item_slots[safe], 0)  # [batch, hist, depth]
 
     def _width(self, step: Step) -> int:
         return self.root_width if _is_first_step(step) else self.width
@@ -98,21 +109,40 @@ class TrieConstraint:
             out = self._exclude(out, nodes, step)
         return out
 
-    def _exclude(self, log_probs: jax.Array, nodes: jax.Array, step: Step) -> jax.Array:
-        # Excluded item h leaves node parent[h] by token tok[h] into child[h]; that edge is dead
-        # when the excluded items below child[h] are all the items below it.
+    def _dead_edges(self, step: Step) -> tuple[jax.Array, jax.Array, jax.Array]:
+        """Per excluded item h, the edge it takes at depth `step`: (parent node, slot among the
+        parent's edges, dead), each [b, hist]. Item h leaves parent[h] into child[h]; that edge is
+        dead when the excluded items below child[h] are all the items below it."""
         parent = jnp.take(self.ex_paths, step, axis=2)  # [b, hist]
         child = jnp.take(self.ex_paths, step + 1, axis=2)  # [b, hist]
-        tok = jnp.take(self.ex_tokens, step, axis=2)  # [b, hist]
+        slot = jnp.take(self.ex_slots, step, axis=2)  # [b, hist]
         real = child >= 0
         below = jnp.sum((child[:, :, None] == child[:, None, :]) & real[:, None, :], axis=-1)  # [b, hist]
         dead = real & (below >= self.trie.leaf_count[jnp.maximum(child, 0)])
+        return parent, slot, dead
+
+    def _exclude(self, log_probs: jax.Array, nodes: jax.Array, step: Step) -> jax.Array:
+        parent, _, dead = self._dead_edges(step)
+        tok = jnp.take(self.ex_tokens, step, axis=2)  # [b, hist]
         hit = dead[:, None, :] & (nodes[:, :, None] == parent[:, None, :])  # [b, w, hist]
-        tokens = jnp.broadcast_to(tok[:, None, :], hit.shape)
-        return _ban(log_probs, tokens, hit)
+        return _ban(log_probs, jnp.broadcast_to(tok[:, None, :], hit.shape), hit)
 
     def advance(self, state: dict, tokens: jax.Array, step: Step) -> dict:
         return {"node": child_node(self.trie, state["node"], tokens, self._width(step))}
+
+    def expand(self, state: dict, logits: jax.Array, step: Step) -> tuple[jax.Array, jax.Array, dict]:
+        """Sparse form: logits [b, w, vocab] (float32) -> the allowed edges of each beam's node,
+        (tokens, log_probs, {"node": children}) each [b, w, degree], log-probs normalized over
+        the whole vocabulary, -inf for padding slots and excluded subtrees."""
+        nodes = state["node"]  # [b, w]
+        tokens, children, valid = node_edges(self.trie, nodes, self._width(step))  # [b, w, degree]
+        normalizer = jax.nn.logsumexp(logits, axis=-1, keepdims=True)  # [b, w, 1]
+        log_probs = jnp.where(valid, jnp.take_along_axis(logits, tokens, axis=-1) - normalizer, -jnp.inf)
+        if self.exclude is not None:
+            parent, slot, dead = self._dead_edges(step)  # [b, hist]
+            hit = dead[:, None, :] & (nodes[:, :, None] == parent[:, None, :])  # [b, w, hist]
+            log_probs = _ban(log_probs, jnp.broadcast_to(slot[:, None, :], hit.shape), hit)
+        return tokens, log_probs, {"node": jnp.where(valid, children, -1)}
 
     def items(self, state: dict) -> jax.Array:
         """Item index of each finished beam's leaf, -1 where the beam is not at a leaf."""

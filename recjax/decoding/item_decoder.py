@@ -17,13 +17,16 @@ from recjax.decoding.constraints import BanTokens, TrieConstraint, exclusion_mat
 from recjax.decoding.trie import PAD_ID, ItemTrie, TrieArrays
 from recjax.network import Transformer
 
+
 @dataclasses.dataclass(frozen=True)
 class DecodeOptions:
     """beam_size: beams per user; top_k: how many items are returned (<= beam_size);
     constrained: restrict every beam to the item-ID trie (False: free generation, for comparison);
     exclude_history: remove the items of the user's history (constrained mode only);
     alpha: brevity penalty exponent (0: rank by summed log-probability);
-    max_decode_len: decoding steps (default: the trie's depth, +4 unconstrained)."""
+    max_decode_len: decoding steps (default: the trie's depth, +4 unconstrained);
+    sparse_trie: rank only each beam's allowed continuations (the trie's sparse form, faster);
+    False masks the full vocabulary through the generic logit hook (same results)."""
 
     beam_size: int = 20
     top_k: int = 20
@@ -31,6 +34,7 @@ class DecodeOptions:
     exclude_history: bool = True
     alpha: float = 0.0
     max_decode_len: Optional[int] = None
+    sparse_trie: bool = True
 
     def __post_init__(self):
         if self.beam_size < 1 or not 1 <= self.top_k <= self.beam_size:
@@ -65,10 +69,10 @@ def search_items(module: Transformer, params, encoder_input_tokens: jax.Array, t
     encoded = module.apply({"params": params}, encoder_input_tokens, enable_dropout=False,
                            method=module.encode)  # [batch, enc_len, embed]
 
-    def decode_step(tokens, cache, width):
-        # tokens [batch * width, 1]; the decoder rows of element i share its encoder row (the
-        # network's cross-attention caches its keys/values at step 0 and groups rows after).
-        del width
+    def decode_step(tokens, cache, beams_per_input):
+        # tokens [batch * beams_per_input, 1]; the decoder rows of element i share its encoder row
+        # (the network's cross-attention caches its keys/values at step 0 and groups rows after).
+        del beams_per_input
         logits, mutated = module.apply({"params": params, "cache": cache}, encoded, encoder_input_tokens, tokens,
                                        decode=True, max_decode_length=max_decode_len, enable_dropout=False,
                                        mutable=["cache"], method=module.decode)
@@ -76,6 +80,8 @@ def search_items(module: Transformer, params, encoder_input_tokens: jax.Array, t
 
     if options.constrained:
         constraint = TrieConstraint(trie, root_width, width, exclude if options.exclude_history else None)
+        if not options.sparse_trie:
+            constraint.expand = None  # beam search then takes the dense apply/advance hook
     else:
         constraint = BanTokens([PAD_ID])
     cache = init_decode_cache(module, batch, encoder_input_tokens, max_decode_len)
