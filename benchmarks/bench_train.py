@@ -27,6 +27,9 @@ from recjax.checkpoints import flatten_params
 from recjax.trainer import Trainer
 
 TINY = T5Config(emb_dim=128, num_heads=4, head_dim=32, num_encoder_layers=2, num_decoder_layers=2, mlp_dim=256)
+# The CPU reproduction's model (gin/repro/beauty_cpu_common.gin).
+MINI = T5Config(emb_dim=256, num_heads=4, head_dim=64, num_encoder_layers=4, num_decoder_layers=4, mlp_dim=1024)
+EXTRA_SIZES = {"tiny": TINY, "mini": MINI}
 
 
 def make_batch(cfg: T5Config, batch: int, inputs: int, targets: int, seed: int = 0) -> dict:
@@ -83,7 +86,7 @@ def bench_torch(cfg: T5Config, params, batch: dict, steps: int):
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--sizes", default="tiny,small")
+    parser.add_argument("--sizes", default="tiny,small", help="tiny, mini (the CPU reproduction's), or recjax.config.SIZES")
     parser.add_argument("--batch", type=int, default=16)
     parser.add_argument("--inputs", type=int, default=256)
     parser.add_argument("--targets", type=int, default=32)
@@ -97,7 +100,7 @@ def main() -> None:
           % args.peak_gflops)
     print("|---|---|---|---|---|---|---|---|")
     for size in args.sizes.split(","):
-        cfg = TINY if size == "tiny" else SIZES[size]
+        cfg = EXTRA_SIZES[size] if size in EXTRA_SIZES else SIZES[size]
         cfg = cfg.replace(dropout_rate=0.0, dtype="float32")
         batch = make_batch(cfg, args.batch, args.inputs, args.targets)
         tokens = int(batch["decoder_target_tokens"].size)

@@ -3,8 +3,9 @@
     recjax baseline --model sasrec --data_dir DATA --out OUT \
         [--gin_file baselines/sasrec.gin ...] [--gin.KEY=VALUE ...] [--overwrite]
 
-Models: popularity (train-split counts), sasrec, bert4rec. Without --gin_file the model's file in
-gin/baselines/ is used. Model selection on the leave-one-out validation split (best NDCG@10),
+Models: popularity (train-split counts), sasrec, bert4rec; and for rated datasets (MovieLens) the
+rating baselines global_mean and item_mean (RMSE/MAE on P5's rating split, see
+recjax/baselines/rating_means.py). Without --gin_file the model's file in gin/baselines/ is used. Model selection on the leave-one-out validation split (best NDCG@10),
 metrics of the selected parameters on the test split; both by full ranking over ALL items with the
 user's history items excluded. OUT (written under a temporary name, then renamed) gets:
 metrics.json, report.md, config.gin (gin's operative config) and checkpoint/ (orbax, neural models).
@@ -22,7 +23,9 @@ import gin
 
 from recjax import gin_utils
 
-MODELS = ("popularity", "sasrec", "bert4rec")
+RANKING_MODELS = ("popularity", "sasrec", "bert4rec")
+RATING_MODELS = ("global_mean", "item_mean")
+MODELS = RANKING_MODELS + RATING_MODELS
 PROTOCOL = ("leave-one-out; valid target = seq[-2] with history seq[:-2], test target = seq[-1] with "
             "history seq[:-1]; full ranking over all items, the user's history items excluded; "
             "training on seq[:-2]; model selection by valid ndcg@10")
@@ -88,6 +91,37 @@ def render_report(result: dict[str, Any]) -> str:
     return "\n".join(lines) + "\n"
 
 
+def render_rating_report(result: dict[str, Any]) -> str:
+    lines = [f"# {result['model']} on {result['dataset']['name']}", "",
+             f"{result['dataset']['num_users']} users, {result['dataset']['num_items']} items "
+             f"(`{result['dataset']['directory']}`).", "", f"Protocol: {result['protocol']}.", "",
+             "| split | rmse | mae | ratings |", "|---|---|---|---|"]
+    for split in ("valid", "test"):
+        m = result[split]
+        lines.append(f"| {split} | {m['rmse']:.4f} | {m['mae']:.4f} | {m['num_examples']} |")
+    lines += ["", "Gin config: `config.gin`; metrics: `metrics.json`."]
+    return "\n".join(lines) + "\n"
+
+
+def run_rating(model_name: str, ds, data_dir: str, out_dir: str, overwrite: bool) -> dict[str, Any]:
+    """A rating mean baseline: fit, RMSE/MAE on valid and test, OUT written atomically."""
+    from recjax.baselines.rating_means import RATING_PROTOCOL, fit_and_evaluate
+    from recjax.data.atomic import atomic_directory
+
+    if ds.ratings is None or ds.rating_splits is None:
+        raise SystemExit(f"recjax baseline: {data_dir}: dataset {ds.name!r} has no ratings "
+                         f"(--model {model_name} needs a rated dataset, e.g. MovieLens)")
+    metrics = fit_and_evaluate(model_name, ds)
+    result = {"model": model_name, "protocol": RATING_PROTOCOL,
+              "dataset": {"name": ds.name, "directory": os.path.abspath(data_dir),
+                          "num_users": ds.num_users, "num_items": ds.num_items}, **metrics}
+    with atomic_directory(out_dir, overwrite=overwrite) as tmp:
+        _write_text(tmp, "metrics.json", json.dumps(result, indent=2) + "\n")
+        _write_text(tmp, "report.md", render_rating_report(result))
+        _write_text(tmp, "config.gin", gin.operative_config_str())
+    return result
+
+
 def run(model_name: str, data_dir: str, out_dir: str, overwrite: bool = False,
         progress: bool = True) -> dict[str, Any]:
     """Train/evaluate with the gin config already parsed; writes OUT atomically; returns metrics."""
@@ -105,6 +139,8 @@ def run(model_name: str, data_dir: str, out_dir: str, overwrite: bool = False,
         ds = load_prepared(data_dir)
     except ValueError as e:
         raise SystemExit(f"recjax baseline: {e}") from None
+    if model_name in RATING_MODELS:
+        return run_rating(model_name, ds, data_dir, out_dir, overwrite)
     start = time.perf_counter()
     train = ds.train_sequences()
     valid, test = ds.loo_split("valid"), ds.loo_split("test")
@@ -146,6 +182,9 @@ def main(argv: list[str] | None = None) -> int:
     parse_gin(args.model, files, bindings, search)
     result = run(args.model, args.data_dir, args.out, overwrite=args.overwrite, progress=not args.no_progress)
     t = result["test"]
+    if args.model in RATING_MODELS:
+        print(f"{args.model} test: rmse {t['rmse']:.4f}  mae {t['mae']:.4f}  ({t['num_examples']} ratings)  -> {args.out}")
+        return 0
     print(f"{args.model} test: hit@5 {t['hit@5']:.4f}  hit@10 {t['hit@10']:.4f}  "
           f"ndcg@5 {t['ndcg@5']:.4f}  ndcg@10 {t['ndcg@10']:.4f}  -> {args.out}")
     return 0

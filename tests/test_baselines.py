@@ -171,3 +171,38 @@ def test_sasrec_negatives_avoid_the_users_items():
     assert real.sum() == 4 * 8
     assert (batch["negatives"][real] > 9).all()  # tokens 10..12 = items 9..11
     assert (batch["negatives"][~real] == 0).all()
+
+
+def test_rating_mean_baselines_hand_computed_through_the_binary(tmp_path):
+    # 2 users x 4 items; split codes 0 train / 1 valid / 2 test. The train records on each user's
+    # last two items (the leave-one-out valid/test items) are left out, as the T5 rating task does.
+    seqs = [[0, 1, 2, 3], [1, 0, 3, 2]]
+    ratings = [[5.0, 3.0, 1.0, 4.0], [1.0, 2.0, 4.0, 5.0]]
+    codes = [[0, 0, 0, 2], [2, 0, 1, 0]]
+    ds = PreparedDataset(
+        name="rated", indexing="sequential", item_ids=[f"i{i}" for i in range(4)],
+        item_titles=[f"item {i}" for i in range(4)], item_original_ids=[str(i) for i in range(4)],
+        item_attributes=[[] for _ in range(4)], sequences=[np.asarray(s, np.int32) for s in seqs],
+        ratings=[np.asarray(r, np.float32) for r in ratings], timestamps=None, user_original_ids=["u0", "u1"],
+        rating_splits=[np.asarray(c, np.int8) for c in codes])
+    (tmp_path / "data").mkdir()
+    write_prepared_files(ds, str(tmp_path / "data"))
+    # Fit records: u0 item0 (5), item1 (3) [its item2 is its LOO valid item]; u1 item0 (2) [its item2
+    # is its LOO test item]. Global mean 10/3; item means: item0 3.5, item1 3.0, unseen -> 10/3.
+    # Test records: (u0, item3, 4), (u1, item1, 1); valid: (u1, item3, 4).
+    out = {}
+    for model in ("global_mean", "item_mean"):
+        out[model] = tmp_path / model
+        assert baseline.main(["--model", model, "--data_dir", str(tmp_path / "data"), "--out", str(out[model])]) == 0
+    gm = json.loads((out["global_mean"] / "metrics.json").read_text())
+    assert gm["test"]["mae"] == pytest.approx((2 / 3 + 7 / 3) / 2)
+    assert gm["test"]["rmse"] == pytest.approx(np.sqrt(((2 / 3) ** 2 + (7 / 3) ** 2) / 2))
+    assert gm["valid"]["mae"] == pytest.approx(2 / 3) and gm["valid"]["num_examples"] == 1
+    im = json.loads((out["item_mean"] / "metrics.json").read_text())
+    assert im["test"]["mae"] == pytest.approx((2 / 3 + 2.0) / 2)
+    assert im["test"]["rmse"] == pytest.approx(np.sqrt(((2 / 3) ** 2 + 4.0) / 2))
+    assert "| test | 1.4907 | 1.3333 | 2 |" in (out["item_mean"] / "report.md").read_text()
+    # A dataset without ratings is refused with its name.
+    unrated = write_dataset(tmp_path / "unrated", HAND_SEQUENCES, 12)
+    with pytest.raises(SystemExit, match="has no ratings"):
+        baseline.main(["--model", "item_mean", "--data_dir", str(unrated), "--out", str(tmp_path / "x")])
