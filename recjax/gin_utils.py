@@ -65,9 +65,30 @@ class _QuietIncludeMisses(logging.Filter):
         return not str(record.getMessage()).startswith("Path not found:")
 
 
+def _tolerant_exists(check):
+    def exists(path: str) -> bool:
+        try:
+            return bool(check(path))
+        except (TypeError, ValueError, ImportError):
+            return False
+    exists.recjax_tolerant = True
+    return exists
+
+
+def _tolerate_namespace_packages() -> None:
+    """gin's package-path reader raises TypeError instead of answering False when an include's
+    first folder is a plain directory in the working directory (a namespace package): e.g.
+    include 'runs/finetune.gin' once a run has written ./runs/. Make its check answer False."""
+    readers = gin.config._FILE_READERS  # gin has no public API to wrap a registered reader
+    for i, (reader, check) in enumerate(readers):
+        if reader is not open and not getattr(check, "recjax_tolerant", False):
+            readers[i] = (reader, _tolerant_exists(check))
+
+
 def parse_gin(files: Sequence[str], bindings: Sequence[str], search_paths: Sequence[str] = ()) -> None:
     """Parses files then bindings; an unknown configurable or parameter is one clear error."""
     logging.getLogger().addFilter(_QuietIncludeMisses())
+    _tolerate_namespace_packages()
     for p in list(search_paths) + [str(REPO_GIN_DIR), os.getcwd()]:
         gin.add_config_file_search_path(p)
     resolved = [resolve_gin_file(f, search_paths) for f in files]

@@ -98,3 +98,41 @@ def test_plan_accepts_experiment(name, mesh_flag, mesh, capsys, fresh_gin):
     else:
         assert result["sharding_strategy"] == "data_parallel"
         assert result["per_device_bytes"]["params"] == total  # replicated
+
+
+def _repro_run(name):
+    gin.clear_config()
+    gin_utils.parse_gin([f"gin/repro/{name}.gin"], [])
+    setup = plan.read_train_setup()
+    return setup, {key: plan.train_argument(key) for key in ("mixture_or_task_name", "model_dir", "train_steps")}, \
+        {"num_negatives": gin.query_parameter("tasks.register_dataset.num_negatives"),
+         "max_history": gin.query_parameter("%MAX_HISTORY"), "lr": gin.query_parameter("%LEARNING_RATE")}
+
+
+def test_repro_runs_differ_only_in_the_mixture(fresh_gin):
+    """gin/repro: the paper's claim is tested at equal model, steps, batch, lengths and data options."""
+    rec, rec_args, rec_data = _repro_run("beauty_cpu_rec")
+    aux, aux_args, aux_data = _repro_run("beauty_cpu_rec_aux")
+    assert rec_args == {"mixture_or_task_name": "beauty_rec", "model_dir": "runs/repro/beauty_cpu_rec",
+                        "train_steps": aux_args["train_steps"]}
+    assert aux_args == {"mixture_or_task_name": "beauty_rec_aux", "model_dir": "runs/repro/beauty_cpu_rec_aux",
+                        "train_steps": rec_args["train_steps"]}
+    assert rec.model_config == aux.model_config and rec.model_config.emb_dim == 256
+    for field in ("batch_size", "task_feature_lengths", "sharding_strategy", "num_microbatches", "seed"):
+        assert getattr(rec, field) == getattr(aux, field), field
+    assert rec_data == aux_data == {"num_negatives": 19, "max_history": 10, "lr": 0.01}
+    ml, ml_args, _ = _repro_run("ml100k_cpu_rating")
+    assert ml_args["mixture_or_task_name"] == "ml100k_rating" and ml.model_config == rec.model_config
+
+
+def test_includes_resolve_with_a_runs_folder_on_sys_path(tmp_path, monkeypatch, fresh_gin):
+    """A `runs/` output folder in the working directory (on sys.path as '') made gin's package
+    reader raise TypeError on include 'runs/finetune.gin'; parsing must not care."""
+    import importlib
+
+    (tmp_path / "runs" / "beauty_base_rec").mkdir(parents=True)
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    importlib.invalidate_caches()
+    gin_utils.parse_gin(["gin/experiments/beauty_base_rec.gin"], [DUMMY_CHECKPOINT])
+    assert plan.train_argument("mixture_or_task_name") == "beauty_rec"
