@@ -121,24 +121,13 @@ def main(argv: list[str]) -> int:
             bindings.append(f"{macro} = {value!r}")
 
     def run(_):
-        import gin
-
         _import_gin_configurables()
         configurable = _register_gin()
-        gin_utils.parse_gin(files, bindings, search)
-        try:
-            gin.finalize()
-        except (ValueError, KeyError) as e:
-            raise gin_utils.GinFlagError(str(e).splitlines()[0]) from None
+        gin_utils.parse_and_finalize(files, bindings, search)
         configurable()
         return 0
 
-    try:
-        return gin_utils.run_with_gin_errors(run, argv)
-    except (ValueError, FileNotFoundError) as e:
-        # Gin appends "In call to configurable ..." lines; the first line is the reason.
-        print(f"error: {str(e).splitlines()[0]}", file=sys.stderr)
-        return 2
+    return gin_utils.run_with_gin_errors(run, argv)
 
 
 if __name__ == "__main__":

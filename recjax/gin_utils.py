@@ -99,10 +99,30 @@ def parse_gin(files: Sequence[str], bindings: Sequence[str], search_paths: Seque
         raise GinFlagError(f"gin: {' '.join(line.strip() for line in message)}") from None
 
 
-def run_with_gin_errors(fn, argv) -> int:
-    """Calls fn(argv) and turns configuration errors into a one-line message + exit code 2."""
+def first_line(error: BaseException) -> str:
+    """Gin appends '  In call to configurable ...' lines to an error; the reason is the first line."""
+    text = str(error).strip()
+    return text.splitlines()[0] if text else type(error).__name__
+
+
+def parse_and_finalize(files: Sequence[str], bindings: Sequence[str], search_paths: Sequence[str] = ()) -> None:
+    """parse_gin, then gin.finalize(); a finalize failure (e.g. a missing required macro) is a
+    GinFlagError with its first line."""
+    parse_gin(files, bindings, search_paths)
+    try:
+        gin.finalize()
+    except (ValueError, KeyError) as e:
+        raise GinFlagError(first_line(e)) from None
+
+
+def run_with_gin_errors(fn, argv, errors: tuple[type[BaseException], ...] = (ValueError, FileNotFoundError)) -> int:
+    """Calls fn(argv); a configuration error, or one of `errors` (bad input a binary reports), is
+    a one-line message on stderr and exit code 2."""
     try:
         return int(fn(argv) or 0)
     except GinFlagError as e:
         print(f"error: {e}", file=sys.stderr)
+        return 2
+    except errors as e:
+        print(f"error: {first_line(e)}", file=sys.stderr)
         return 2

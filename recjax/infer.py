@@ -204,12 +204,7 @@ def main(argv: list[str]) -> int:
               f"(checkpoint step {step})")
         return 0
 
-    try:
-        return gin_utils.run_with_gin_errors(run, argv)
-    except (ValueError, FileNotFoundError) as e:
-        # Gin appends "In call to configurable ..." lines; the first line is the reason.
-        print(f"error: {str(e).splitlines()[0]}", file=sys.stderr)
-        return 2
+    return gin_utils.run_with_gin_errors(run, argv)
 
 
 if __name__ == "__main__":

@@ -28,31 +28,18 @@ def main(argv: list[str]) -> int:
     from recjax import multihost
     multihost.initialize(args.coordinator_address, args.num_processes, args.process_id, force=args.multihost)
 
-    import gin
     import recjax.train_lib as train_lib  # registers the configurables the gin files bind
 
     def run(_):
-        gin_utils.parse_gin(files, bindings, search)
-        try:
-            gin.finalize()
-        except (ValueError, KeyError) as e:
-            raise gin_utils.GinFlagError(str(e).splitlines()[0]) from None
+        gin_utils.parse_and_finalize(files, bindings, search)
         train_lib.train()
         return 0
 
     try:
         return gin_utils.run_with_gin_errors(run, argv)
-    except (ValueError, FileNotFoundError) as e:
-        print(f"error: {_first_line(e)}", file=sys.stderr)
-        return 2
     except train_lib.NonFiniteLossError as e:
-        print(f"error: {_first_line(e)}", file=sys.stderr)
+        print(f"error: {gin_utils.first_line(e)}", file=sys.stderr)
         return 1
-
-
-def _first_line(error: Exception) -> str:
-    """Gin appends '  In call to configurable ...' lines; the message is the first line."""
-    return str(error).strip().splitlines()[0]
 
 
 if __name__ == "__main__":
