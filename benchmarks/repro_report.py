@@ -88,8 +88,8 @@ def main(argv=None) -> int:
                                           for k in RETRIEVAL) + " |")
 
     ml = task_result(os.path.join(args.runs, "ml100k_cpu_rating", "test", "metrics.json"), "ml100k_rating")
-    means = fit_and_evaluate("global_mean", load_prepared(args.ml))["test"], \
-        fit_and_evaluate("item_mean", load_prepared(args.ml))["test"]
+    ml_data = load_prepared(args.ml)
+    means = [fit_and_evaluate(name, ml_data)["test"] for name in ("global_mean", "item_mean")]
     print(f"\nMovieLens-100k, rating test split ({ml['num_examples']:,} ratings):\n")
     print("| model | rmse | mae |\n|---|---|---|")
     print(f"| global mean | {means[0]['rmse']:.4f} | {means[0]['mae']:.4f} |")

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from recjax import metrics
 from recjax.data import PreparedDataset
 
 RATING_PROTOCOL = ("P5's seeded 80/10/10 split of the rating records; fit on the train records minus each "
@@ -50,12 +51,6 @@ class ItemMean(GlobalMean):
         return self.item_means[items]
 
 
-def rating_metrics(predictions: np.ndarray, ratings: np.ndarray) -> dict[str, float]:
-    err = np.asarray(predictions, np.float64) - np.asarray(ratings, np.float64)
-    return {"rmse": float(np.sqrt(np.mean(err ** 2))), "mae": float(np.mean(np.abs(err))),
-            "num_examples": int(err.size)}
-
-
 def fit_and_evaluate(model_name: str, ds: PreparedDataset) -> dict[str, dict[str, float]]:
     """{"valid": {rmse, mae, num_examples}, "test": {...}} of a fitted mean baseline."""
     model = {"global_mean": GlobalMean, "item_mean": ItemMean}[model_name]()
@@ -64,5 +59,5 @@ def fit_and_evaluate(model_name: str, ds: PreparedDataset) -> dict[str, dict[str
     out = {}
     for split in ("valid", "test"):
         _, items, ratings = ds.rating_split(split)
-        out[split] = rating_metrics(model.predict(items), ratings)
+        out[split] = metrics.rating_metrics(model.predict(items), ratings)  # rmse, mae, num_examples
     return out
