@@ -100,6 +100,14 @@ def _evaluate_loss(trainer: Trainer, params, cfg: DatasetConfig, num_batches: in
     return {"loss": totals.get("loss_sum", 0.0) / tokens, "accuracy": totals.get("correct_tokens", 0.0) / tokens}
 
 
+def _check_counts(**counts: Any) -> None:
+    """Step counts and sizes come from Gin (e.g. `--gin.TRAIN_STEPS=None`): refuse anything but a
+    positive int before any work, naming the binding."""
+    for name, value in counts.items():
+        if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
+            raise ValueError(f"train_lib.train.{name} must be a positive int, got {value!r}")
+
+
 @gin.configurable(denylist=["extra_callbacks"])
 def train(model_dir: str = gin.REQUIRED,
           mixture_or_task_name: str = gin.REQUIRED,
@@ -136,8 +144,10 @@ def train(model_dir: str = gin.REQUIRED,
     recjax's tasks are built on the fly and cannot be cached.
     """
     del task_setup, use_cached_tasks  # task_setup acted when Gin evaluated it
-    if train_steps <= 0:
-        raise ValueError(f"train_steps must be positive, got {train_steps}")
+    _check_counts(train_steps=train_steps, batch_size=batch_size, num_microbatches=num_microbatches,
+                  checkpoint_period=checkpoint_period, log_period=log_period, eval_batches=eval_batches)
+    if eval_period is not None:
+        _check_counts(eval_period=eval_period)
     mesh = partitioning.make_mesh(*mesh_shape)
     partitioning.check_batch_divisible(batch_size, mesh)
     rules = partitioning.rules_for(sharding_strategy)

@@ -2,6 +2,7 @@
 two processes equal one, and bad configuration fails before any work."""
 import json
 import os
+import re
 import shutil
 import signal
 import socket
@@ -81,6 +82,19 @@ def test_bad_mesh_and_batch_fail_before_work():
         partitioning.check_batch_divisible(12, mesh)
     with pytest.raises(ValueError, match="unknown sharding strategy"):
         partitioning.rules_for("zero9")
+
+
+@pytest.mark.parametrize("binding,value", [("train_steps", None), ("train_steps", 0), ("batch_size", 2.5),
+                                           ("eval_period", -1), ("checkpoint_period", True)])
+def test_non_positive_or_non_int_counts_fail_before_work(tmp_path, binding, value):
+    from recjax import train_lib
+    kwargs = dict(model_dir=str(tmp_path / "run"), mixture_or_task_name="unused", task_feature_lengths={},
+                  train_steps=10, model_config=TINY)
+    kwargs[binding] = value
+    # Gin appends an "In call to configurable" line; the first line is what the binary prints.
+    with pytest.raises(ValueError, match=rf"^train_lib\.train\.{binding} must be a positive int, got {re.escape(repr(value))}\n"):
+        train_lib.train(**kwargs)
+    assert not (tmp_path / "run").exists()
 
 
 # ---------------------------------------------------------------------------------------------
