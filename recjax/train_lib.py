@@ -18,7 +18,6 @@ from typing import Any, Callable, Mapping, Optional, Sequence
 
 import gin
 import jax
-import numpy as np
 import optax
 import orbax.checkpoint as ocp
 from tqdm import tqdm

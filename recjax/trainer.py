@@ -7,7 +7,7 @@ its weighted loss sum, so M microbatches give the gradient of one big batch.
 """
 from __future__ import annotations
 
-from typing import Any, Callable, Mapping, Optional
+from typing import Any, Mapping, Optional
 
 import flax
 import flax.linen as nn
