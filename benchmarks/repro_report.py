@@ -1,7 +1,10 @@
 """Tables and training curves of the CPU reproduction (gin/repro/), for benchmarks/RESULTS.md.
 
 Reads what the reproduction's commands wrote (RESULTS.md lists them):
-  runs/repro/beauty_cpu_{rec,rec_aux}/test/metrics.json   `recjax eval` on beauty_retrieval, test
+  runs/repro/beauty_cpu_{rec,rec_aux}/test_full/metrics.json   `recjax eval` on beauty_retrieval, the
+                                                              whole test split
+  runs/repro/beauty_cpu_{rec,rec_aux}/test/metrics.json   the same on the first 5,000 test users (optional)
+  runs/repro/beauty_cpu_{rec,rec_aux}/ranking/metrics.json   beauty_ranking, test (optional)
   runs/repro/ml100k_cpu_rating/test/metrics.json          `recjax eval` on ml100k_rating, test
   runs/repro/*/metrics.jsonl                              the training logs
 and computes the baselines on the same examples: popularity (train-split counts, history
@@ -60,6 +63,79 @@ def popularity_on_first_users(data_dir: str, num_users: int) -> dict[str, float]
                                 ds.num_items)
 
 
+BEAUTY_RUNS = ("beauty_cpu_rec", "beauty_cpu_rec_aux")
+BEAUTY_EVAL_DIRS = ("test_full", "test")  # the whole test split; the first 5,000 test users
+
+
+def beauty_table(runs_dir: str, data_dir: str, eval_dir: str) -> str:
+    """Markdown table of both Beauty runs' `eval_dir` evaluations and popularity on the same users."""
+    rows, users = [], set()
+    for run in BEAUTY_RUNS:
+        r = task_result(os.path.join(runs_dir, run, eval_dir, "metrics.json"), "beauty_retrieval")
+        users.add(r["num_examples"])
+        rows.append((run.replace("beauty_cpu_", "T5 from scratch, "), r["metrics"]))
+    if len(users) != 1:
+        raise SystemExit(f"repro_report: the two Beauty evaluations in {eval_dir}/ saw different numbers of users: "
+                         f"{sorted(users)}")
+    n = users.pop()
+    rows.insert(0, ("popularity", popularity_on_first_users(data_dir, n)))
+    lines = [f"Beauty, test split, retrieval over all 12,101 items (beam 20, constrained, history excluded), "
+             f"{'first ' if eval_dir != 'test_full' else 'all '}{n:,} users ({eval_dir}/):", "",
+             "| model | " + " | ".join(RETRIEVAL) + " |", "|---" + "|---" * len(RETRIEVAL) + "|"]
+    for name, m in rows:
+        lines.append(f"| {name} | " + " | ".join(f"{m.get(k, 1.0 if k == 'valid_id_rate' else float('nan')):.4f}"
+                                                for k in RETRIEVAL) + " |")
+    return "\n".join(lines)
+
+
+def popularity_on_ranking_examples(gin_file: str, data_dir: str, num_users: int) -> dict[str, float]:
+    """Popularity (train-split counts) ordering the candidates of the first `num_users` test examples
+    of beauty_ranking, registered as `gin_file` registers it (its negatives, its seed)."""
+    import seqio
+
+    import recjax.train_lib  # noqa: F401  (registers the configurables the Gin file binds)
+    import tasks
+    from recjax import gin_utils, metrics
+    from recjax.baselines.popularity import Popularity
+    from recjax.data import load_prepared
+    from recjax.evaluation import load_examples
+    from tasks.metric_fns import candidates_and_positive
+
+    gin_utils.parse_gin([gin_file], [f"DATA_DIR = {data_dir!r}"])
+    tasks.register_dataset()  # with the Gin file's bindings
+    ds = load_prepared(data_dir)
+    counts = Popularity(ds.num_items).fit(ds.train_sequences()).counts
+    examples = load_examples(seqio.get_mixture_or_task("beauty_ranking"), "test", num_users)
+    scores, positive = [], []
+    for ex in examples:
+        ids, pos = candidates_and_positive(ex)
+        scores.append([counts[ds.item_index(i)] for i in ids])  # [candidates]
+        positive.append(pos)
+    return metrics.ranking_metrics(np.asarray(scores, np.float64), np.asarray(positive))
+
+
+def ranking_table(runs_dir: str, data_dir: str) -> str | None:
+    """Markdown table of both Beauty runs' ranking evaluations (ranking/) and popularity on the same
+    examples; None when either run has none."""
+    paths = [os.path.join(runs_dir, run, "ranking", "metrics.json") for run in BEAUTY_RUNS]
+    if not all(os.path.isfile(p) for p in paths):
+        return None
+    results = [task_result(p, "beauty_ranking") for p in paths]
+    n = {r["num_examples"] for r in results}
+    if len(n) != 1:
+        raise SystemExit(f"repro_report: the two ranking evaluations saw different numbers of users: {sorted(n)}")
+    n = n.pop()
+    gin_file = os.path.join("gin", "repro", "beauty_cpu_rec.gin")
+    rows = [("popularity", popularity_on_ranking_examples(gin_file, data_dir, n))]
+    rows += [(run.replace("beauty_cpu_", "T5 from scratch, "), r["metrics"]) for run, r in zip(BEAUTY_RUNS, results)]
+    keys = ("hr@1", "hr@5", "hr@10", "ndcg@5", "ndcg@10")
+    lines = [f"Beauty, test split, ranking of 20 candidates (the test item and 19 items the user never "
+             f"touched, sampled uniformly), {n:,} users (ranking/):", "",
+             "| model | " + " | ".join(keys) + " |", "|---" + "|---" * len(keys) + "|"]
+    lines += [f"| {name} | " + " | ".join(f"{m[k]:.4f}" for k in keys) + " |" for name, m in rows]
+    return "\n".join(lines)
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--runs", default="runs/repro")
@@ -71,21 +147,13 @@ def main(argv=None) -> int:
     from recjax.baselines.rating_means import fit_and_evaluate
     from recjax.data import load_prepared
 
-    rows, users = [], set()
-    for run in ("beauty_cpu_rec", "beauty_cpu_rec_aux"):
-        r = task_result(os.path.join(args.runs, run, "test", "metrics.json"), "beauty_retrieval")
-        users.add(r["num_examples"])
-        rows.append((run.replace("beauty_cpu_", "T5 from scratch, "), r["metrics"], r["num_examples"]))
-    if len(users) != 1:
-        raise SystemExit(f"repro_report: the two Beauty evaluations saw different numbers of users: {sorted(users)}")
-    n = users.pop()
-    rows.insert(0, ("popularity", popularity_on_first_users(args.beauty, n), n))
-    print(f"Beauty, test split, retrieval over all 12,101 items (beam 20, constrained, history excluded), "
-          f"first {n:,} users:\n")
-    print("| model | " + " | ".join(RETRIEVAL) + " |\n|---" * 1 + "|---" * len(RETRIEVAL) + "|")
-    for name, m, _ in rows:
-        print(f"| {name} | " + " | ".join(f"{m.get(k, 1.0 if k == 'valid_id_rate' else float('nan')):.4f}"
-                                          for k in RETRIEVAL) + " |")
+    tables = [beauty_table(args.runs, args.beauty, d) for d in BEAUTY_EVAL_DIRS
+              if all(os.path.isfile(os.path.join(args.runs, run, d, "metrics.json")) for run in BEAUTY_RUNS)]
+    if not tables:
+        raise SystemExit(f"repro_report: no evaluation of both {BEAUTY_RUNS} under {args.runs}/<run>/"
+                         f"{{{','.join(BEAUTY_EVAL_DIRS)}}}/metrics.json (run the commands in benchmarks/RESULTS.md)")
+    ranking = ranking_table(args.runs, args.beauty)
+    print("\n\n".join(tables + ([ranking] if ranking else [])))
 
     ml = task_result(os.path.join(args.runs, "ml100k_cpu_rating", "test", "metrics.json"), "ml100k_rating")
     ml_data = load_prepared(args.ml)
