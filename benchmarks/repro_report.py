@@ -5,6 +5,8 @@ Reads what the reproduction's commands wrote (RESULTS.md lists them):
                                                               whole test split
   runs/repro/beauty_cpu_{rec,rec_aux}/test/metrics.json   the same on the first 5,000 test users (optional)
   runs/repro/beauty_cpu_{rec,rec_aux}/ranking/metrics.json   beauty_ranking, test (optional)
+  runs/repro/beauty_cpu_{rec,rec_aux}{,_1200}/{test,ranking_5000}/metrics.json   the first 5,000 test
+                                                              users at 600 and 1200 steps (optional)
   runs/repro/ml100k_cpu_rating/test/metrics.json          `recjax eval` on ml100k_rating, test
   runs/repro/*/metrics.jsonl                              the training logs
 and computes the baselines on the same examples: popularity (train-split counts, history
@@ -136,6 +138,30 @@ def ranking_table(runs_dir: str, data_dir: str) -> str | None:
     return "\n".join(lines)
 
 
+LONGER_SUFFIX = "_1200"  # the same runs resumed to twice the step budget
+
+
+def budget_table(runs_dir: str) -> str | None:
+    """Markdown table of both Beauty runs at 600 and 1200 steps on the first 5,000 test users
+    (retrieval in test/, ranking in ranking_5000/); None before the longer runs exist."""
+    cells = []
+    for run in BEAUTY_RUNS:
+        for suffix in ("", LONGER_SUFFIX):
+            d = os.path.join(runs_dir, run + suffix)
+            paths = [os.path.join(d, "test", "metrics.json"), os.path.join(d, "ranking_5000", "metrics.json")]
+            if not all(os.path.isfile(p) for p in paths):
+                return None
+            retrieval, ranking = task_result(paths[0], "beauty_retrieval"), task_result(paths[1], "beauty_ranking")
+            step = read_json(paths[0])["info"]["step"]
+            cells.append((run.replace("beauty_cpu_", ""), step, retrieval["metrics"], ranking["metrics"]))
+    lines = ["Beauty, first 5,000 test users, by step budget (retrieval over all items; ranking of 20 candidates):",
+             "", "| run | steps | hit@10 | ndcg@10 | ranking hr@1 | ranking hr@10 | ranking ndcg@10 |",
+             "|---|---|---|---|---|---|---|"]
+    lines += [f"| {name} | {step} | {r['hit@10']:.4f} | {r['ndcg@10']:.4f} | {k['hr@1']:.4f} | {k['hr@10']:.4f} | "
+              f"{k['ndcg@10']:.4f} |" for name, step, r, k in cells]
+    return "\n".join(lines)
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--runs", default="runs/repro")
@@ -152,8 +178,8 @@ def main(argv=None) -> int:
     if not tables:
         raise SystemExit(f"repro_report: no evaluation of both {BEAUTY_RUNS} under {args.runs}/<run>/"
                          f"{{{','.join(BEAUTY_EVAL_DIRS)}}}/metrics.json (run the commands in benchmarks/RESULTS.md)")
-    ranking = ranking_table(args.runs, args.beauty)
-    print("\n\n".join(tables + ([ranking] if ranking else [])))
+    extra = [t for t in (ranking_table(args.runs, args.beauty), budget_table(args.runs)) if t]
+    print("\n\n".join(tables + extra))
 
     ml = task_result(os.path.join(args.runs, "ml100k_cpu_rating", "test", "metrics.json"), "ml100k_rating")
     ml_data = load_prepared(args.ml)
@@ -174,7 +200,8 @@ def main(argv=None) -> int:
     fig, axes = plt.subplots(1, 2, figsize=(11, 4))
     for run, label in (("beauty_cpu_rec", "Beauty: rec (retrieval + ranking)"),
                        ("beauty_cpu_rec_aux", "Beauty: rec + MIM + MLM + BPR")):
-        steps, losses = read_curve(os.path.join(args.runs, run, "metrics.jsonl"))
+        longer = os.path.join(args.runs, run + LONGER_SUFFIX, "metrics.jsonl")  # holds the first 600 steps too
+        steps, losses = read_curve(longer if os.path.isfile(longer) else os.path.join(args.runs, run, "metrics.jsonl"))
         axes[0].plot(steps, losses, label=label)
     steps, losses = read_curve(os.path.join(args.runs, "ml100k_cpu_rating", "metrics.jsonl"))
     axes[1].plot(steps, losses, label="MovieLens-100k: rating", color="C2")
