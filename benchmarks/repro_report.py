@@ -53,44 +53,49 @@ def read_curve(path: str) -> tuple[np.ndarray, np.ndarray]:
     return np.asarray(steps), np.asarray(losses)
 
 
-def popularity_on_first_users(data_dir: str, num_users: int) -> dict[str, float]:
+def popularity_on_first_users(ds, popularity, num_users: int) -> dict[str, float]:
     from recjax.baselines.evaluate import full_ranking_metrics
-    from recjax.baselines.popularity import Popularity
-    from recjax.data import load_prepared
 
-    ds = load_prepared(data_dir)
-    model = Popularity(ds.num_items).fit(ds.train_sequences())
     histories, targets = ds.loo_split("test")
-    return full_ranking_metrics(lambda rows: model.scores(len(rows)), histories[:num_users], targets[:num_users],
-                                ds.num_items)
+    return full_ranking_metrics(lambda rows: popularity.scores(len(rows)), histories[:num_users],
+                                targets[:num_users], ds.num_items)
 
 
 BEAUTY_RUNS = ("beauty_cpu_rec", "beauty_cpu_rec_aux")
 BEAUTY_EVAL_DIRS = ("test_full", "test")  # the whole test split; the first 5,000 test users
 
 
-def beauty_table(runs_dir: str, data_dir: str, eval_dir: str) -> str:
+def t5_label(run: str) -> str:
+    return run.replace("beauty_cpu_", "T5 from scratch, ")
+
+
+def common_count(results: list[dict], what: str) -> int:
+    """The number of examples every result saw; they must agree, or the rows are not comparable."""
+    counts = {r["num_examples"] for r in results}
+    if len(counts) != 1:
+        raise SystemExit(f"repro_report: the {what} saw different numbers of users: {sorted(counts)}")
+    return counts.pop()
+
+
+def markdown_table(columns: list[str], rows: list[list[str]]) -> list[str]:
+    return ["| " + " | ".join(columns) + " |", "|---" * len(columns) + "|"] + ["| " + " | ".join(r) + " |" for r in rows]
+
+
+def beauty_table(runs_dir: str, ds, popularity, eval_dir: str) -> str:
     """Markdown table of both Beauty runs' `eval_dir` evaluations and popularity on the same users."""
-    rows, users = [], set()
-    for run in BEAUTY_RUNS:
-        r = task_result(os.path.join(runs_dir, run, eval_dir, "metrics.json"), "beauty_retrieval")
-        users.add(r["num_examples"])
-        rows.append((run.replace("beauty_cpu_", "T5 from scratch, "), r["metrics"]))
-    if len(users) != 1:
-        raise SystemExit(f"repro_report: the two Beauty evaluations in {eval_dir}/ saw different numbers of users: "
-                         f"{sorted(users)}")
-    n = users.pop()
-    rows.insert(0, ("popularity", popularity_on_first_users(data_dir, n)))
+    results = [task_result(os.path.join(runs_dir, run, eval_dir, "metrics.json"), "beauty_retrieval")
+               for run in BEAUTY_RUNS]
+    n = common_count(results, f"two Beauty evaluations in {eval_dir}/")
+    rows = [("popularity", popularity_on_first_users(ds, popularity, n))]
+    rows += [(t5_label(run), r["metrics"]) for run, r in zip(BEAUTY_RUNS, results)]
     lines = [f"Beauty, test split, retrieval over all 12,101 items (beam 20, constrained, history excluded), "
-             f"{'first ' if eval_dir != 'test_full' else 'all '}{n:,} users ({eval_dir}/):", "",
-             "| model | " + " | ".join(RETRIEVAL) + " |", "|---" + "|---" * len(RETRIEVAL) + "|"]
-    for name, m in rows:
-        lines.append(f"| {name} | " + " | ".join(f"{m.get(k, 1.0 if k == 'valid_id_rate' else float('nan')):.4f}"
-                                                for k in RETRIEVAL) + " |")
-    return "\n".join(lines)
+             f"{'first ' if eval_dir != 'test_full' else 'all '}{n:,} users ({eval_dir}/):", ""]
+    return "\n".join(lines + markdown_table(["model", *RETRIEVAL], [
+        [name] + [f"{m.get(k, 1.0 if k == 'valid_id_rate' else float('nan')):.4f}" for k in RETRIEVAL]
+        for name, m in rows]))
 
 
-def popularity_on_ranking_examples(gin_file: str, data_dir: str, num_users: int) -> dict[str, float]:
+def popularity_on_ranking_examples(gin_file: str, data_dir: str, ds, popularity, num_users: int) -> dict[str, float]:
     """Popularity (train-split counts) ordering the candidates of the first `num_users` test examples
     of beauty_ranking, registered as `gin_file` registers it (its negatives, its seed)."""
     import seqio
@@ -98,44 +103,36 @@ def popularity_on_ranking_examples(gin_file: str, data_dir: str, num_users: int)
     import recjax.train_lib  # noqa: F401  (registers the configurables the Gin file binds)
     import tasks
     from recjax import gin_utils, metrics
-    from recjax.baselines.popularity import Popularity
-    from recjax.data import load_prepared
     from recjax.evaluation import load_examples
     from tasks.metric_fns import candidates_and_positive
 
     gin_utils.parse_gin([gin_file], [f"DATA_DIR = {data_dir!r}"])
     tasks.register_dataset()  # with the Gin file's bindings
-    ds = load_prepared(data_dir)
-    counts = Popularity(ds.num_items).fit(ds.train_sequences()).counts
     examples = load_examples(seqio.get_mixture_or_task("beauty_ranking"), "test", num_users)
     scores, positive = [], []
     for ex in examples:
         ids, pos = candidates_and_positive(ex)
-        scores.append([counts[ds.item_index(i)] for i in ids])  # [candidates]
+        scores.append([popularity.counts[ds.item_index(i)] for i in ids])  # [candidates]
         positive.append(pos)
     return metrics.ranking_metrics(np.asarray(scores, np.float64), np.asarray(positive))
+RANKING = ("hr@1", "hr@5", "hr@10", "ndcg@5", "ndcg@10")
 
 
-def ranking_table(runs_dir: str, data_dir: str) -> str | None:
+def ranking_table(runs_dir: str, data_dir: str, ds, popularity) -> str | None:
     """Markdown table of both Beauty runs' ranking evaluations (ranking/) and popularity on the same
     examples; None when either run has none."""
     paths = [os.path.join(runs_dir, run, "ranking", "metrics.json") for run in BEAUTY_RUNS]
     if not all(os.path.isfile(p) for p in paths):
         return None
     results = [task_result(p, "beauty_ranking") for p in paths]
-    n = {r["num_examples"] for r in results}
-    if len(n) != 1:
-        raise SystemExit(f"repro_report: the two ranking evaluations saw different numbers of users: {sorted(n)}")
-    n = n.pop()
+    n = common_count(results, "two ranking evaluations")
     gin_file = os.path.join("gin", "repro", "beauty_cpu_rec.gin")
-    rows = [("popularity", popularity_on_ranking_examples(gin_file, data_dir, n))]
-    rows += [(run.replace("beauty_cpu_", "T5 from scratch, "), r["metrics"]) for run, r in zip(BEAUTY_RUNS, results)]
-    keys = ("hr@1", "hr@5", "hr@10", "ndcg@5", "ndcg@10")
+    rows = [("popularity", popularity_on_ranking_examples(gin_file, data_dir, ds, popularity, n))]
+    rows += [(t5_label(run), r["metrics"]) for run, r in zip(BEAUTY_RUNS, results)]
     lines = [f"Beauty, test split, ranking of 20 candidates (the test item and 19 items the user never "
-             f"touched, sampled uniformly), {n:,} users (ranking/):", "",
-             "| model | " + " | ".join(keys) + " |", "|---" + "|---" * len(keys) + "|"]
-    lines += [f"| {name} | " + " | ".join(f"{m[k]:.4f}" for k in keys) + " |" for name, m in rows]
-    return "\n".join(lines)
+             f"touched, sampled uniformly), {n:,} users (ranking/):", ""]
+    return "\n".join(lines + markdown_table(["model", *RANKING],
+                                            [[name] + [f"{m[k]:.4f}" for k in RANKING] for name, m in rows]))
 
 
 LONGER_SUFFIX = "_1200"  # the same runs resumed to twice the step budget
@@ -144,22 +141,21 @@ LONGER_SUFFIX = "_1200"  # the same runs resumed to twice the step budget
 def budget_table(runs_dir: str) -> str | None:
     """Markdown table of both Beauty runs at 600 and 1200 steps on the first 5,000 test users
     (retrieval in test/, ranking in ranking_5000/); None before the longer runs exist."""
-    cells = []
+    rows = []
     for run in BEAUTY_RUNS:
         for suffix in ("", LONGER_SUFFIX):
             d = os.path.join(runs_dir, run + suffix)
             paths = [os.path.join(d, "test", "metrics.json"), os.path.join(d, "ranking_5000", "metrics.json")]
             if not all(os.path.isfile(p) for p in paths):
                 return None
-            retrieval, ranking = task_result(paths[0], "beauty_retrieval"), task_result(paths[1], "beauty_ranking")
+            r = task_result(paths[0], "beauty_retrieval")["metrics"]
+            k = task_result(paths[1], "beauty_ranking")["metrics"]
             step = read_json(paths[0])["info"]["step"]
-            cells.append((run.replace("beauty_cpu_", ""), step, retrieval["metrics"], ranking["metrics"]))
-    lines = ["Beauty, first 5,000 test users, by step budget (retrieval over all items; ranking of 20 candidates):",
-             "", "| run | steps | hit@10 | ndcg@10 | ranking hr@1 | ranking hr@10 | ranking ndcg@10 |",
-             "|---|---|---|---|---|---|---|"]
-    lines += [f"| {name} | {step} | {r['hit@10']:.4f} | {r['ndcg@10']:.4f} | {k['hr@1']:.4f} | {k['hr@10']:.4f} | "
-              f"{k['ndcg@10']:.4f} |" for name, step, r, k in cells]
-    return "\n".join(lines)
+            rows.append([run.replace("beauty_cpu_", ""), str(step)] + [f"{v:.4f}" for v in (
+                r["hit@10"], r["ndcg@10"], k["hr@1"], k["hr@10"], k["ndcg@10"])])
+    lines = ["Beauty, first 5,000 test users, by step budget (retrieval over all items; ranking of 20 candidates):", ""]
+    return "\n".join(lines + markdown_table(
+        ["run", "steps", "hit@10", "ndcg@10", "ranking hr@1", "ranking hr@10", "ranking ndcg@10"], rows))
 
 
 def main(argv=None) -> int:
@@ -170,15 +166,18 @@ def main(argv=None) -> int:
     parser.add_argument("--plot", default="benchmarks/repro_curves.png")
     args = parser.parse_args(argv)
     sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    from recjax.baselines.popularity import Popularity
     from recjax.baselines.rating_means import fit_and_evaluate
     from recjax.data import load_prepared
 
-    tables = [beauty_table(args.runs, args.beauty, d) for d in BEAUTY_EVAL_DIRS
+    beauty = load_prepared(args.beauty)  # read once: popularity is fit once for every table
+    popularity = Popularity(beauty.num_items).fit(beauty.train_sequences())
+    tables = [beauty_table(args.runs, beauty, popularity, d) for d in BEAUTY_EVAL_DIRS
               if all(os.path.isfile(os.path.join(args.runs, run, d, "metrics.json")) for run in BEAUTY_RUNS)]
     if not tables:
         raise SystemExit(f"repro_report: no evaluation of both {BEAUTY_RUNS} under {args.runs}/<run>/"
                          f"{{{','.join(BEAUTY_EVAL_DIRS)}}}/metrics.json (run the commands in benchmarks/RESULTS.md)")
-    extra = [t for t in (ranking_table(args.runs, args.beauty), budget_table(args.runs)) if t]
+    extra = [t for t in (ranking_table(args.runs, args.beauty, beauty, popularity), budget_table(args.runs)) if t]
     print("\n\n".join(tables + extra))
 
     ml = task_result(os.path.join(args.runs, "ml100k_cpu_rating", "test", "metrics.json"), "ml100k_rating")
