@@ -18,6 +18,8 @@ INSTALL_REQUIRES = [
     "sentencepiece==0.2.3",
     "safetensors>=0.4",
     "numpy>=1.26",
+    "scipy>=1.11",  # McNemar / sparse co-occurrence graphs
+    "scikit-learn>=1.5",  # TF-IDF, truncated SVD and k-means of the item-identifier schemes
     "tqdm>=4.66",
     "matplotlib>=3.8",
     "tensorboardX>=2.6",

@@ -195,6 +195,17 @@ def save_params(directory: str, params: Mapping[str, Any], config: T5Config, ste
     return os.path.join(os.path.abspath(directory), str(step))
 
 
+def resolve_checkpoint_dir(path: str) -> str:
+    """A recjax checkpoint directory, or a train run's MODEL_DIR holding one in checkpoints/."""
+    if os.path.isfile(os.path.join(path, CONFIG_FILENAME)):
+        return path
+    nested = os.path.join(path, "checkpoints")
+    if os.path.isfile(os.path.join(nested, CONFIG_FILENAME)):
+        return nested
+    raise CheckpointError(f"{path}: not a recjax checkpoint directory (no {CONFIG_FILENAME} in it or in "
+                          f"{nested}); convert HF/T5X checkpoints with `recjax convert`")
+
+
 def latest_step(directory: str) -> Optional[int]:
     """The newest step in a recjax checkpoint directory, or None if it holds none."""
     if not os.path.isdir(directory):
@@ -253,6 +264,43 @@ def restore_params(directory: str, step: Optional[int] = None, *,
 # ----------------------------------------------------------------------------------------------
 # Writing output directories all-or-nothing.
 # ----------------------------------------------------------------------------------------------
+
+VOCAB_PARAMS = {"token_embedder/embedding": 0, "decoder/logits_dense/kernel": 1}  # param -> its vocab axis
+
+
+def grow_vocabulary(params: Mapping[str, Any], config: T5Config, vocab_size: int,
+                    seed: int = 0) -> tuple[dict[str, Any], T5Config]:
+    """Params and config with the vocabulary grown to `vocab_size` (new item-code tokens): every
+    old row is kept bit for bit, each new row is the mean of the old rows plus Gaussian noise of
+    0.1x their per-dimension standard deviation (seeded), so new tokens start as "an average token"
+    that training then separates."""
+    if vocab_size < config.vocab_size:
+        raise CheckpointError(f"vocab_size {vocab_size} is smaller than the checkpoint's {config.vocab_size}; "
+                              "a vocabulary can only grow")
+    flat = dict(flatten_params(params))
+    rng = np.random.default_rng([seed, vocab_size])
+    for name, axis in VOCAB_PARAMS.items():
+        if name not in flat:
+            continue
+        old = np.asarray(flat[name])
+        rows = np.moveaxis(old, axis, 0).astype(np.float32)  # [vocab, embed]
+        new = rows.mean(0) + 0.1 * rows.std(0) * rng.standard_normal((vocab_size - len(rows), rows.shape[1]))
+        grown = np.concatenate([rows, new.astype(np.float32)], 0).astype(old.dtype)
+        flat[name] = np.moveaxis(grown, 0, axis)
+    return unflatten_params(flat), config.replace(vocab_size=vocab_size)
+
+
+def restore_initial_params(path: str, model_config: T5Config, shardings: Any, seed: int = 0):
+    """INITIAL_CHECKPOINT_PATH: the params of a converted checkpoint on the run's mesh, with the
+    vocabulary grown (`grow_vocabulary`) when the run's model has more ids (item-code tokens)."""
+    config_path = os.path.join(path, CONFIG_FILENAME)
+    config = T5Config.load(config_path) if os.path.isfile(config_path) else None
+    if config is None or config.vocab_size >= model_config.vocab_size:  # equal, or refused by the caller
+        return restore_params(path, shardings=shardings)
+    params, config = restore_params(path)
+    params, config = grow_vocabulary(params, config, model_config.vocab_size, seed)
+    return jax.device_put(params, shardings), config
+
 
 @contextlib.contextmanager
 def atomic_directory(destination: str, *, overwrite: bool = False) -> Iterator[str]:

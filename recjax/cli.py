@@ -12,9 +12,11 @@ import sys
 COMMANDS = {
     "prepare": "raw interaction files -> a prepared dataset",
     "stats": "print statistics of a prepared dataset",
+    "index": "re-write a prepared dataset's item IDs under another scheme (collaborative, semantic)",
     "inspect": "print rendered examples and token-length percentiles of a SeqIO task",
     "train": "fine-tune from a Gin file (T5X style --gin_file / --gin.KEY=VALUE)",
     "eval": "metrics of a checkpoint on a task or mixture",
+    "compare": "paired comparison of two evaluations' predictions (bootstrap CI, McNemar)",
     "infer": "JSONL of user histories in, JSONL of recommendations out",
     "score": "JSONL of {inputs, targets} in, log-likelihood of each target out",
     "convert": "HF or T5X checkpoint -> recjax (orbax) checkpoint",

@@ -338,8 +338,10 @@ LOADERS = {"hf": load_hf_checkpoint, "t5x": load_t5x_checkpoint}
 
 
 def convert(source_format: str, src: str, dst: str, *, overwrite: bool = False,
-            step: int = 0) -> tuple[T5Config, int]:
-    """Converts `src` into a recjax checkpoint at `dst`; returns (config, number of params)."""
+            step: int = 0, vocab_size: Optional[int] = None, seed: int = 0) -> tuple[T5Config, int]:
+    """Converts `src` into a recjax checkpoint at `dst`; returns (config, number of params).
+    `vocab_size`: grow the embedding and output layer to this many ids (item-code tokens of a
+    structured item-ID scheme; `checkpoints.grow_vocabulary`)."""
     if source_format not in LOADERS:
         raise CheckpointError(f"--from {source_format!r}: unknown format; expected one of {', '.join(LOADERS)}")
     if not os.path.exists(src):
@@ -347,6 +349,8 @@ def convert(source_format: str, src: str, dst: str, *, overwrite: bool = False,
     if os.path.lexists(dst) and not overwrite:
         raise CheckpointError(f"{dst}: already exists (pass --overwrite to replace it)")
     params, config = LOADERS[source_format](src)
+    if vocab_size is not None and vocab_size != config.vocab_size:
+        params, config = checkpoints.grow_vocabulary(params, config, vocab_size, seed)
     with checkpoints.atomic_directory(dst, overwrite=overwrite) as tmp:
         checkpoints.save_params(tmp, params, config, step=step)
     return config, checkpoints.tree_num_params(params)
@@ -359,6 +363,9 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--src", required=True, help="the checkpoint to convert")
     p.add_argument("--dst", required=True, help="the recjax checkpoint directory to write (must not exist)")
     p.add_argument("--step", type=int, default=0, help="step number of the written checkpoint (default 0)")
+    p.add_argument("--vocab_size", type=int, help="grow the vocabulary to this many ids (the VOCAB_SIZE that "
+                   "`recjax index` prints for structured item IDs); old rows are kept exactly")
+    p.add_argument("--seed", type=int, default=0, help="seed of the new rows' noise (with --vocab_size)")
     p.add_argument("--overwrite", action="store_true", help="replace --dst if it exists")
     return p
 
@@ -366,7 +373,8 @@ def _parser() -> argparse.ArgumentParser:
 def main(argv: Optional[list[str]] = None) -> int:
     args = _parser().parse_args(argv)
     try:
-        config, n = convert(args.source_format, args.src, args.dst, overwrite=args.overwrite, step=args.step)
+        config, n = convert(args.source_format, args.src, args.dst, overwrite=args.overwrite, step=args.step,
+                            vocab_size=args.vocab_size, seed=args.seed)
     except (ValueError, OSError) as e:  # CheckpointError is a ValueError; files missing or present
         print(f"recjax convert: error: {e}", file=sys.stderr)
         return 1

@@ -24,21 +24,7 @@ from typing import Any, Optional, Sequence
 from recjax import gin_utils
 
 FLAG_MACROS = {"checkpoint": "CHECKPOINT_PATH", "step": "CHECKPOINT_STEP", "split": "SPLIT",
-               "output_dir": "EVAL_OUTPUT_DIR", "task": "MIXTURE_OR_TASK_NAME"}
-
-
-def resolve_checkpoint_dir(path: str) -> str:
-    """A recjax checkpoint directory, or a train run's MODEL_DIR holding one in checkpoints/."""
-    from recjax.checkpoints import CheckpointError
-    from recjax.config import CONFIG_FILENAME
-
-    if os.path.isfile(os.path.join(path, CONFIG_FILENAME)):
-        return path
-    nested = os.path.join(path, "checkpoints")
-    if os.path.isfile(os.path.join(nested, CONFIG_FILENAME)):
-        return nested
-    raise CheckpointError(f"{path}: not a recjax checkpoint directory (no {CONFIG_FILENAME} in it or in "
-                          f"{nested}); convert HF/T5X checkpoints with `recjax convert`")
+               "output_dir": "EVAL_OUTPUT_DIR", "task": "MIXTURE_OR_TASK_NAME", "predictions": "PREDICTIONS_PATH"}
 
 
 def restore_for_eval(checkpoint_path: str, step: Optional[int], mesh, sharding_strategy: str):
@@ -51,7 +37,7 @@ def restore_for_eval(checkpoint_path: str, step: Optional[int], mesh, sharding_s
     from recjax.model import EncoderDecoderModel
     from recjax.network import init_params
 
-    directory = resolve_checkpoint_dir(checkpoint_path)
+    directory = checkpoints.resolve_checkpoint_dir(checkpoint_path)
     config = T5Config.load(directory)
     boxed = jax.eval_shape(lambda rng: init_params(config, rng), jax.random.PRNGKey(0))
     shardings = partitioning.logical_shardings(boxed, mesh, partitioning.rules_for(sharding_strategy))
@@ -70,8 +56,11 @@ def _import_gin_configurables():
 def evaluate_checkpoint(checkpoint_path: str, mixture_or_task_name: str, output_dir: str, *,
                         split: str = "test", step: Optional[int] = None, options=None,
                         mesh_shape: Sequence[int] = (-1, 1), sharding_strategy: str = "data_parallel",
-                        task_setup: Any = None) -> dict:
-    """Evaluates and writes the report; returns {task: {metric: value}}."""
+                        task_setup: Any = None, predictions_path: Optional[str] = None) -> dict:
+    """Evaluates and writes the report; returns {task: {metric: value}}. `predictions_path`: a
+    JSONL file with one line per evaluated example of the retrieval and ranking tasks (`task`,
+    `user`, `target`, `target_rank` (0-based, -1 when not returned), `ranked` item IDs, best
+    first), for paired comparisons (`recjax compare`)."""
     del task_setup  # registered the tasks when Gin evaluated it
     import jax
 
@@ -90,6 +79,9 @@ def evaluate_checkpoint(checkpoint_path: str, mixture_or_task_name: str, output_
             "options": {k: v for k, v in vars(options).items()}, "model_config": model.config.to_dict()}
     if jax.process_index() == 0:
         paths = report.write_report(output_dir, results, info)
+        if predictions_path:
+            report.write_predictions(predictions_path, results)
+            print(f"wrote {predictions_path}")
         for r in results:
             shown = ", ".join(f"{k}={v:.4f}" for k, v in r.metrics.items() if not k.startswith("num_"))
             print(f"{r.task}: {shown} ({r.num_examples:,} examples, {r.seconds:.1f} s)")
@@ -112,6 +104,7 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--split", help="validation or test (SPLIT)")
     parser.add_argument("--output_dir", help="where the report goes (EVAL_OUTPUT_DIR)")
     parser.add_argument("--task", help="task or mixture name (MIXTURE_OR_TASK_NAME)")
+    parser.add_argument("--predictions", help="also write every evaluated user's ranked items here (JSONL)")
     args = parser.parse_args(rest)
     if not files:
         parser.error("at least one --gin_file is required (the dataset's gin/tasks/*.gin and gin/runs/eval.gin)")

@@ -59,7 +59,8 @@ class EvalOptions:
     is padded). inputs_length: encoder inputs longer than this are trimmed as seqio trims them
     (first length-1 tokens + EOS); None keeps them whole. Examples are sorted by length and each
     batch padded to the smallest bucket that fits it (32, 64, 128, then multiples of 64).
-    max_examples: only the first N examples of each task (quick validation while training).
+    max_examples: a seeded random sample of N examples of each task (seed `sample_seed`; the
+    same users for every model evaluated with the same seed), never "the first N".
     The rest: see the module doc."""
 
     batch_size: int = 64
@@ -71,6 +72,7 @@ class EvalOptions:
     alpha: float = 0.0
     inputs_length: Optional[int] = None
     max_examples: Optional[int] = None
+    sample_seed: int = 0
     rating_generated: bool = True
     progress: bool = True
 
@@ -176,17 +178,24 @@ def _text(value) -> str:
     return value.decode("utf-8") if isinstance(value, (bytes, np.bytes_)) else str(value)
 
 
-def load_examples(task, split: str, max_examples: Optional[int] = None) -> list[dict]:
-    """The task's examples of `split` in order (no shuffle), tokenized, untrimmed."""
+def sample_indices(n: int, max_examples: Optional[int], seed: int = 0) -> np.ndarray:
+    """Sorted indices of a seeded random sample of `max_examples` of `n` examples (all if None or
+    >= n): the same rows for every model evaluated with the same seed."""
+    if max_examples is None or max_examples >= n:
+        return np.arange(n)
+    return np.sort(np.random.default_rng([seed, n]).choice(n, size=max_examples, replace=False))
+
+
+def load_examples(task, split: str, max_examples: Optional[int] = None, sample_seed: int = 0) -> list[dict]:
+    """The task's examples of `split` in order (no shuffle), tokenized, untrimmed; with
+    `max_examples`, a seeded random sample of them (`sample_indices`), in order."""
     ds = task.get_dataset(sequence_length=None, split=split, shuffle=False, num_epochs=1, use_cached=False)
-    if max_examples is not None:
-        ds = ds.take(max_examples)
     out = []
     for ex in ds.as_numpy_iterator():
         out.append({k: (_text(v) if isinstance(v, (bytes, np.bytes_)) else v) for k, v in ex.items()})
     if not out:
         raise ValueError(f"task {task.name!r} has no {split!r} examples")
-    return out
+    return [out[i] for i in sample_indices(len(out), max_examples, sample_seed)]
 
 
 def _trim(tokens: np.ndarray, length: Optional[int]) -> np.ndarray:
@@ -292,7 +301,9 @@ def _evaluate_retrieval(model, params, task, examples, catalog: Catalog, options
     ranked = [[p for p in pred if p not in set(t["history"])] for pred, t in zip(predictions, targets)]
     ranks = rec_metrics.target_ranks(ranked, [t["target"] for t in targets])
     curve = [float(np.mean((ranks >= 0) & (ranks < k))) for k in range(1, options.top_k + 1)]
-    return result, {"hit@k": curve}, {}
+    rows = [{"user": int(ex["user"]), "target": t["target"], "target_rank": int(rank), "ranked": list(r)}
+            for ex, t, rank, r in zip(examples, targets, ranks, ranked)]
+    return result, {"hit@k": curve}, {"predictions": rows}
 
 
 _DECODERS: dict = {}
@@ -354,7 +365,10 @@ def _evaluate_ranking(model, params, task, examples, catalog: Catalog, options: 
     result = rec_metrics.ranking_metrics(scores, positive)
     ranks = rec_metrics.ranks_from_candidate_scores(scores, positive)
     curve = [float(np.mean(ranks < k)) for k in range(1, num_cand + 1)]
-    return result, {"hr@k": curve}, {}
+    rows = [{"user": int(ex["user"]), "target": catalog.item_ids[cands[e, positive[e]]], "target_rank": int(ranks[e]),
+             "ranked": [catalog.item_ids[c] for c in cands[e][np.argsort(-scores[e], kind="stable")]]}
+            for e, ex in enumerate(examples)]
+    return result, {"hr@k": curve}, {"predictions": rows}
 
 
 def _rating_targets(catalog: Catalog) -> np.ndarray:
@@ -430,7 +444,7 @@ def evaluate_tasks(model: EncoderDecoderModel, params, task_or_mixture, split: s
             continue
         start = time.time()
         catalog = catalog_of(dataset_name, model.config.vocab_size)
-        examples = load_examples(task, split, options.max_examples)
+        examples = load_examples(task, split, options.max_examples, options.sample_seed)
         metrics, curves, extra = _EVALUATORS[kind](model, params, task, examples, catalog, options, place)
         metrics = {k: float(v) for k, v in metrics.items()}
         results.append(TaskResult(task.name, kind, metrics, curves, len(examples), time.time() - start, extra))

@@ -100,14 +100,17 @@ def write_hf_tokenizer(vocab_path: str, directory: str, config: T5Config) -> lis
     if (sp.pad_id(), sp.eos_id()) != (hf_mapping.PAD_ID, hf_mapping.EOS_ID):
         raise CheckpointError(f"{vocab_path}: pad_id={sp.pad_id()}, eos_id={sp.eos_id()}; a T5 vocabulary has "
                               f"pad_id={hf_mapping.PAD_ID}, eos_id={hf_mapping.EOS_ID}")
-    needed = sp.get_piece_size() + NUM_SENTINELS
+    # A vocabulary grown by item-code pieces (tasks.vocab.item_code_vocabulary) already holds the
+    # sentinels, below the code pieces; a plain T5 one gets them appended by the tokenizer.
+    extra_ids = 0 if sp.piece_to_id("\u2581<extra_id_0>") != sp.unk_id() else NUM_SENTINELS
+    needed = sp.get_piece_size() + extra_ids
     if needed > config.vocab_size:
-        raise CheckpointError(f"{vocab_path}: {sp.get_piece_size()} pieces + {NUM_SENTINELS} sentinels = {needed} "
+        raise CheckpointError(f"{vocab_path}: {sp.get_piece_size()} pieces + {extra_ids} sentinels = {needed} "
                               f"ids, more than the model's vocab_size {config.vocab_size}")
     shutil.copyfile(vocab_path, os.path.join(directory, "spiece.model"))
     special = {"eos_token": "</s>", "unk_token": "<unk>", "pad_token": "<pad>"}
     _write_json(os.path.join(directory, "tokenizer_config.json"),
-                {"tokenizer_class": "T5Tokenizer", "extra_ids": NUM_SENTINELS, "model_max_length": 512, **special})
+                {"tokenizer_class": "T5Tokenizer", "extra_ids": extra_ids, "model_max_length": 512, **special})
     _write_json(os.path.join(directory, "special_tokens_map.json"), special)
     return ["spiece.model", "tokenizer_config.json", "special_tokens_map.json"]
 

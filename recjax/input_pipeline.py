@@ -50,6 +50,17 @@ def get_mixture_or_task(name: str) -> seqio.Task | seqio.Mixture:
                          f"(is the Gin file that registers the dataset's tasks included?)") from None
 
 
+def check_vocabulary_fits(name: str, model_vocab_size: int) -> None:
+    """One-line error when the task's vocabulary has ids the model cannot embed (a dataset with
+    structured item IDs grows the vocabulary past FLAN-T5's 32,128)."""
+    task = get_mixture_or_task(name)
+    needed = max(f.vocabulary.vocab_size for f in task.output_features.values())
+    if needed > model_vocab_size:
+        padded = -(-needed // 128) * 128
+        raise ValueError(f"{name}: its vocabulary has {needed} ids but the model's vocab_size is {model_vocab_size}; "
+                         f"set VOCAB_SIZE = {padded} (T5Config.vocab_size, padded to a multiple of 128)")
+
+
 def build_dataset(cfg: DatasetConfig, *, process_index: Optional[int] = None,
                   process_count: Optional[int] = None, skip_batches: int = 0) -> tf.data.Dataset:
     """Batched model features for this process: [global_batch / process_count, length] each."""

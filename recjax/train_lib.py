@@ -24,7 +24,7 @@ from tqdm import tqdm
 
 from recjax import checkpoints, partitioning
 from recjax.config import T5Config
-from recjax.input_pipeline import BatchIterator, DatasetConfig
+from recjax.input_pipeline import BatchIterator, DatasetConfig, check_vocabulary_fits
 from recjax.model import EncoderDecoderModel, LossConfig
 from recjax.trainer import Trainer, TrainState
 
@@ -147,6 +147,7 @@ def train(model_dir: str = gin.REQUIRED,
                   checkpoint_period=checkpoint_period, log_period=log_period, eval_batches=eval_batches)
     if eval_period is not None:
         _check_counts(eval_period=eval_period)
+    check_vocabulary_fits(mixture_or_task_name, model_config.vocab_size)
     mesh = partitioning.make_mesh(*mesh_shape)
     partitioning.check_batch_divisible(batch_size, mesh)
     rules = partitioning.rules_for(sharding_strategy)
@@ -176,8 +177,8 @@ def train(model_dir: str = gin.REQUIRED,
         else:
             params = None
             if initial_checkpoint_path:
-                params, init_config = checkpoints.restore_params(initial_checkpoint_path,
-                                                                 shardings=trainer.param_shardings)
+                params, init_config = checkpoints.restore_initial_params(
+                    initial_checkpoint_path, model_config, trainer.param_shardings, seed=seed)
                 if init_config.replace(dropout_rate=0.0, dtype="float32") != model_config.replace(
                         dropout_rate=0.0, dtype="float32"):
                     raise ValueError(f"{initial_checkpoint_path}: its model config {init_config} differs from the "

@@ -59,6 +59,7 @@ class TaskOptions:
     # ~0.2 * 128 + 1 tokens, within the usual targets length of 32.
     mlm_max_tokens: int = 128
     ranking_candidate_text: bool = False  # ranking candidates as "ID (text)" instead of IDs only
+    item_text: bool = True  # items in inputs as "ID (text)" (Cao et al.); False: the ID alone
     template_index: int | None = None  # one fixed phrasing for all examples; None: seeded choice
     users_per_chunk: int = 256  # users whose examples are generated (and shuffled) together
 
@@ -90,7 +91,8 @@ class ExampleBuilder:
         self.num_users = dataset.num_users
         self.item_ids = list(dataset.item_ids)
         self._id_array = np.array(dataset.item_ids, dtype=object)  # fancy-indexable for joins
-        self.item_texts = [templates.item_text(i, t) for i, t in zip(dataset.item_ids, dataset.item_titles)]
+        self.item_texts = ([templates.item_text(i, t) for i, t in zip(dataset.item_ids, dataset.item_titles)]
+                           if options.item_text else list(dataset.item_ids))
         self.full = dataset.sequences
         self.train = dataset.train_sequences()
         self.loo = {s: dataset.loo_split(_LOO_SPLIT[s]) for s in ("validation", "test")}

@@ -15,13 +15,12 @@ import dataclasses
 import re
 
 import gin
-import numpy as np
 import seqio
 
 from tasks import metric_fns
 from tasks.examples import AUX_TASKS, REC_TASKS, TASK_KINDS, ExampleBuilder, TaskOptions
 from tasks.source import EpochDataSource
-from tasks.vocab import DEFAULT_EXTRA_IDS, load_vocabulary
+from tasks.vocab import DEFAULT_EXTRA_IDS, item_code_vocabulary, load_vocabulary, sentinel_ids as find_sentinels
 
 DEFAULT_SHUFFLE_BUFFER = 1_000  # on top of the in-source shuffle of users and examples
 MIXTURE_SUFFIXES = ("rec", "rec_aux") + tuple(f"rec_{aux}" for aux in AUX_TASKS)
@@ -79,6 +78,7 @@ def register_dataset(data_dir: str = gin.REQUIRED, name: str = gin.REQUIRED,
                      mlm_mean_noise_span_length: float = 3.0,
                      mlm_max_tokens: int = 128,
                      ranking_candidate_text: bool = False,
+                     item_text: bool = True,
                      template_index: int | None = None,
                      mixture_rates: dict[str, float] | None = None,
                      seed: int = 0,
@@ -87,8 +87,9 @@ def register_dataset(data_dir: str = gin.REQUIRED, name: str = gin.REQUIRED,
     """Registers NAME_<task> tasks and NAME_rec* mixtures of the prepared dataset at `data_dir`.
 
     Options are those of `tasks.examples.TaskOptions` (history lengths, negatives, MIM mask
-    probability, MLM noise). `vocab_path`: a local SentencePiece model (FLAN-T5's spiece.model, or one from
-    `tasks.dataset_vocabulary`). `mixture_rates`: {task kind: rate} (default 1.0 each), used by
+    probability, MLM noise, whether items show their text). `vocab_path`: a local SentencePiece model (FLAN-T5's spiece.model, or one from
+    `tasks.dataset_vocabulary`); a dataset with structured item IDs (`recjax index`) gets this
+    vocabulary grown by its code pieces (`tasks.vocab.item_code_vocabulary`). `mixture_rates`: {task kind: rate} (default 1.0 each), used by
     every mixture that contains the task. `seed`: the default seed of masks, negatives, templates
     and example order when get_dataset gets none. Calling again with the same arguments is a
     no-op; with other arguments it replaces the registration of NAME.
@@ -98,7 +99,7 @@ def register_dataset(data_dir: str = gin.REQUIRED, name: str = gin.REQUIRED,
     if not isinstance(name, str) or not re.fullmatch(r"[a-z][a-z0-9_]*", name):
         raise ValueError(f"tasks.register_dataset.name must be lower_snake_case, got {name!r}")
     key = (str(data_dir), str(vocab_path), max_history, ranking_max_history, num_negatives, mim_mask_prob,
-           mlm_noise_density, mlm_mean_noise_span_length, mlm_max_tokens, ranking_candidate_text, template_index,
+           mlm_noise_density, mlm_mean_noise_span_length, mlm_max_tokens, ranking_candidate_text, item_text, template_index,
            tuple(sorted((mixture_rates or {}).items())), seed, shuffle_buffer_size, extra_ids)
     if name in _REGISTERED and _REGISTERED[name][0] == key:
         return _REGISTERED[name][1]
@@ -108,11 +109,16 @@ def register_dataset(data_dir: str = gin.REQUIRED, name: str = gin.REQUIRED,
                           mlm_noise_density=mlm_noise_density,
                           mlm_mean_noise_span_length=mlm_mean_noise_span_length,
                           mlm_max_tokens=mlm_max_tokens,
-                          ranking_candidate_text=ranking_candidate_text, template_index=template_index)
+                          ranking_candidate_text=ranking_candidate_text, item_text=item_text,
+                          template_index=template_index)
     rates = _check_rates(mixture_rates)
-    vocabulary = load_vocabulary(vocab_path, extra_ids=extra_ids)
     dataset = load_prepared(data_dir)
-    sentinel_ids = vocabulary.vocab_size - 1 - np.arange(extra_ids, dtype=np.int32)  # <extra_id_k>
+    if dataset.code_pieces:  # structured item IDs: their code tokens appended after the sentinels
+        vocabulary = load_vocabulary(item_code_vocabulary(vocab_path, dataset.code_pieces, str(data_dir), extra_ids),
+                                     extra_ids=0)
+    else:
+        vocabulary = load_vocabulary(vocab_path, extra_ids=extra_ids)
+    sentinel_ids = find_sentinels(vocabulary, extra_ids)
     builder = ExampleBuilder(dataset, options, tokenizer=vocabulary.tokenizer, sentinel_ids=sentinel_ids)
     features = _output_features(vocabulary)
     valid_ids = dataset.item_ids

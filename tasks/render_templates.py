@@ -18,6 +18,7 @@ import sys
 
 from tasks import templates
 from tasks.examples import TASK_KINDS, ExampleBuilder, TaskOptions
+from tasks.vocab import sentinel_ids
 
 _DESCRIPTIONS = {
     "retrieval": "Write the next item's ID (scored over all items). Train: every prefix of the "
@@ -82,13 +83,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--out", required=True)
     args = p.parse_args(argv)
 
-    import numpy as np
-
     from recjax.data import load_prepared
     from tasks.vocab import load_vocabulary
 
     vocab = load_vocabulary(args.vocab)
-    sentinels = vocab.vocab_size - 1 - np.arange(vocab.extra_ids, dtype=np.int32)
+    sentinels = sentinel_ids(vocab, vocab.extra_ids)
     main_ds, rating_ds = load_prepared(args.data_dir), load_prepared(args.rating_data_dir)
     main_builder = ExampleBuilder(main_ds, tokenizer=vocab.tokenizer, sentinel_ids=sentinels)
     rating_builder = ExampleBuilder(rating_ds, tokenizer=vocab.tokenizer, sentinel_ids=sentinels)

@@ -119,3 +119,45 @@ def dataset_vocabulary(data_dir: str = gin.REQUIRED, vocab_size: int = 2000,
     if not os.path.isfile(path):
         train_sentencepiece(corpus, path, vocab_size)
     return path
+
+
+def sentinel_ids(vocabulary, count: int = DEFAULT_EXTRA_IDS):
+    """int32 [count] ids of `<extra_id_0>`, `<extra_id_1>`, ... looked up by name (they are the
+    highest ids of a plain vocabulary, and sit below the item-code pieces of a grown one)."""
+    import numpy as np
+
+    processor = vocabulary.tokenizer
+    ids = [processor.piece_to_id(f"\u2581<extra_id_{k}>") for k in range(count)]  # seqio's piece names
+    if any(i == processor.unk_id() for i in ids):
+        raise ValueError(f"{vocabulary.sentencepiece_model_file}: has no <extra_id_0..{count - 1}> sentinels")
+    return np.asarray(ids, np.int32)
+
+
+def item_code_vocabulary(base_path: str, pieces: list[str], out_dir: str,
+                         extra_ids: int = DEFAULT_EXTRA_IDS) -> str:
+    """Path of a SentencePiece model = the one at `base_path` + its `extra_ids` sentinels (in
+    seqio's order, so every old id keeps its meaning) + one user-defined piece per item code
+    (`recjax.data.indexing`), written once into `out_dir` and reused
+    (`spiece_items_<hash>.model`). Load it with `load_vocabulary(path, extra_ids=0)`."""
+    load_vocabulary(base_path, extra_ids=0)  # one-line errors for a missing / foreign base model
+    with open(base_path, "rb") as f:
+        base = f.read()
+    digest = hashlib.sha256(base + "\n".join(pieces).encode("utf-8") + f"|{extra_ids}".encode()).hexdigest()[:12]
+    path = os.path.join(out_dir, f"spiece_items_{digest}.model")
+    if os.path.isfile(path):
+        return path
+    proto = sentencepiece_model_pb2.ModelProto()
+    proto.ParseFromString(base)
+    existing = {p.piece for p in proto.pieces}
+    user_defined = sentencepiece_model_pb2.ModelProto.SentencePiece.USER_DEFINED
+    sentinels = [f"\u2581<extra_id_{k}>" for k in reversed(range(extra_ids))]  # as seqio adds them
+    for piece in sentinels + list(pieces):
+        if piece in existing:
+            raise ValueError(f"{base_path}: already has a piece {piece!r}; item codes need a plain T5 vocabulary")
+        new = proto.pieces.add()
+        new.piece, new.score, new.type = piece, 0.0, user_defined
+    os.makedirs(out_dir, exist_ok=True)
+    with tempfile.NamedTemporaryFile("wb", dir=out_dir, prefix=".spm_tmp_", delete=False) as f:
+        f.write(proto.SerializeToString(deterministic=True))
+    os.replace(f.name, path)
+    return path

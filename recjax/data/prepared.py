@@ -46,7 +46,7 @@ class NotPreparedError(ValueError):
 @dataclasses.dataclass
 class PreparedDataset:
     name: str
-    indexing: str  # "random" | "sequential"
+    indexing: str  # the item-ID scheme: "random" | "sequential" | a structured one (recjax.data.indexing)
     item_ids: list[str]  # the text the model writes for internal item i
     item_titles: list[str]  # title, or the keyword text of the P5/S3-Rec data
     item_original_ids: list[str]  # ASIN / movie id / original numeric id
@@ -60,6 +60,9 @@ class PreparedDataset:
     source_format: str = ""
     seed: int = 0
     item_prices: list[float | None] | None = None  # Amazon meta price, None where unknown
+    # Structured identifiers (`recjax index`): the scheme's options and figures, with
+    # "code_pieces", the vocabulary pieces the IDs are written in; None for numeric IDs.
+    index_info: dict | None = None
 
     def __post_init__(self):
         self._index_of_id: dict[str, int] | None = None
@@ -75,6 +78,11 @@ class PreparedDataset:
     @property
     def num_interactions(self) -> int:
         return int(sum(len(s) for s in self.sequences))
+
+    @property
+    def code_pieces(self) -> list[str] | None:
+        """Vocabulary pieces of a structured scheme's IDs (appended after the tokenizer's), or None."""
+        return None if self.index_info is None else list(self.index_info["code_pieces"])
 
     def item_index(self, item_id: str) -> int:
         """recjax ID text (what the model writes) -> internal item index."""
@@ -164,6 +172,7 @@ def load_prepared(directory: str) -> PreparedDataset:
         source_format=meta.get("source_format", ""),
         seed=int(meta.get("seed", 0)),
         item_prices=items.get("prices"),
+        index_info=meta.get("item_index"),
     )
 
 
@@ -211,5 +220,7 @@ def write_prepared_files(dataset: PreparedDataset, directory: str, extra_metadat
         "has_timestamps": dataset.timestamps is not None,
         **(extra_metadata or {}),
     }
+    if dataset.index_info is not None:
+        meta["item_index"] = dataset.index_info
     with open(os.path.join(directory, METADATA_FILE), "w", encoding="utf-8") as f:
         json.dump(meta, f, indent=2, ensure_ascii=False)

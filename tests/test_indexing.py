@@ -1,0 +1,277 @@
+"""Item-identifier schemes (`recjax index`): unique codes, the trie they make, no leakage of the
+held-out items, the grown vocabulary through tasks, training, decoding, convert and export."""
+import dataclasses
+import json
+import os
+
+import numpy as np
+import pytest
+
+from recjax.data import load_prepared
+from recjax.data.indexing import IndexOptions, build_index, parse_code_text, reindex
+from recjax.data.indexing import quantize
+
+STRUCTURED = ("collaborative", "semantic_rqkmeans", "semantic_rqvae")
+SMALL = dict(levels=2, codebook_size=4, embedding_dim=8, rqvae_steps=60)
+
+
+@pytest.fixture(scope="module")
+def synthetic(tmp_path_factory):
+    from recjax.data.synthetic import make_synthetic
+
+    root = tmp_path_factory.mktemp("indexing")
+    return make_synthetic(str(root / "data"), num_users=200, num_items=60, seed=5, max_len=10, num_categories=4)
+
+
+@pytest.mark.parametrize("scheme", ("random", "sequential") + STRUCTURED)
+def test_every_scheme_gives_every_item_a_unique_id(synthetic, scheme):
+    dataset = load_prepared(synthetic)
+    index = build_index(dataset, IndexOptions(scheme=scheme, **SMALL))
+    assert len(index.item_ids) == dataset.num_items
+    assert len(set(index.item_ids)) == dataset.num_items
+    if scheme in STRUCTURED:
+        assert index.codes.shape == (dataset.num_items, SMALL["levels"] + 1)
+        assert [parse_code_text(t) for t in index.item_ids] == index.codes.tolist()
+        assert (index.codes[:, :-1] < SMALL["codebook_size"]).all()
+        # the extra code numbers the items of one L-code group 0, 1, 2, ...
+        groups = {}
+        for row in index.codes.tolist():
+            groups.setdefault(tuple(row[:-1]), []).append(row[-1])
+        assert all(sorted(v) == list(range(len(v))) for v in groups.values())
+        assert len(index.code_pieces) == SMALL["levels"] * SMALL["codebook_size"] + index.info["collision_code_size"]
+
+
+def test_random_scheme_is_the_prepared_default(synthetic):
+    dataset = load_prepared(synthetic)
+    assert build_index(dataset, IndexOptions(scheme="random", seed=dataset.seed)).item_ids == dataset.item_ids
+
+
+def test_dedup_codes_and_collision_stats_by_hand():
+    codes = np.array([[0, 1], [0, 1], [2, 3], [0, 1]], np.int32)
+    full = quantize.dedup_codes(codes, seed=0)
+    assert full[:, :2].tolist() == codes.tolist()
+    assert sorted(full[[0, 1, 3], 2].tolist()) == [0, 1, 2] and full[2, 2] == 0
+    stats = quantize.collision_stats(codes)
+    assert stats == {"colliding_items": 3, "collision_rate": 0.75, "max_group": 3, "unique_prefixes": 2}
+
+
+@pytest.mark.parametrize("scheme", ("random",) + STRUCTURED)
+def test_ids_do_not_depend_on_validation_or_test_items(synthetic, scheme):
+    """Replacing every user's validation and test items by other items changes no ID."""
+    dataset = load_prepared(synthetic)
+    rng = np.random.default_rng(0)
+    changed = []
+    for seq in dataset.sequences:
+        seq = seq.copy()
+        others = np.setdiff1d(np.arange(dataset.num_items), seq)
+        seq[-2:] = rng.choice(others, size=2, replace=False)
+        changed.append(seq)
+    swapped = dataclasses.replace(dataset, sequences=changed)
+    assert sum((a[-2:] != b[-2:]).sum() for a, b in zip(dataset.sequences, changed)) > 0
+    options = IndexOptions(scheme=scheme, embeddings="collaborative", **SMALL)
+    assert build_index(dataset, options).item_ids == build_index(swapped, options).item_ids
+
+
+def test_leak_check_is_able_to_fail(synthetic, monkeypatch):
+    """With a scheme fed the full sequences (a leak), the swap of the test above changes IDs."""
+    from recjax.data.prepared import PreparedDataset
+
+    monkeypatch.setattr(PreparedDataset, "train_sequences", lambda self: list(self.sequences))
+    with pytest.raises(AssertionError):
+        test_ids_do_not_depend_on_validation_or_test_items(synthetic, "collaborative")
+
+
+@pytest.mark.parametrize("bad, message", [
+    (dict(scheme="semantic"), "--scheme 'semantic': unknown"),
+    (dict(scheme="semantic_rqkmeans", levels=0), "--levels 0"),
+    (dict(scheme="semantic_rqkmeans", levels=9), "--levels 9"),
+    (dict(scheme="collaborative", codebook_size=1), "--codebook_size 1"),
+    (dict(scheme="semantic_rqkmeans", embeddings="bert"), "--embeddings 'bert'"),
+])
+def test_bad_options_are_one_line(bad, message):
+    with pytest.raises(ValueError, match=message.replace("(", r"\(")):
+        IndexOptions(**bad)
+
+
+def test_embedding_file_errors_name_the_file(synthetic, tmp_path, capsys):
+    from recjax import index
+
+    missing = tmp_path / "nope.npy"
+    rc = index.main(["--scheme", "semantic_rqkmeans", "--embeddings", "file", "--embeddings_file", str(missing),
+                     "--src", synthetic, "--out", str(tmp_path / "out")])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert rc == 2 and err[-1].startswith("recjax index: error: ") and str(missing) in err[-1]
+    wrong = tmp_path / "wrong.npy"
+    np.save(wrong, np.zeros((5, 3), np.float32))
+    rc = index.main(["--scheme", "semantic_rqkmeans", "--embeddings", "file", "--embeddings_file", str(wrong),
+                     "--src", synthetic, "--out", str(tmp_path / "out")])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert rc == 2 and "shape (5, 3), expected [60, dim]" in err[-1] and str(wrong) in err[-1]
+    assert not os.path.exists(tmp_path / "out")
+    assert not [p for p in os.listdir(tmp_path) if p.startswith(".out")]  # nothing half-written
+
+
+def test_index_command_writes_a_dataset_that_records_its_scheme(synthetic, tmp_path, capsys):
+    from recjax import index
+
+    out = tmp_path / "sem"
+    rc = index.main(["--scheme", "semantic_rqkmeans", "--levels", "2", "--codebook_size", "4",
+                     "--embedding_dim", "8", "--src", synthetic, "--out", str(out)])
+    printed = capsys.readouterr().out
+    assert rc == 0
+    assert "codes used" in printed and "collisions before the extra code" in printed and "prefix tree" in printed
+    ds, src = load_prepared(str(out)), load_prepared(synthetic)
+    assert ds.indexing == "semantic_rqkmeans" and ds.index_info["levels"] == 2
+    assert all(np.array_equal(a, b) for a, b in zip(ds.sequences, src.sequences))
+    assert ds.item_titles == src.item_titles
+    codes = np.load(out / "item_codes.npy")
+    assert [parse_code_text(t) for t in ds.item_ids] == codes.tolist()
+    meta = json.loads((out / "prepared.json").read_text())
+    assert meta["indexing"] == "semantic_rqkmeans" and meta["item_index"]["code_pieces"] == ds.code_pieces
+
+
+# ------------------------------------------------------------------------------------------------
+# Through the vocabulary, tasks, trie and decoding.
+# ------------------------------------------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def semantic(synthetic, tmp_path_factory):
+    import tasks
+
+    out = str(tmp_path_factory.mktemp("sem") / "data")
+    reindex(synthetic, out, IndexOptions(scheme="semantic_rqkmeans", **SMALL), log=lambda s: None)
+    vocab_path = tasks.dataset_vocabulary(data_dir=synthetic, vocab_size=400)
+    registered = tasks.register_dataset(out, "semsynth", vocab_path, max_history=6, num_negatives=9)
+    return {"data_dir": out, "base_vocab": vocab_path, "registered": registered}
+
+
+def test_code_tokens_follow_the_sentinels_and_ids_are_l_plus_1_tokens(semantic):
+    import tasks
+
+    registered = semantic["registered"]
+    base = tasks.load_vocabulary(semantic["base_vocab"])
+    grown = registered.vocabulary
+    dataset = registered.builder.dataset
+    assert grown.vocab_size == base.vocab_size + len(dataset.code_pieces)
+    # every old id keeps its meaning, the sentinels included
+    text = "history: " + dataset.item_titles[0]
+    assert grown.encode(text) == base.encode(text)
+    assert tasks.vocab.sentinel_ids(grown).tolist() == tasks.vocab.sentinel_ids(base).tolist()
+    for item_id in dataset.item_ids:
+        ids = grown.encode(item_id)
+        assert len(ids) == SMALL["levels"] + 1 and min(ids) >= base.vocab_size, (item_id, ids)
+        assert grown.decode(ids) == item_id
+    # inside a rendered history too: exactly the code tokens, no separate word-start piece
+    a, b = (grown.encode(dataset.item_ids[i]) for i in (0, 1))
+    ids = grown.encode(f"bought {dataset.item_ids[0]}; {dataset.item_ids[1]}.")
+    assert any(ids[i:i + len(a)] == a for i in range(len(ids))) and any(ids[i:i + len(b)] == b for i in range(len(ids)))
+    assert grown.tokenizer.piece_to_id("\u2581") not in ids, [grown.tokenizer.id_to_piece(i) for i in ids]
+
+
+def test_trie_of_a_structured_scheme_has_depth_l_plus_2_and_its_fanout(semantic):
+    from recjax.evaluation import catalog_of
+
+    dataset = semantic["registered"].builder.dataset
+    catalog = catalog_of("semsynth", -(-semantic["registered"].vocabulary.vocab_size // 128) * 128)
+    assert catalog.trie.depth == SMALL["levels"] + 2  # L codes + collision code + EOS
+    codes = np.array([parse_code_text(t) for t in dataset.item_ids])
+    assert catalog.trie.root_degree == len(np.unique(codes[:, 0]))
+    assert catalog.trie.num_items == dataset.num_items
+
+
+def test_a_model_trained_on_semantic_ids_decodes_only_valid_items(semantic, tmp_path):
+    """Train a tiny T5 on the re-indexed synthetic catalog through `train_lib.train`, then decode
+    retrieval constrained and free: constrained returns catalog items only."""
+    import flax
+    import jax
+
+    from recjax import train_lib
+    from recjax.config import T5Config
+    from recjax.evaluation import EvalOptions, evaluate_tasks
+    from recjax.model import EncoderDecoderModel
+
+    vocab = -(-semantic["registered"].vocabulary.vocab_size // 128) * 128
+    config = T5Config(vocab_size=vocab, emb_dim=32, num_heads=2, head_dim=8, num_encoder_layers=1,
+                      num_decoder_layers=1, mlp_dim=48)
+    with pytest.raises(ValueError, match=f"set VOCAB_SIZE = {vocab}"):
+        train_lib.train(model_dir=str(tmp_path / "small"), mixture_or_task_name="semsynth_rec",
+                        task_feature_lengths={"inputs": 64, "targets": 8}, train_steps=2, batch_size=8,
+                        model_config=config.replace(vocab_size=config.vocab_size - 128), progress=False)
+    state = train_lib.train(model_dir=str(tmp_path / "run"), mixture_or_task_name="semsynth_rec",
+                            task_feature_lengths={"inputs": 64, "targets": 8}, train_steps=30, batch_size=16,
+                            model_config=config, progress=False, async_checkpointing=False)
+    params = jax.tree_util.tree_map(np.asarray, flax.linen.meta.unbox(state.params))
+    [result] = evaluate_tasks(EncoderDecoderModel(config), params, "semsynth_retrieval", "test",
+                              options=EvalOptions(batch_size=16, beam_size=12, top_k=10, max_examples=32,
+                                                  progress=False))
+    dataset = semantic["registered"].builder.dataset
+    assert result.metrics["valid_id_rate"] == 1.0
+    for row in result.extra["predictions"]:
+        assert row["ranked"] and set(row["ranked"]) <= set(dataset.item_ids)
+        assert len(row["ranked"]) == len(set(row["ranked"]))
+
+
+# ------------------------------------------------------------------------------------------------
+# Convert with a grown vocabulary, export, transformers.
+# ------------------------------------------------------------------------------------------------
+
+def test_grown_vocabulary_keeps_old_logits_and_transformers_loads_the_export(tmp_path, semantic):
+    torch = pytest.importorskip("torch")
+    transformers = pytest.importorskip("transformers")
+    import jax
+
+    import t5_test_models as fixtures
+    from recjax import checkpoints, convert, export, network
+
+    hf_model = fixtures.random_hf_model(seed=3)
+    src = fixtures.save_hf(hf_model, str(tmp_path / "hf"), "safetensors")
+    dst = str(tmp_path / "grown")
+    config, _ = convert.convert("hf", src, dst, vocab_size=256, seed=1)
+    assert config.vocab_size == 256
+    params, config = checkpoints.restore_params(dst)
+    old = fixtures.HF_TINY["vocab_size"]
+    emb = params["token_embedder"]["embedding"]
+    np.testing.assert_array_equal(emb[:old], hf_model.shared.weight.detach().numpy())
+    assert np.isfinite(emb[old:]).all() and len(np.unique(emb[old:, 0])) == 256 - old  # seeded noise
+
+    rng = np.random.default_rng(0)
+    enc = rng.integers(2, old, size=(2, 7)).astype(np.int32)
+    dec = np.concatenate([np.zeros((2, 1), np.int32), rng.integers(2, old, size=(2, 4))], 1).astype(np.int32)
+    apply = jax.jit(lambda p, e, d: network.Transformer(config).apply({"params": p}, e, d, enable_dropout=False))
+    with torch.no_grad():
+        want = hf_model(input_ids=torch.tensor(enc, dtype=torch.long),
+                        decoder_input_ids=torch.tensor(dec, dtype=torch.long)).logits.numpy()
+    np.testing.assert_allclose(np.asarray(apply(params, enc, dec))[..., :old], want, atol=1e-4, rtol=0)
+
+    # New tokens in, new tokens out: the exported HF model computes what recjax computes.
+    out = str(tmp_path / "export")
+    assert export.main(["--checkpoint", dst, "--out", out, "--format", "hf"]) == 0
+    loaded = transformers.T5ForConditionalGeneration.from_pretrained(out).eval()
+    enc_new = rng.integers(old, 256, size=(2, 7)).astype(np.int32)
+    dec_new = np.concatenate([np.zeros((2, 1), np.int32), rng.integers(old, 256, size=(2, 4))], 1).astype(np.int32)
+    with torch.no_grad():
+        got = loaded(input_ids=torch.tensor(enc_new, dtype=torch.long),
+                     decoder_input_ids=torch.tensor(dec_new, dtype=torch.long)).logits.numpy()
+    np.testing.assert_allclose(got, np.asarray(apply(params, enc_new, dec_new)), atol=1e-4, rtol=0)
+
+
+def test_exported_grown_tokenizer_tokenizes_like_recjax(semantic, t5_vocab_path, tmp_path):
+    """FLAN-T5's vocabulary grown by the code pieces, written by export: transformers' tokenizer
+    gives the ids seqio gives, code tokens and sentinels included."""
+    transformers = pytest.importorskip("transformers")
+    import tasks
+    from recjax import export
+    from recjax.config import T5Config
+
+    dataset = semantic["registered"].builder.dataset
+    path = tasks.vocab.item_code_vocabulary(str(t5_vocab_path), dataset.code_pieces, str(tmp_path / "vocab"))
+    vocabulary = tasks.load_vocabulary(path, extra_ids=0)
+    config = T5Config(vocab_size=-(-vocabulary.vocab_size // 128) * 128, emb_dim=8, num_heads=1, head_dim=8,
+                      num_encoder_layers=1, num_decoder_layers=1, mlp_dim=8)
+    export.write_hf_tokenizer(path, str(tmp_path), config)
+    tokenizer = transformers.AutoTokenizer.from_pretrained(str(tmp_path))
+    text = (f"Purchase history of a user, oldest first: {dataset.item_ids[3]} (lip gloss); {dataset.item_ids[4]}. "
+            "Which item <extra_id_0> next?")
+    ids = vocabulary.encode(text)
+    assert sum(i >= 32100 for i in ids) == 2 * (SMALL["levels"] + 1)
+    assert tokenizer(text).input_ids == ids + [1]
