@@ -87,6 +87,17 @@ def _ndcg_from_ranks(ranks: np.ndarray, k: int) -> np.ndarray:
     return np.where(hit, 1.0 / np.log2(np.maximum(ranks, 0) + 2.0), 0.0)  # [users]
 
 
+def per_user_from_ranks(ranks: Any, kind: str = "retrieval") -> dict[str, np.ndarray]:
+    """{metric: float64 [users]} from 0-based target ranks (-1: not returned): hit@5/10 and
+    ndcg@5/10 for retrieval, hr@1/5/10 and ndcg@5/10 for ranking (the names `recjax eval` reports)."""
+    ranks = np.asarray(ranks, np.int64)
+    hits = RETRIEVAL_CUTOFFS if kind == "retrieval" else RANKING_HR_CUTOFFS
+    name = "hit" if kind == "retrieval" else "hr"
+    out = {f"{name}@{k}": _hit_from_ranks(ranks, k) for k in hits}
+    out.update({f"ndcg@{k}": _ndcg_from_ranks(ranks, k) for k in RETRIEVAL_CUTOFFS})
+    return out
+
+
 def _check_k(k: int) -> None:
     if not isinstance(k, (int, np.integer)) or k <= 0:
         raise ValueError(f"k must be a positive int, got {k!r}")

@@ -113,3 +113,15 @@ def write_report(out_dir: str, results: Sequence[Any], info: Mapping[str, Any]) 
         paths["plot"] = os.path.join(out_dir, PLOT_FILE)
     _atomic_write(paths["report"], markdown(results, info, has_plot).encode())
     return paths
+
+
+def write_predictions(path: str, results: Sequence[Any]) -> int:
+    """One JSONL line per evaluated example of the retrieval and ranking tasks of `results`
+    ({"task", "user", "target", "target_rank", "ranked"}), written atomically; returns the count."""
+    lines = []
+    for r in results:
+        for row in r.extra.get("predictions", ()):
+            lines.append(json.dumps({"task": r.task, **row}, ensure_ascii=False))
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    _atomic_write(path, ("\n".join(lines) + "\n").encode("utf-8") if lines else b"")
+    return len(lines)

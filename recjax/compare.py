@@ -1,0 +1,171 @@
+"""`recjax compare A.jsonl B.jsonl`: paired comparison of two evaluations on the same users.
+
+A and B are `recjax eval --predictions` files (or eval output directories holding
+`predictions.jsonl`). For every task both evaluated, on the users both evaluated: each metric's
+mean under A and B, the difference B - A with a paired bootstrap 95% interval (users resampled
+with replacement, seeded) and its two-sided bootstrap p-value, and for hit@k / hr@k McNemar's
+exact test on the users where exactly one of the two hits. Prints a markdown table; `--plot`
+draws the differences with their intervals; `--json` writes every figure.
+
+    recjax compare runs/ids/random/test/predictions.jsonl runs/ids/semantic_rqkmeans/test/predictions.jsonl
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from typing import Optional
+
+import numpy as np
+
+from recjax.metrics import per_user_from_ranks
+
+PREDICTIONS_FILE = "predictions.jsonl"
+
+
+def read_predictions(path: str) -> dict[str, dict[int, dict]]:
+    """{task: {user: row}} of a predictions file; one-line errors naming the file and line."""
+    if os.path.isdir(path):
+        path = os.path.join(path, PREDICTIONS_FILE)
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f"{path}: no such predictions file (write one with `recjax eval --predictions`)")
+    out: dict[str, dict[int, dict]] = {}
+    with open(path, encoding="utf-8", errors="strict") as f:
+        for number, line in enumerate(f, 1):
+            if not line.strip():
+                continue
+            try:
+                row = json.loads(line)
+                task, user, rank = row["task"], int(row["user"]), int(row["target_rank"])
+            except (ValueError, KeyError, TypeError) as e:
+                raise ValueError(f"{path}:{number}: expected a JSON object with task, user, target_rank ({e})") from None
+            if user in out.setdefault(task, {}):
+                raise ValueError(f"{path}:{number}: user {user} of {task} appears twice")
+            out[task][user] = dict(row, target_rank=rank)
+    if not out:
+        raise ValueError(f"{path}: no predictions")
+    return out
+
+
+def kind_of(task: str, rows: dict[int, dict]) -> str:
+    """retrieval or ranking, from the task name (NAME_retrieval / NAME_ranking)."""
+    for kind in ("retrieval", "ranking"):
+        if task.endswith(kind):
+            return kind
+    raise ValueError(f"task {task!r}: expected a retrieval or ranking task")
+
+
+def paired_bootstrap(a: np.ndarray, b: np.ndarray, samples: int = 10_000, seed: int = 0) -> dict:
+    """Mean of b - a over users, its percentile 95% interval and two-sided p-value over
+    `samples` paired resamples of the users."""
+    diff = np.asarray(b, np.float64) - np.asarray(a, np.float64)  # [users]
+    rng = np.random.default_rng(seed)
+    n = len(diff)
+    means = np.empty(samples)
+    for start in range(0, samples, 1000):  # [1000, n] index blocks keep memory bounded
+        idx = rng.integers(n, size=(min(1000, samples - start), n))
+        means[start:start + len(idx)] = diff[idx].mean(axis=1)
+    low, high = np.percentile(means, [2.5, 97.5])
+    p = min(1.0, 2 * min((means <= 0).mean(), (means >= 0).mean())) if diff.any() else 1.0
+    return {"diff": float(diff.mean()), "ci_low": float(low), "ci_high": float(high), "p_bootstrap": float(p)}
+
+
+def mcnemar(a_hit: np.ndarray, b_hit: np.ndarray) -> dict:
+    """Exact McNemar test: binomial on the discordant users (A hits, B misses) vs (B hits, A misses)."""
+    from scipy.stats import binomtest
+
+    only_a = int(((a_hit > 0) & (b_hit == 0)).sum())
+    only_b = int(((b_hit > 0) & (a_hit == 0)).sum())
+    p = binomtest(only_a, only_a + only_b, 0.5).pvalue if only_a + only_b else 1.0
+    return {"only_a": only_a, "only_b": only_b, "p_mcnemar": float(p)}
+
+
+def compare(a: dict, b: dict, samples: int = 10_000, seed: int = 0) -> list[dict]:
+    """One row per (task, metric) over the users of each task present in both."""
+    tasks = sorted(set(a) & set(b))
+    if not tasks:
+        raise ValueError(f"no task in common (A: {', '.join(sorted(a))}; B: {', '.join(sorted(b))})")
+    rows = []
+    for task in tasks:
+        users = sorted(set(a[task]) & set(b[task]))
+        if not users:
+            raise ValueError(f"{task}: no user in common")
+        for u in users:
+            if a[task][u].get("target") != b[task][u].get("target"):
+                raise ValueError(f"{task}: user {u} has target {a[task][u].get('target')!r} in A but "
+                                 f"{b[task][u].get('target')!r} in B (different splits or item IDs?)")
+        kind = kind_of(task, a[task])
+        ma = per_user_from_ranks([a[task][u]["target_rank"] for u in users], kind)
+        mb = per_user_from_ranks([b[task][u]["target_rank"] for u in users], kind)
+        for metric in ma:
+            row = {"task": task, "metric": metric, "users": len(users), "a": float(ma[metric].mean()),
+                   "b": float(mb[metric].mean()), **paired_bootstrap(ma[metric], mb[metric], samples, seed)}
+            if metric.startswith(("hit@", "hr@")):
+                row.update(mcnemar(ma[metric], mb[metric]))
+            rows.append(row)
+    return rows
+
+
+def markdown(rows: list[dict], name_a: str, name_b: str) -> str:
+    lines = [f"A = {name_a}", f"B = {name_b}", "",
+             "| task | metric | users | A | B | B - A | 95% CI (paired bootstrap) | p (bootstrap) | McNemar A-only / B-only, p |",
+             "|---|---|---|---|---|---|---|---|---|"]
+    for r in rows:
+        mc = f"{r['only_a']} / {r['only_b']}, {r['p_mcnemar']:.3g}" if "p_mcnemar" in r else "-"
+        lines.append(f"| {r['task']} | {r['metric']} | {r['users']:,} | {r['a']:.4f} | {r['b']:.4f} | {r['diff']:+.4f} | "
+                     f"[{r['ci_low']:+.4f}, {r['ci_high']:+.4f}] | {r['p_bootstrap']:.3g} | {mc} |")
+    return "\n".join(lines)
+
+
+def plot(rows: list[dict], path: str, title: str) -> None:
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    labels = [f"{r['task']} {r['metric']}" for r in rows]
+    diffs = np.array([r["diff"] for r in rows])
+    err = np.array([[r["diff"] - r["ci_low"] for r in rows], [r["ci_high"] - r["diff"] for r in rows]])
+    fig, ax = plt.subplots(figsize=(7, 0.45 * len(rows) + 1.2))
+    y = np.arange(len(rows))
+    ax.errorbar(diffs, y, xerr=err, fmt="o", capsize=3)
+    ax.axvline(0, color="grey", lw=1)
+    ax.set_yticks(y, labels)
+    ax.invert_yaxis()
+    ax.set_xlabel("B - A (paired bootstrap 95% CI)")
+    ax.set_title(title, fontsize=9)
+    fig.tight_layout()
+    tmp = f"{path}.tmp-{os.getpid()}.png"
+    fig.savefig(tmp, dpi=100)
+    plt.close(fig)
+    os.replace(tmp, path)
+
+
+def main(argv: Optional[list[str]] = None) -> int:
+    p = argparse.ArgumentParser(prog="recjax compare", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("a", help="predictions of run A (JSONL, or an eval output dir holding predictions.jsonl)")
+    p.add_argument("b", help="predictions of run B")
+    p.add_argument("--samples", type=int, default=10_000, help="bootstrap resamples (default 10,000)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--plot", help="write a PNG of the differences with their intervals")
+    p.add_argument("--json", help="write every figure as JSON")
+    args = p.parse_args(argv)
+    try:
+        if args.samples < 100:
+            raise ValueError(f"--samples must be >= 100, got {args.samples}")
+        rows = compare(read_predictions(args.a), read_predictions(args.b), args.samples, args.seed)
+    except (ValueError, OSError) as e:
+        print(f"recjax compare: error: {e}", file=sys.stderr)
+        return 2
+    print(markdown(rows, args.a, args.b))
+    if args.plot:
+        plot(rows, args.plot, f"B = {os.path.basename(os.path.dirname(os.path.abspath(args.b)))} vs "
+                              f"A = {os.path.basename(os.path.dirname(os.path.abspath(args.a)))}")
+    if args.json:
+        with open(args.json, "w", encoding="utf-8") as f:
+            json.dump(rows, f, indent=2)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
