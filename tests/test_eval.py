@@ -280,3 +280,34 @@ def test_validation_gin_wires_the_evaluator_into_training():
         assert isinstance(evaluator.options, EvalOptions)
     finally:
         gin.clear_config()
+
+
+def test_predictions_give_back_the_reported_metrics(results, tmp_path):
+    """Every evaluated user's line of `recjax eval --predictions` recomputes the task's metrics."""
+    from recjax import compare, report
+
+    path = tmp_path / "predictions.jsonl"
+    report.write_predictions(str(path), results)
+    read = compare.read_predictions(str(path))
+    for r in results:
+        if r.kind not in ("retrieval", "ranking"):
+            continue
+        rows = read[r.task]
+        assert len(rows) == r.num_examples
+        per_user = metrics.per_user_from_ranks([row["target_rank"] for row in rows.values()], r.kind)
+        for name, values in per_user.items():
+            assert values.mean() == pytest.approx(r.metrics[name], abs=1e-12), (r.task, name)
+        for row in rows.values():
+            if row["target_rank"] >= 0:
+                assert row["ranked"][row["target_rank"]] == row["target"]
+
+
+def test_max_examples_is_a_seeded_sample_not_the_first_users():
+    from recjax.evaluation import sample_indices
+
+    first = sample_indices(1000, 50, seed=0)
+    assert len(first) == 50 and len(set(first.tolist())) == 50 and (np.diff(first) > 0).all()
+    assert first.max() > 100  # spread over the users, not the first N
+    assert sample_indices(1000, 50, seed=0).tolist() == first.tolist()
+    assert sample_indices(1000, 50, seed=1).tolist() != first.tolist()
+    assert sample_indices(40, 50).tolist() == list(range(40))

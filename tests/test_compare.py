@@ -1,0 +1,65 @@
+"""`recjax compare`: paired statistics between two prediction files, checked by hand."""
+import json
+
+import numpy as np
+import pytest
+
+from recjax import compare
+
+
+def _write(path, task, ranks, targets=None):
+    with open(path, "w", encoding="utf-8") as f:
+        for user, rank in enumerate(ranks):
+            target = (targets or {}).get(user, f"t{user}")
+            f.write(json.dumps({"task": task, "user": user, "target": target, "target_rank": rank, "ranked": []}) + "\n")
+    return str(path)
+
+
+def test_hand_made_files_give_hand_computed_differences(tmp_path, capsys):
+    a = _write(tmp_path / "a.jsonl", "beauty_retrieval", [0, -1, 3, 12])
+    b = _write(tmp_path / "b.jsonl", "beauty_retrieval", [0, 0, -1, 5])
+    rows = {r["metric"]: r for r in compare.compare(compare.read_predictions(a), compare.read_predictions(b),
+                                                    samples=2000)}
+    assert rows["hit@5"]["a"] == 0.5 and rows["hit@5"]["b"] == 0.5 and rows["hit@5"]["diff"] == 0.0
+    assert rows["hit@10"]["a"] == 0.5 and rows["hit@10"]["b"] == 0.75 and rows["hit@10"]["diff"] == 0.25
+    # McNemar at 10: user 2 hits only under A; users 1 and 3 only under B; exact two-sided p = 1.
+    assert (rows["hit@10"]["only_a"], rows["hit@10"]["only_b"]) == (1, 2)
+    assert rows["hit@10"]["p_mcnemar"] == pytest.approx(1.0)
+    ndcg_a = (1 + 1 / np.log2(5)) / 4
+    ndcg_b = (1 + 1 + 1 / np.log2(7)) / 4
+    assert rows["ndcg@10"]["a"] == pytest.approx(ndcg_a) and rows["ndcg@10"]["b"] == pytest.approx(ndcg_b)
+    assert rows["ndcg@10"]["diff"] == pytest.approx(ndcg_b - ndcg_a)
+    assert rows["ndcg@10"]["ci_low"] <= rows["ndcg@10"]["diff"] <= rows["ndcg@10"]["ci_high"]
+    assert compare.main([a, b, "--samples", "500", "--plot", str(tmp_path / "d.png")]) == 0
+    out = capsys.readouterr().out
+    assert "| beauty_retrieval | hit@10 | 4 | 0.5000 | 0.7500 | +0.2500 |" in out
+    assert (tmp_path / "d.png").stat().st_size > 0
+
+
+def test_interval_contains_the_true_difference_and_p_is_small_when_it_should_be():
+    rng = np.random.default_rng(1)
+    n = 4000
+    a = (rng.random(n) < 0.30).astype(float)
+    b = np.where(rng.random(n) < 0.5, a, (rng.random(n) < 0.40).astype(float))  # paired, E[b - a] = 0.05
+    out = compare.paired_bootstrap(a, b, samples=4000)
+    assert out["ci_low"] <= 0.05 <= out["ci_high"] and out["ci_low"] > 0 and out["p_bootstrap"] < 0.01
+    same = compare.paired_bootstrap(a, a.copy(), samples=1000)
+    assert same["diff"] == 0 and same["p_bootstrap"] == 1.0
+    # McNemar by hand: 30 discordant users, 5 vs 25: two-sided binomial p = 2 * P(X <= 5 | 30, 1/2)
+    from math import comb
+    x = np.array([1] * 5 + [0] * 25 + [1] * 10)
+    y = np.array([0] * 5 + [1] * 25 + [1] * 10)
+    want = 2 * sum(comb(30, k) for k in range(6)) / 2 ** 30
+    assert compare.mcnemar(x, y)["p_mcnemar"] == pytest.approx(want)
+
+
+def test_bad_files_are_one_line(tmp_path, capsys):
+    a = _write(tmp_path / "a.jsonl", "beauty_retrieval", [0, 1])
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text('{"task": "beauty_retrieval", "user": 0, "target_rank": 1}\nnot json\n')
+    assert compare.main([a, str(bad)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and f"{bad}:2:" in err[0]
+    other = _write(tmp_path / "o.jsonl", "beauty_retrieval", [0, 1], targets={1: "x"})
+    assert compare.main([a, other]) == 2
+    assert "user 1 has target 't1' in A but 'x' in B" in capsys.readouterr().err
