@@ -16,6 +16,7 @@ is read.
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import re
 import shutil
@@ -193,6 +194,33 @@ def save_params(directory: str, params: Mapping[str, Any], config: T5Config, ste
     finally:
         manager.close()
     return os.path.join(os.path.abspath(directory), str(step))
+
+
+ITEM_IDS_FILE = "item_ids.json"  # the dataset and item-ID scheme a checkpoint was trained with
+
+
+def check_item_ids(directory: str, record: Optional[Mapping[str, Any]], *, write: bool = False) -> None:
+    """Refuses (one line) to use a checkpoint with a dataset whose item IDs differ from those it
+    was trained on (another scheme, another seed, another catalog); with `write`, records them
+    when the checkpoint has no record yet."""
+    if record is None:
+        return
+    path = os.path.join(directory, ITEM_IDS_FILE)
+    if os.path.isfile(path):
+        with open(path, encoding="utf-8") as f:
+            trained = json.load(f)
+        if trained.get("sha256") != record["sha256"]:
+            raise CheckpointError(
+                f"{directory}: trained on dataset {trained.get('dataset')!r} with {trained.get('scheme')!r} item IDs "
+                f"({trained.get('num_items')} items, {trained.get('data_dir')}), but the task's dataset "
+                f"{record['dataset']!r} has {record['scheme']!r} item IDs ({record['num_items']} items, "
+                f"{record['data_dir']}); use the prepared dataset the model was trained on (DATA_DIR)")
+    elif write:
+        os.makedirs(directory, exist_ok=True)
+        tmp = f"{path}.tmp-{os.getpid()}"
+        with open(tmp, "w", encoding="utf-8") as f:
+            json.dump(dict(record), f, indent=2)
+        os.replace(tmp, path)
 
 
 def resolve_checkpoint_dir(path: str) -> str:

@@ -47,6 +47,14 @@ def restore_for_eval(checkpoint_path: str, step: Optional[int], mesh, sharding_s
     return EncoderDecoderModel(config), params, step
 
 
+def check_served_item_ids(checkpoint_path: str, name: str) -> None:
+    """One-line error when the task's dataset writes items differently from the training data."""
+    import tasks
+    from recjax import checkpoints
+
+    checkpoints.check_item_ids(checkpoints.resolve_checkpoint_dir(checkpoint_path), tasks.item_ids_record(name))
+
+
 def _import_gin_configurables():
     import gin  # noqa: F401
 
@@ -71,6 +79,7 @@ def evaluate_checkpoint(checkpoint_path: str, mixture_or_task_name: str, output_
     start = time.time()
     mesh = partitioning.make_mesh(*mesh_shape)
     model, params, step = restore_for_eval(checkpoint_path, step, mesh, sharding_strategy)
+    check_served_item_ids(checkpoint_path, mixture_or_task_name)
     results = evaluate_tasks(model, params, mixture_or_task_name, split, options=options, mesh=mesh)
     info = {"checkpoint": os.path.abspath(checkpoint_path), "step": step, "mixture_or_task": mixture_or_task_name,
             "split": split, "wall_seconds": round(time.time() - start, 1),

@@ -186,13 +186,14 @@ def main(argv: list[str]) -> int:
 
         import tasks
         from recjax import partitioning
-        from recjax.eval import restore_for_eval
+        from recjax.eval import check_served_item_ids, restore_for_eval
         from recjax.evaluation import catalog_of
 
         gin_utils.parse_gin(files, bindings, search)
         registered = tasks.register_dataset()
         mesh = partitioning.make_mesh()
         model, params, step = restore_for_eval(args.checkpoint, args.step, mesh, "data_parallel")
+        check_served_item_ids(args.checkpoint, registered.tasks["retrieval"])
         catalog = catalog_of(registered.name, model.config.vocab_size)
         answered, errors = run_infer(
             model, params, catalog, args.input, args.output, template_index=args.template,

@@ -160,6 +160,7 @@ def train(model_dir: str = gin.REQUIRED,
     os.makedirs(model_dir, exist_ok=True)
     ckpt_dir = os.path.join(model_dir, CHECKPOINT_SUBDIR)
     checkpoints.write_config(ckpt_dir, model_config)  # also refuses a model dir of another shape
+    checkpoints.check_item_ids(ckpt_dir, _item_ids_record(mixture_or_task_name), write=jax.process_index() == 0)
     manager = ocp.CheckpointManager(
         os.path.abspath(ckpt_dir),
         item_handlers={checkpoints.PARAMS_ITEM: ocp.PyTreeCheckpointHandler(),
@@ -240,6 +241,15 @@ def train(model_dir: str = gin.REQUIRED,
     finally:
         manager.close()
         writer.close()
+
+
+def _item_ids_record(name: str):
+    """The item IDs of the dataset behind NAME (tasks.register_dataset), or None for other tasks."""
+    try:
+        import tasks
+    except ImportError:
+        return None
+    return tasks.item_ids_record(name)
 
 
 def _default_optimizer() -> optax.GradientTransformation:

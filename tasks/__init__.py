@@ -6,7 +6,7 @@ auxiliary tasks of Cao et al. 2024 (MIM, MLM, BPR), for any prepared dataset.
     seqio.get_mixture_or_task("beauty_rec_aux").get_dataset(...)
 """
 from tasks.examples import AUX_TASKS, REC_TASKS, SPLITS, TASK_KINDS, TaskOptions
-from tasks.registry import (MIXTURE_SUFFIXES, RegisteredDataset, get_mixture_or_task,
+from tasks.registry import (MIXTURE_SUFFIXES, RegisteredDataset, get_mixture_or_task, item_ids_record,
                             register_dataset, registered, task_kind)
 from tasks.templates import TEMPLATES, TEMPLATES_VERSION
 from tasks.vocab import dataset_vocabulary, load_vocabulary, train_sentencepiece
@@ -14,6 +14,6 @@ from tasks.vocab import dataset_vocabulary, load_vocabulary, train_sentencepiece
 __all__ = [
     "AUX_TASKS", "MIXTURE_SUFFIXES", "REC_TASKS", "SPLITS", "TASK_KINDS", "TEMPLATES",
     "TEMPLATES_VERSION", "RegisteredDataset", "TaskOptions", "dataset_vocabulary",
-    "get_mixture_or_task", "load_vocabulary", "register_dataset", "registered", "task_kind",
+    "get_mixture_or_task", "item_ids_record", "load_vocabulary", "register_dataset", "registered", "task_kind",
     "train_sentencepiece",
 ]

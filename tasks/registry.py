@@ -180,6 +180,20 @@ def get_mixture_or_task(name: str):
                      f"{', '.join(known) or 'none (call tasks.register_dataset)'}")
 
 
+def item_ids_record(name: str) -> dict | None:
+    """What a checkpoint trained on task or mixture NAME must be served with: the dataset, its
+    item-ID scheme and a hash of every item's ID text; None for a name not registered here."""
+    import hashlib
+
+    for _, entry in _REGISTERED.values():
+        if name in entry.names:
+            dataset = entry.builder.dataset
+            digest = hashlib.sha256("\n".join(dataset.item_ids).encode("utf-8")).hexdigest()
+            return {"dataset": entry.name, "data_dir": entry.data_dir, "scheme": dataset.indexing,
+                    "num_items": dataset.num_items, "sha256": digest}
+    return None
+
+
 def task_kind(task_name: str) -> str:
     """NAME_<kind> -> kind, for a task registered here."""
     for _, entry in _REGISTERED.values():

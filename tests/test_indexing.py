@@ -142,7 +142,7 @@ def semantic(synthetic, tmp_path_factory):
     reindex(synthetic, out, IndexOptions(scheme="semantic_rqkmeans", **SMALL), log=lambda s: None)
     vocab_path = tasks.dataset_vocabulary(data_dir=synthetic, vocab_size=400)
     registered = tasks.register_dataset(out, "semsynth", vocab_path, max_history=6, num_negatives=9)
-    return {"data_dir": out, "base_vocab": vocab_path, "registered": registered}
+    return {"data_dir": out, "source": synthetic, "base_vocab": vocab_path, "registered": registered}
 
 
 def test_code_tokens_follow_the_sentinels_and_ids_are_l_plus_1_tokens(semantic):
@@ -205,6 +205,16 @@ def test_a_model_trained_on_semantic_ids_decodes_only_valid_items(semantic, tmp_
                               options=EvalOptions(batch_size=16, beam_size=12, top_k=10, max_examples=32,
                                                   progress=False))
     dataset = semantic["registered"].builder.dataset
+    # served with the random-ID dataset it was not trained on: one line, before any decoding
+    import tasks
+    from recjax.checkpoints import CheckpointError
+    from recjax.eval import check_served_item_ids
+
+    tasks.register_dataset(semantic["source"], "plainsynth", semantic["base_vocab"], max_history=6, num_negatives=9)
+    with pytest.raises(CheckpointError, match="trained on dataset 'semsynth' with 'semantic_rqkmeans' item IDs .* "
+                                              "dataset 'plainsynth' has 'random' item IDs"):
+        check_served_item_ids(str(tmp_path / "run"), "plainsynth_rec")
+    check_served_item_ids(str(tmp_path / "run"), "semsynth_retrieval")  # its own: accepted
     assert result.metrics["valid_id_rate"] == 1.0
     for row in result.extra["predictions"]:
         assert row["ranked"] and set(row["ranked"]) <= set(dataset.item_ids)
