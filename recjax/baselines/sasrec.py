@@ -3,10 +3,16 @@
 Architecture as the authors' code (and its PyTorch port): item embedding (shared with the output)
 scaled by sqrt(hidden) + learned positions, dropout; per block a pre-LayerNorm causal
 self-attention with residual, then a LayerNorm and a point-wise two-layer ReLU feed-forward with
-residual; padding positions are zeroed after every block; a final LayerNorm. Training: at every
-position the next item is the positive and one sampled item the user never interacted with is the
-negative, binary cross-entropy on their dot-product logits. Scoring: the last position's hidden
-state dotted with every item embedding.
+residual; padding positions are zeroed after every block; a final LayerNorm. Scoring: the last
+position's hidden state dotted with every item embedding. Training, at every position with the
+next item as the positive (`loss`):
+- "bce": the paper's: one sampled item the user never interacted with as the negative, binary
+  cross-entropy on the two dot-product logits (kept for reproduction);
+- "ce": softmax cross-entropy over ALL items (Klenitskiy & Vasilev, RecSys 2023, "Turning
+  Dross Into Gold Loss: is BERT4Rec really better than SASRec?"; RecBole's CE);
+- "sampled": softmax cross-entropy over the positive and `num_negatives` items drawn uniformly
+  once per batch and shared by every position (the eSASRec benchmark's sampled softmax);
+  a sampled item equal to the position's positive is masked out.
 """
 from __future__ import annotations
 
@@ -20,6 +26,9 @@ import numpy as np
 import optax
 
 from recjax.baselines.sequences import PAD_TOKEN, bucket_width, bucketed_batch_orders, left_pad
+
+
+LOSSES = ("bce", "ce", "sampled")
 
 
 class SASRecBlock(nn.Module):
@@ -94,7 +103,12 @@ class SASRec:
     def __init__(self, num_items: int, max_len: int = 50, hidden_dim: int = 50, num_blocks: int = 2,
                  num_heads: int = 1, dropout_rate: float = 0.2, learning_rate: float = 1e-3,
                  adam_b1: float = 0.9, adam_b2: float = 0.98, l2_emb: float = 0.0,
-                 batch_size: int = 128):
+                 batch_size: int = 128, loss: str = "bce", num_negatives: int = 256):
+        if loss not in LOSSES:
+            raise ValueError(f"SASRec.loss must be one of {LOSSES}, got {loss!r}")
+        if loss == "sampled" and not 1 <= num_negatives < num_items:
+            raise ValueError(f"SASRec.num_negatives must be in [1, {num_items}), got {num_negatives}")
+        self.loss_type, self.num_negatives = loss, num_negatives
         self.num_items = num_items
         self.max_len = max_len
         self.batch_size = batch_size
@@ -118,8 +132,12 @@ class SASRec:
         for width, rows in bucketed_batch_orders(input_lengths, self.max_len, self.batch_size, rng):
             block = left_pad([seqs[r] for r in rows], width + 1)  # [batch, width + 1]
             inputs, positives = block[:, :-1], block[:, 1:]
-            yield {"inputs": inputs, "positives": positives,
-                   "negatives": self._sample_negatives(block, positives, rng)}
+            batch = {"inputs": inputs, "positives": positives}
+            if self.loss_type == "bce":
+                batch["negatives"] = self._sample_negatives(block, positives, rng)
+            elif self.loss_type == "sampled":  # [num_negatives] tokens shared by the batch
+                batch["sampled"] = rng.integers(1, self.num_items + 1, size=self.num_negatives, dtype=np.int32)
+            yield batch
 
     def _sample_negatives(self, seen: np.ndarray, positives: np.ndarray,
                           rng: np.random.Generator) -> np.ndarray:
@@ -136,11 +154,24 @@ class SASRec:
         hidden = self.network.apply({"params": params}, batch["inputs"], deterministic=False,
                                     rngs={"dropout": dropout_rng})  # [batch, length, hidden]
         emb = lambda t: self.network.apply({"params": params}, t, method=SASRecNetwork.embed_tokens)
-        pos_logits = jnp.sum(hidden * emb(batch["positives"]), -1)  # [batch, length]
-        neg_logits = jnp.sum(hidden * emb(batch["negatives"]), -1)  # [batch, length]
-        weight = (batch["positives"] != PAD_TOKEN).astype(jnp.float32)
-        per_pos = (optax.sigmoid_binary_cross_entropy(pos_logits, jnp.ones_like(pos_logits))
-                   + optax.sigmoid_binary_cross_entropy(neg_logits, jnp.zeros_like(neg_logits)))
+        positives = batch["positives"]  # [batch, length]
+        weight = (positives != PAD_TOKEN).astype(jnp.float32)
+        pos_logits = jnp.sum(hidden * emb(positives), -1)  # [batch, length]
+        if self.loss_type == "bce":
+            neg_logits = jnp.sum(hidden * emb(batch["negatives"]), -1)  # [batch, length]
+            per_pos = (optax.sigmoid_binary_cross_entropy(pos_logits, jnp.ones_like(pos_logits))
+                       + optax.sigmoid_binary_cross_entropy(neg_logits, jnp.zeros_like(neg_logits)))
+        elif self.loss_type == "ce":
+            table = self.network.apply({"params": params}, method=SASRecNetwork.item_table)  # [items, hidden]
+            logits = hidden @ table.T  # [batch, length, items]
+            labels = jnp.maximum(positives - 1, 0)  # token t is item t - 1
+            per_pos = optax.softmax_cross_entropy_with_integer_labels(logits, labels)
+        else:
+            sampled = batch["sampled"]  # [num_negatives]
+            neg_logits = hidden @ emb(sampled).T  # [batch, length, num_negatives]
+            neg_logits = jnp.where(sampled[None, None, :] == positives[..., None], -1e9, neg_logits)
+            logits = jnp.concatenate([pos_logits[..., None], neg_logits], -1)  # [batch, length, 1 + num_negatives]
+            per_pos = optax.softmax_cross_entropy_with_integer_labels(logits, jnp.zeros(positives.shape, jnp.int32))
         loss = jnp.sum(per_pos * weight) / jnp.maximum(weight.sum(), 1.0)
         if self.l2_emb:
             loss = loss + self.l2_emb * jnp.sum(params["item_embedding"]["embedding"] ** 2)
