@@ -285,3 +285,30 @@ def test_exported_grown_tokenizer_tokenizes_like_recjax(semantic, t5_vocab_path,
     ids = vocabulary.encode(text)
     assert sum(i >= 32100 for i in ids) == 2 * (SMALL["levels"] + 1)
     assert tokenizer(text).input_ids == ids + [1]
+
+
+def test_t5_encoder_embeddings_mean_pool_real_tokens_only(synthetic, shared_data, t5_vocab_path, tmp_path):
+    """--embeddings t5 over a converted T5X checkpoint: padding does not move the mean, and the
+    first item's vector is its encoder states averaged by hand."""
+    import jax
+
+    from recjax import convert, network
+    from recjax.data.indexing import embeddings
+    import sentencepiece as spm
+
+    src = shared_data / "t5x_tiny" / "test_t5_tiny.checkpoint_0"
+    if not src.exists():
+        pytest.skip(f"T5X tiny checkpoint not found at {src}")
+    ckpt = str(tmp_path / "ckpt")
+    config, _ = convert.convert("t5x", str(src), ckpt)
+    dataset = load_prepared(synthetic)
+    short = embeddings.t5_embeddings(dataset, ckpt, str(t5_vocab_path), batch_size=16, max_length=48)
+    long = embeddings.t5_embeddings(dataset, ckpt, str(t5_vocab_path), batch_size=16, max_length=96)
+    np.testing.assert_allclose(short, long, atol=1e-5)
+    from recjax import checkpoints
+    params, config = checkpoints.restore_params(ckpt)
+    ids = spm.SentencePieceProcessor(model_file=str(t5_vocab_path)).encode(embeddings.item_documents(dataset)[0]) + [1]
+    states = network.Transformer(config).apply({"params": params}, np.asarray([ids], np.int32), enable_dropout=False,
+                                               method=network.Transformer.encode)
+    want = np.asarray(jax.device_get(states))[0].mean(0)
+    np.testing.assert_allclose(short[0], want / np.linalg.norm(want), atol=1e-5)
