@@ -312,3 +312,29 @@ def test_t5_encoder_embeddings_mean_pool_real_tokens_only(synthetic, shared_data
                                                method=network.Transformer.encode)
     want = np.asarray(jax.device_get(states))[0].mean(0)
     np.testing.assert_allclose(short[0], want / np.linalg.norm(want), atol=1e-5)
+
+
+def test_initial_checkpoint_with_a_smaller_vocabulary_is_grown(tmp_path):
+    """INITIAL_CHECKPOINT_PATH of a plain-vocabulary checkpoint for a run with code tokens: old rows
+    exact, new rows finite and seeded, the model config of the run."""
+    import flax
+    import jax
+
+    from recjax import checkpoints, network
+    from recjax.config import T5Config
+
+    config = T5Config(vocab_size=128, emb_dim=16, num_heads=2, head_dim=8, num_encoder_layers=1,
+                      num_decoder_layers=1, mlp_dim=24)
+    params = jax.tree_util.tree_map(np.asarray, flax.linen.meta.unbox(network.init_params(config, jax.random.PRNGKey(0))))
+    checkpoints.save_params(str(tmp_path / "init"), params, config)
+    run = config.replace(vocab_size=256)
+    grown, got = checkpoints.restore_initial_params(str(tmp_path / "init"), run, None, seed=3)
+    assert got == run
+    emb, logits = np.asarray(grown["token_embedder"]["embedding"]), np.asarray(grown["decoder"]["logits_dense"]["kernel"])
+    assert emb.shape == (256, 16) and logits.shape == (16, 256)
+    np.testing.assert_array_equal(emb[:128], params["token_embedder"]["embedding"])
+    np.testing.assert_array_equal(logits[:, :128], params["decoder"]["logits_dense"]["kernel"])
+    again, _ = checkpoints.restore_initial_params(str(tmp_path / "init"), run, None, seed=3)
+    np.testing.assert_array_equal(np.asarray(again["token_embedder"]["embedding"]), emb)
+    with pytest.raises(checkpoints.CheckpointError, match="can only grow"):
+        checkpoints.grow_vocabulary(params, config, 64)
