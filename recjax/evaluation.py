@@ -48,6 +48,8 @@ from recjax.model import EncoderDecoderModel
 from recjax.network import Transformer
 
 REC_KINDS = ("retrieval", "ranking", "rating")
+SEARCHES = ("beam", "exact")
+EXACT_BEAM_GROWTH = 4  # exact search: each re-decoding of uncertified users widens the beam 4x
 RATING_VALUES = (1, 2, 3, 4, 5)
 EOS_ID = 1
 
@@ -61,6 +63,13 @@ class EvalOptions:
     batch padded to the smallest bucket that fits it (32, 64, 128, then multiples of 64).
     max_examples: a seeded random sample of N examples of each task (seed `sample_seed`; the
     same users for every model evaluated with the same seed), never "the first N".
+    search (retrieval): beam search returns top_k of the beam_size beams and reports
+    `certified_exact@top_k`, the share of users whose top_k is PROVABLY the exact top_k by
+    log-likelihood (the k-th returned item scores at least the best prefix the search dropped or
+    left unexpanded; log-probabilities only fall along a path). "exact" re-decodes every
+    uncertified user with a 4x wider beam until certified (at worst the whole catalog), so the
+    metrics are those of exhaustive scoring, and adds `beam_recall@10` (share of the exact top-10
+    that the first beam pass found) and `mean_final_beam`.
     The rest: see the module doc."""
 
     batch_size: int = 64
@@ -73,6 +82,7 @@ class EvalOptions:
     inputs_length: Optional[int] = None
     max_examples: Optional[int] = None
     sample_seed: int = 0
+    search: str = "beam"  # retrieval: "beam" (beam_size), or "exact" (provably the top_k, see below)
     rating_generated: bool = True
     progress: bool = True
 
@@ -82,6 +92,10 @@ class EvalOptions:
                              f"{self.ranking_batch_size}")
         if self.top_k < 10:
             raise ValueError(f"EvalOptions.top_k must be >= 10 (hit@10 and ndcg@10), got {self.top_k}")
+        if self.search not in SEARCHES:
+            raise ValueError(f"EvalOptions.search must be one of {SEARCHES}, got {self.search!r}")
+        if self.search == "exact" and (self.alpha != 0.0 or not self.constrained):
+            raise ValueError("EvalOptions.search='exact' needs constrained decoding with alpha = 0 (log-likelihood order)")
         if self.max_examples is not None and self.max_examples < 1:
             raise ValueError(f"EvalOptions.max_examples must be >= 1 or None, got {self.max_examples}")
 
@@ -274,35 +288,79 @@ def _num_batches(n: int, batch_size: int) -> int:
     return -(-n // batch_size)
 
 
-def _evaluate_retrieval(model, params, task, examples, catalog: Catalog, options: EvalOptions,
-                        place: Placement) -> tuple[dict, dict, dict]:
-    decode = options.decode_options()
+def _decode_retrieval(model, params, examples, histories, catalog: Catalog, decode: DecodeOptions,
+                      batch_size: int, inputs_length, place: Placement, width: int, desc: str, progress: bool):
+    """Constrained / free decoding of every example: (items [n, top_k], log_probs [n, top_k],
+    bound [n], free texts per row or None)."""
     decoder = _item_decoder(model.config, catalog.trie, decode)
-    histories = [[catalog.index(i) for i in ex["history_ids"].split()] for ex in examples]
-    width = max(8, -(-max(len(set(h)) for h in histories) // 8) * 8)  # one static shape per run
     trie_arrays = place.replicate(catalog.trie.arrays_numpy()) if decode.constrained else None
-    predictions: list[Optional[list[str]]] = [None] * len(examples)
-    n_batches = _num_batches(len(examples), options.batch_size)
+    n, k = len(examples), decode.top_k
+    items, log_probs, bound = np.full((n, k), -1, np.int64), np.full((n, k), -np.inf), np.full(n, -np.inf)
+    texts: list[Optional[list[str]]] = [None] * n
     with jax.set_mesh(place.mesh):
-        for rows, padded, enc in _progress(batches(examples, options.batch_size, options.inputs_length),
-                                           n_batches, task.name, options.progress):
+        for rows, padded, enc in _progress(batches(examples, batch_size, inputs_length),
+                                           _num_batches(n, batch_size), desc, progress):
             exclude = None
             if decode.exclude_history:
                 exclude = place.shard_batch(exclusion_matrix([histories[r] for r in padded], width))
             out = place.fetch(decoder.search(params, place.shard_batch(enc), trie_arrays, exclude))
             for i, r in enumerate(rows):
-                predictions[r] = _ranked_ids(out, i, catalog, decode.constrained)
+                items[r], log_probs[r], bound[r] = out.items[i], out.log_probs[i], out.unexplored_bound[i]
+                texts[r] = _ranked_ids(out, i, catalog, decode.constrained)
+    return items, log_probs, bound, texts
+
+
+def _evaluate_retrieval(model, params, task, examples, catalog: Catalog, options: EvalOptions,
+                        place: Placement) -> tuple[dict, dict, dict]:
+    decode = options.decode_options()
+    histories = [[catalog.index(i) for i in ex["history_ids"].split()] for ex in examples]
+    width = max(8, -(-max(len(set(h)) for h in histories) // 8) * 8)  # one static shape per run
+    items, log_probs, bound, predictions = _decode_retrieval(
+        model, params, examples, histories, catalog, decode, options.batch_size, options.inputs_length, place,
+        width, task.name, options.progress)
+    k = decode.top_k
+    extra_metrics = {}
+    certified = None
+    if decode.constrained and decode.alpha == 0.0:
+        certified = log_probs[:, k - 1] >= bound  # [n]
+        extra_metrics[f"certified_exact@{k}"] = float(certified.mean())
+        if options.search == "exact":
+            beam_top10 = [set(row[:10].tolist()) for row in items]
+            final_beam = np.full(len(examples), decode.beam_size)
+            beam = decode.beam_size
+            data = place.mesh.shape.get("data", 1)
+            while not certified.all():
+                beam = min(beam * EXACT_BEAM_GROWTH, catalog.trie.num_items)
+                todo = np.flatnonzero(~certified)
+                wide = dataclasses.replace(decode, beam_size=beam)
+                size = max(data, (options.batch_size * decode.beam_size // beam) // data * data)
+                sub = _decode_retrieval(model, params, [examples[r] for r in todo], [histories[r] for r in todo],
+                                        catalog, wide, size, options.inputs_length, place, width,
+                                        f"{task.name} exact (beam {beam})", options.progress)
+                for j, r in enumerate(todo):
+                    items[r], log_probs[r], bound[r], predictions[r] = sub[0][j], sub[1][j], sub[2][j], sub[3][j]
+                final_beam[todo] = beam
+                certified = log_probs[:, k - 1] >= bound
+                if beam >= catalog.trie.num_items:  # the whole catalog: exhaustive
+                    certified[:] = True
+            recall = [len(b & set(row[:10].tolist()) - {-1}) / max(1, len(set(row[:10].tolist()) - {-1}))
+                      for b, row in zip(beam_top10, items)]
+            extra_metrics.update({"beam_recall@10": float(np.mean(recall)), "mean_final_beam": float(final_beam.mean())})
     # The task's own SeqIO metric fn, fed as T5X's evaluator feeds it.
     targets = [task.postprocess_fn(ex["targets_pretokenized"], example=ex, is_target=True) for ex in examples]
     predictions = [task.postprocess_fn(p, example=ex, is_target=False) for p, ex in zip(predictions, examples)]
     result: dict[str, float] = {}
     for fn in task.metric_fns:
         result.update(fn(targets, predictions))
+    result.update(extra_metrics)
     ranked = [[p for p in pred if p not in set(t["history"])] for pred, t in zip(predictions, targets)]
     ranks = rec_metrics.target_ranks(ranked, [t["target"] for t in targets])
     curve = [float(np.mean((ranks >= 0) & (ranks < k))) for k in range(1, options.top_k + 1)]
     rows = [{"user": int(ex["user"]), "target": t["target"], "target_rank": int(rank), "ranked": list(r)}
             for ex, t, rank, r in zip(examples, targets, ranks, ranked)]
+    if certified is not None and options.search == "beam":
+        for row, c in zip(rows, certified.tolist()):
+            row["certified_exact"] = bool(c)  # this user's top_k is provably the exact one
     return result, {"hit@k": curve}, {"predictions": rows}
 
 

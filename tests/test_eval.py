@@ -311,3 +311,42 @@ def test_max_examples_is_a_seeded_sample_not_the_first_users():
     assert sample_indices(1000, 50, seed=0).tolist() == first.tolist()
     assert sample_indices(1000, 50, seed=1).tolist() != first.tolist()
     assert sample_indices(40, 50).tolist() == list(range(40))
+
+
+def _exhaustive_top(env, examples, k):
+    """Every item scored for every user (teacher forcing), history removed, best k: [users][k]."""
+    reg = env["registered"]
+    tok = reg.vocabulary.tokenizer
+    ids = list(reg.builder.dataset.item_ids)
+    id_tokens = [tok.EncodeAsIds(i) + [1] for i in ids]
+    scores = _score_pairs(env["model"], env["params"], [e["inputs"] for e in examples for _ in ids],
+                          id_tokens * len(examples)).reshape(len(examples), len(ids))
+    out = []
+    for e, row in zip(examples, scores):
+        seen = {ids.index(h) for h in e["history_ids"].split()}
+        out.append([ids[i] for i in np.argsort(-row, kind="stable") if i not in seen][:k])
+    return out
+
+
+def test_exact_search_equals_exhaustive_scoring_with_a_beam_smaller_than_the_catalog(env):
+    """Beam 10 of 40 items, the history excluded: `search='exact'` returns every user's exhaustive
+    top-10, and the users the beam pass certifies got exactly that from the beam. A decoder that
+    stopped excluding the history would spend beams on history items and fail here (the history
+    filter after decoding would leave fewer than 10)."""
+    from recjax.evaluation import EvalOptions, evaluate_tasks
+
+    examples = _examples("evalsynth_retrieval")
+    want = _exhaustive_top(env, examples, 10)
+    [exact] = evaluate_tasks(env["model"], env["params"], "evalsynth_retrieval", "test",
+                             options=EvalOptions(**dict(OPTIONS, beam_size=10, top_k=10), search="exact"))
+    assert [row["ranked"] for row in exact.extra["predictions"]] == want
+    assert exact.metrics["mean_final_beam"] > 10  # some users needed a wider beam
+    [beam] = evaluate_tasks(env["model"], env["params"], "evalsynth_retrieval", "test",
+                            options=EvalOptions(**dict(OPTIONS, beam_size=20, top_k=10)))
+    rows = beam.extra["predictions"]
+    certified = [row["certified_exact"] for row in rows]
+    assert beam.metrics["certified_exact@10"] == pytest.approx(np.mean(certified))
+    assert any(certified), "no user certified: the bound is too loose to test"
+    for row, w, c in zip(rows, want, certified):
+        if c:
+            assert row["ranked"] == w  # provably exact means exact

@@ -52,6 +52,11 @@ class BeamSearchOutput(NamedTuple):
     log_probs: jax.Array  # float32 [batch, top_k], summed token log-probabilities
     finished: jax.Array  # bool [batch, top_k], False for an empty slot
     constraint_state: PyTree  # the constraint state of each returned beam (e.g. its trie leaf)
+    # float32 [batch]: the largest log-probability of a prefix the search dropped or never
+    # expanded; no sequence it did not return can score higher (log-probabilities only fall as a
+    # sequence grows), so with alpha = 0 the returned top-k is provably exact where
+    # scores[:, k - 1] >= unexplored_bound (`certified_exact`).
+    unexplored_bound: jax.Array = None
 
 
 def brevity_penalty(alpha: float, length: jax.Array) -> jax.Array:
@@ -100,6 +105,7 @@ class _Beams(NamedTuple):
     finished_flags: jax.Array  # [batch, beam]
     finished_state: PyTree  # [batch, beam, ...]
     cache: PyTree  # [batch * beam, ...]
+    dropped: jax.Array  # [batch] best log-prob of a candidate pruned so far (-inf: none)
 
 
 def beam_search(decode_step: DecodeStep, cache: PyTree, batch_size: int, *, beam_size: int,
@@ -145,8 +151,12 @@ def beam_search(decode_step: DecodeStep, cache: PyTree, batch_size: int, *, beam
         candidates = (beams.live_log_probs[:, :, None] + log_probs).reshape(batch_size, width * per_beam)
         if width * per_beam < 2 * beam:  # fewer continuations than 2 * beam: pad with dead ones
             candidates = jnp.pad(candidates, ((0, 0), (0, 2 * beam - width * per_beam)), constant_values=-jnp.inf)
-        # 2 * beam candidates: even if `beam` of them end here, `beam` live ones remain.
-        cand_log_probs, cand_index = _top_k(candidates, 2 * beam)  # [b, 2beam]
+        candidates = jnp.pad(candidates, ((0, 0), (0, 1)), constant_values=-jnp.inf)  # room for the first dropped
+        # 2 * beam candidates: even if `beam` of them end here, `beam` live ones remain; the
+        # (2 * beam + 1)-th is the best candidate this step drops.
+        cand_log_probs, cand_index = _top_k(candidates, 2 * beam + 1)  # [b, 2beam + 1]
+        dropped = jnp.maximum(beams.dropped, cand_log_probs[:, -1])
+        cand_log_probs, cand_index = cand_log_probs[:, :-1], cand_index[:, :-1]  # [b, 2beam]
         cand_index = jnp.minimum(cand_index, width * per_beam - 1)  # padding slots are dead anyway
         cand_parent = cand_index // per_beam
         if tokens is None:
@@ -176,14 +186,16 @@ def beam_search(decode_step: DecodeStep, cache: PyTree, batch_size: int, *, beam
         finished_flags = cat(beams.finished_flags, is_eos & alive)
         finished_state = jax.tree_util.tree_map(cat, beams.finished_state, cand_state)
 
-        # Live: the best `beam` candidates that did not end.
-        live_lp, live_index = _top_k(jnp.where(is_eos, neg_inf, cand_log_probs), beam)  # [b, beam]
+        # Live: the best `beam` candidates that did not end; the (beam + 1)-th is dropped.
+        live_lp, live_index = _top_k(jnp.where(is_eos, neg_inf, cand_log_probs), beam + 1)  # [b, beam + 1]
+        dropped = jnp.maximum(dropped, live_lp[:, -1])
+        live_lp, live_index = live_lp[:, :-1], live_index[:, :-1]  # [b, beam]
         live_seqs = _gather_state(cand_seqs, live_index)
         live_state = _gather_state(cand_state, live_index)
         parents = jnp.take_along_axis(cand_parent, live_index, axis=1)  # [b, beam] in [0, width)
         cache = reorder_cache(cache, parents, width)
         return _Beams(jnp.asarray(step + 1, jnp.int32), live_seqs, live_lp, live_state, finished_seqs,
-                      fin_scores, finished_log_probs, finished_flags, finished_state, cache)
+                      fin_scores, finished_log_probs, finished_flags, finished_state, cache, dropped)
 
     state0 = constraint.initial_state(batch_size) if constraint is not None else {}
     zeros_seq = jnp.zeros((batch_size, 1, max_decode_len), jnp.int32)
@@ -194,7 +206,8 @@ def beam_search(decode_step: DecodeStep, cache: PyTree, batch_size: int, *, beam
         finished_seqs=jnp.zeros((batch_size, beam, max_decode_len), jnp.int32),
         finished_scores=jnp.full((batch_size, beam), neg_inf),
         finished_log_probs=jnp.full((batch_size, beam), neg_inf),
-        finished_flags=jnp.zeros((batch_size, beam), bool), finished_state=fin_state0, cache=cache)
+        finished_flags=jnp.zeros((batch_size, beam), bool), finished_state=fin_state0, cache=cache,
+        dropped=jnp.full((batch_size,), neg_inf))
     beams = expand_step(beams, 1, 0)  # step 0 on one row per element; reorder expands to `beam`
 
     def not_done(b: _Beams) -> jax.Array:
@@ -206,7 +219,15 @@ def beam_search(decode_step: DecodeStep, cache: PyTree, batch_size: int, *, beam
     beams = jax.lax.while_loop(not_done, lambda b: expand_step(b, beam, b.step), beams)
     # Finished slots are sorted by score already (top_k); keep the first top_k.
     take = lambda x: x[:, :top_k]
+    # Live beams left when the loop stopped were never expanded: their prefixes bound the rest.
+    bound = jnp.maximum(beams.dropped, jnp.max(beams.live_log_probs, axis=1))
     return BeamSearchOutput(
         sequences=take(beams.finished_seqs), scores=take(beams.finished_scores),
         log_probs=take(beams.finished_log_probs), finished=take(beams.finished_flags),
-        constraint_state=jax.tree_util.tree_map(take, beams.finished_state))
+        constraint_state=jax.tree_util.tree_map(take, beams.finished_state), unexplored_bound=bound)
+
+
+def certified_exact(log_probs: jax.Array, unexplored_bound: jax.Array, k: int) -> jax.Array:
+    """bool [batch]: the first k returned sequences are provably the k of highest log-probability
+    (with alpha = 0): the k-th scores at least as high as anything the search left unexplored."""
+    return log_probs[:, k - 1] >= unexplored_bound

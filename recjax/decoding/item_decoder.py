@@ -57,6 +57,7 @@ class DecodedItems(NamedTuple):
     scores: jax.Array  # float32 [batch, top_k] ranking scores (log-probs when alpha = 0), -inf empty
     log_probs: jax.Array  # float32 [batch, top_k] summed token log-probabilities
     sequences: jax.Array  # int32 [batch, top_k, max_decode_len] tokens (EOS included)
+    unexplored_bound: jax.Array  # float32 [batch]: no item left out has a higher log-prob (beam_search)
 
 
 def search_items(module: Transformer, params, encoder_input_tokens: jax.Array, trie: Optional[TrieArrays],
@@ -92,7 +93,7 @@ def search_items(module: Transformer, params, encoder_input_tokens: jax.Array, t
         items = jnp.where(out.finished, constraint.items(out.constraint_state), -1)
     else:
         items = jnp.full(out.scores.shape, -1, jnp.int32)  # looked up on the host (`lookup_items`)
-    return DecodedItems(items.astype(jnp.int32), out.scores, out.log_probs, out.sequences)
+    return DecodedItems(items.astype(jnp.int32), out.scores, out.log_probs, out.sequences, out.unexplored_bound)
 
 
 class ItemDecoder:
