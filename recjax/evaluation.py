@@ -323,6 +323,7 @@ def _evaluate_retrieval(model, params, task, examples, catalog: Catalog, options
     certified = None
     if decode.constrained and decode.alpha == 0.0:
         certified = log_probs[:, k - 1] >= bound  # [n]
+        first_pass_certified = certified.copy()
         extra_metrics[f"certified_exact@{k}"] = float(certified.mean())
         if options.search == "exact":
             beam_top10 = [set(row[:10].tolist()) for row in items]
@@ -358,9 +359,9 @@ def _evaluate_retrieval(model, params, task, examples, catalog: Catalog, options
     curve = [float(np.mean((ranks >= 0) & (ranks < k))) for k in range(1, options.top_k + 1)]
     rows = [{"user": int(ex["user"]), "target": t["target"], "target_rank": int(rank), "ranked": list(r)}
             for ex, t, rank, r in zip(examples, targets, ranks, ranked)]
-    if certified is not None and options.search == "beam":
-        for row, c in zip(rows, certified.tolist()):
-            row["certified_exact"] = bool(c)  # this user's top_k is provably the exact one
+    if certified is not None:
+        for row, c in zip(rows, first_pass_certified.tolist()):
+            row["certified_exact"] = bool(c)  # the beam's top_k is provably the exact one
     return result, {"hit@k": curve}, {"predictions": rows}
 
 

@@ -328,25 +328,24 @@ def _exhaustive_top(env, examples, k):
     return out
 
 
-def test_exact_search_equals_exhaustive_scoring_with_a_beam_smaller_than_the_catalog(env):
-    """Beam 10 of 40 items, the history excluded: `search='exact'` returns every user's exhaustive
-    top-10, and the users the beam pass certifies got exactly that from the beam. A decoder that
-    stopped excluding the history would spend beams on history items and fail here (the history
-    filter after decoding would leave fewer than 10)."""
+@pytest.mark.parametrize("BEAM", [14])
+def test_exact_search_equals_exhaustive_scoring_with_a_beam_smaller_than_the_catalog(env, BEAM):
+    """Beam 14 of 40 items, the history excluded: `search='exact'` returns every user's exhaustive
+    top-10 (the users the beam certifies keep the beam's lists). A decoder that stopped excluding
+    the history would spend beams on history items and fail here (the history filter after
+    decoding would leave fewer than 10)."""
     from recjax.evaluation import EvalOptions, evaluate_tasks
 
     examples = _examples("evalsynth_retrieval")
     want = _exhaustive_top(env, examples, 10)
     [exact] = evaluate_tasks(env["model"], env["params"], "evalsynth_retrieval", "test",
-                             options=EvalOptions(**dict(OPTIONS, beam_size=10, top_k=10), search="exact"))
-    assert [row["ranked"] for row in exact.extra["predictions"]] == want
-    assert exact.metrics["mean_final_beam"] > 10  # some users needed a wider beam
-    [beam] = evaluate_tasks(env["model"], env["params"], "evalsynth_retrieval", "test",
-                            options=EvalOptions(**dict(OPTIONS, beam_size=20, top_k=10)))
-    rows = beam.extra["predictions"]
+                             options=EvalOptions(**dict(OPTIONS, beam_size=BEAM, top_k=10), search="exact"))
+    rows = exact.extra["predictions"]
+    assert [row["ranked"] for row in rows] == want
+    # Users the first pass (beam 14) certified kept its lists, so those were exact; the others
+    # needed the wider beam.
     certified = [row["certified_exact"] for row in rows]
-    assert beam.metrics["certified_exact@10"] == pytest.approx(np.mean(certified))
-    assert any(certified), "no user certified: the bound is too loose to test"
-    for row, w, c in zip(rows, want, certified):
-        if c:
-            assert row["ranked"] == w  # provably exact means exact
+    assert exact.metrics["certified_exact@10"] == pytest.approx(np.mean(certified))
+    assert 0 < np.mean(certified) < 1, certified
+    assert exact.metrics["mean_final_beam"] > BEAM
+    assert 0 < exact.metrics["beam_recall@10"] <= 1
