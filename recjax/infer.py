@@ -13,7 +13,8 @@ instead of the catalog's). Each output line answers the input line with the same
 or, for a line that cannot be answered (malformed JSON, no history, an unknown item ID, ...),
 `{"line": N, "error": "one-line reason"}`; every other line is still answered. `score` is the
 summed log-probability of the item ID. The histories are rendered with the dataset's retrieval
-template (`--template`, default 0) and its `max_history`; the model writes IDs with constrained
+template (`--template`, default 0), its `max_history` and its item rendering, by the code that
+renders the training examples (`ExampleBuilder.retrieval_inputs`); the model writes IDs with constrained
 beam search (every recommendation is a real item) that excludes the history unless
 --keep_history. The output file appears complete or not at all.
 """
@@ -73,21 +74,12 @@ def parse_line(line_number: int, text: str, catalog) -> Request:
     return Request(line_number, obj.get("user"), items, titles)
 
 
-def render_inputs(request: Request, catalog, template_index: int, max_history: int) -> str:
-    from tasks import templates
-
-    shown = list(range(len(request.items)))[-max_history:]
-    texts = []
-    for k in shown:
-        item = request.items[k]
-        title = request.titles[k] if request.titles is not None else catalog.item_titles[item]
-        texts.append(templates.item_text(catalog.item_ids[item], title))
-    choices = templates.TEMPLATES["retrieval"]
-    text, _ = choices[template_index % len(choices)].render(history=templates.history_text(texts), target="")
-    return text
+def render_inputs(request: Request, builder, template_index: int) -> str:
+    """The model input of a request: the dataset's own retrieval rendering (`ExampleBuilder`)."""
+    return builder.retrieval_inputs(request.items, template_index, request.titles)
 
 
-def recommend(model, params, catalog, requests: list[Request], *, template_index: int = 0, max_history: int = 20,
+def recommend(model, params, catalog, requests: list[Request], *, builder, template_index: int = 0,
               top_k: int = 10, beam_size: int = 20, exclude_history: bool = True, batch_size: int = 32,
               inputs_length: Optional[int] = 512, mesh=None, progress: bool = True) -> list[list[dict]]:
     """Recommendations (rank, item_id, title, score) for each request, best first."""
@@ -105,7 +97,7 @@ def recommend(model, params, catalog, requests: list[Request], *, template_index
     decoder = ItemDecoder(model.module, catalog.trie, options)
     trie_arrays = place.replicate(catalog.trie.arrays_numpy())
     tokenize = catalog.tokenizer.EncodeAsIds
-    examples = [{"inputs": np.asarray(tokenize(render_inputs(r, catalog, template_index, max_history)) + [EOS_ID],
+    examples = [{"inputs": np.asarray(tokenize(render_inputs(r, builder, template_index)) + [EOS_ID],
                                       np.int32)} for r in requests]
     width = max(8, -(-max(len(set(r.items)) for r in requests) // 8) * 8)
     out: list[list[dict]] = [[] for _ in requests]
@@ -197,7 +189,7 @@ def main(argv: list[str]) -> int:
         catalog = catalog_of(registered.name, model.config.vocab_size)
         answered, errors = run_infer(
             model, params, catalog, args.input, args.output, template_index=args.template,
-            max_history=registered.builder.options.max_history, top_k=args.top_k, beam_size=args.beam_size,
+            builder=registered.builder, top_k=args.top_k, beam_size=args.beam_size,
             exclude_history=not args.keep_history, batch_size=args.batch_size, inputs_length=args.inputs_length,
             mesh=mesh, progress=not args.no_progress)
         del gin

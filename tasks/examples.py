@@ -207,6 +207,21 @@ class ExampleBuilder:
         shown = items[len(items) - min(len(items), max_items):]
         return templates.history_text([self.item_texts[i] for i in shown])
 
+    def retrieval_inputs(self, items, template_index: int = 0, titles=None) -> str:
+        """The retrieval input for a history of item indices (oldest first), exactly as the task
+        renders it with template `template_index`; `titles` (one per item) replace the catalog's
+        texts. What `recjax infer` sends the model, so serving cannot drift from training."""
+        items = np.asarray(items, np.int64)
+        keep = len(items) - min(len(items), self.options.max_history)
+        if titles is None or not self.options.item_text:
+            history = self._history(items)
+        else:
+            history = templates.history_text([templates.item_text(self.item_ids[i], t)
+                                              for i, t in zip(items[keep:], list(titles)[keep:])])
+        choices = templates.TEMPLATES["retrieval"]
+        inputs, _ = choices[template_index % len(choices)].render(history=history, target="")
+        return inputs
+
     def _ids(self, items) -> str:
         return " ".join(self._id_array[np.asarray(items, dtype=np.int64)].tolist())
 

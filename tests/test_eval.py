@@ -243,7 +243,7 @@ def test_infer_binary_answers_good_lines_and_reports_bad_ones(env, checkpoint, t
         scores = [r["score"] for r in recs]
         assert scores == sorted(scores, reverse=True)
         request = infer.Request(0, None, [catalog.index(h) for h in history], titles)
-        text = infer.render_inputs(request, catalog, 0, 6)
+        text = infer.render_inputs(request, env["registered"].builder, 0)
         if titles:
             assert "a custom title" in text
         enc = catalog.tokenizer.EncodeAsIds(text) + [1]
@@ -349,3 +349,22 @@ def test_exact_search_equals_exhaustive_scoring_with_a_beam_smaller_than_the_cat
     assert 0 < np.mean(certified) < 1, certified
     assert exact.metrics["mean_final_beam"] > BEAM
     assert 0 < exact.metrics["beam_recall@10"] <= 1
+
+
+def test_infer_input_equals_the_evaluation_input_token_for_token(env):
+    """`recjax infer` renders a history with the training code: for every test user, the request
+    built from the user's history gives the evaluation example's input ids exactly."""
+    from recjax import infer
+    from recjax.evaluation import catalog_of
+
+    catalog = catalog_of("evalsynth", env["model"].config.vocab_size)
+    builder = env["registered"].builder
+    vocabulary = env["registered"].vocabulary
+    examples = _examples("evalsynth_retrieval")
+    for ex in examples:
+        history = ex["history_ids"].split()
+        line = json.dumps({"user": int(ex["user"]), "history": history})
+        request = infer.parse_line(1, line, catalog)
+        template = int(ex["template"].split("/")[1].split("@")[0])
+        ids = vocabulary.encode(infer.render_inputs(request, builder, template)) + [1]
+        assert ids == list(ex["inputs"]), ex["user"]
