@@ -76,7 +76,7 @@ def main() -> int:
     first = next(iter(preds))
     pop = popularity_rows(datasets[first], preds[first])
 
-    print("| identifiers | task | users | hit@5 | hit@10 | ndcg@5 | ndcg@10 | hr@1 | items returned / user | eval s |")
+    print("| identifiers | task | users | hit@5 (hr@5) | hit@10 (hr@10) | ndcg@5 | ndcg@10 | hr@1 | items returned / user | eval s |")
     print("|---|---|---|---|---|---|---|---|---|---|")
     for name, rows in [("popularity", pop)] + [(LABELS[s], preds[s]) for s in preds]:
         for task in sorted(rows):
@@ -106,7 +106,7 @@ def main() -> int:
                 continue
             mc = f"{r['only_a']} / {r['only_b']}, {r['p_mcnemar']:.2g}" if "p_mcnemar" in r else "-"
             print(f"| {name_a} | {name_b} | {r['task'].split('_', 1)[1]} | {r['metric']} | {r['a']:.4f} | {r['b']:.4f} | "
-                  f"{r['diff']:+.4f} | [{r['ci_low']:+.4f}, {r['ci_high']:+.4f}] | {r['p_bootstrap']:.2g} | {mc} |")
+                  f"{r['diff']:+.4f} | [{r['ci_low']:+.4f}, {r['ci_high']:+.4f}] | {compare.format_p(r['p_bootstrap'], args.samples)} | {mc} |")
 
     print("\nIdentifiers (recjax index):\n")
     print("| identifiers | tokens / ID | codes used per level | collisions before the extra code | vocabulary added |")

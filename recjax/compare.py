@@ -107,14 +107,19 @@ def compare(a: dict, b: dict, samples: int = 10_000, seed: int = 0) -> list[dict
     return rows
 
 
-def markdown(rows: list[dict], name_a: str, name_b: str) -> str:
+def format_p(p: float, samples: int) -> str:
+    """A bootstrap p-value of 0 means below the resolution 1 / samples."""
+    return f"<{1 / samples:.0e}" if p == 0 else f"{p:.3g}"
+
+
+def markdown(rows: list[dict], name_a: str, name_b: str, samples: int = 10_000) -> str:
     lines = [f"A = {name_a}", f"B = {name_b}", "",
              "| task | metric | users | A | B | B - A | 95% CI (paired bootstrap) | p (bootstrap) | McNemar A-only / B-only, p |",
              "|---|---|---|---|---|---|---|---|---|"]
     for r in rows:
         mc = f"{r['only_a']} / {r['only_b']}, {r['p_mcnemar']:.3g}" if "p_mcnemar" in r else "-"
         lines.append(f"| {r['task']} | {r['metric']} | {r['users']:,} | {r['a']:.4f} | {r['b']:.4f} | {r['diff']:+.4f} | "
-                     f"[{r['ci_low']:+.4f}, {r['ci_high']:+.4f}] | {r['p_bootstrap']:.3g} | {mc} |")
+                     f"[{r['ci_low']:+.4f}, {r['ci_high']:+.4f}] | {format_p(r['p_bootstrap'], samples)} | {mc} |")
     return "\n".join(lines)
 
 
@@ -157,7 +162,7 @@ def main(argv: Optional[list[str]] = None) -> int:
     except (ValueError, OSError) as e:
         print(f"recjax compare: error: {e}", file=sys.stderr)
         return 2
-    print(markdown(rows, args.a, args.b))
+    print(markdown(rows, args.a, args.b, args.samples))
     if args.plot:
         plot(rows, args.plot, f"B = {os.path.basename(os.path.dirname(os.path.abspath(args.b)))} vs "
                               f"A = {os.path.basename(os.path.dirname(os.path.abspath(args.a)))}")
