@@ -6,9 +6,11 @@ both work from the repo root.
 """
 from __future__ import annotations
 
+import difflib
 import logging
 import os
 import pathlib
+import re
 import sys
 from typing import Sequence
 
@@ -97,6 +99,34 @@ def parse_gin(files: Sequence[str], bindings: Sequence[str], search_paths: Seque
     except (ValueError, KeyError, SyntaxError, ImportError) as e:
         message = str(e).strip().splitlines()
         raise GinFlagError(f"gin: {' '.join(line.strip() for line in message)}") from None
+    check_macro_bindings(bindings)
+
+
+def referenced_macros() -> set[str]:
+    """Names of the macros (%NAME) that the parsed Gin config uses."""
+    from gin import config as gin_config
+
+    names = set()
+    for ref in gin_config.iterate_references(gin_config._CONFIG):
+        selector = getattr(ref, "scoped_selector", "")
+        if selector.endswith("/gin.macro"):
+            names.add(selector[: -len("/gin.macro")])
+    return names
+
+
+def check_macro_bindings(bindings: Sequence[str]) -> None:
+    """A `--gin.NAME=VALUE` for a macro no Gin file uses would silently change nothing (a
+    misspelling such as TRAIN_STEP): refuse it before any work, with the closest names."""
+    used = None
+    for binding in bindings:
+        name = binding.split("=", 1)[0].strip()
+        if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", name):
+            continue  # configurable.parameter bindings: gin itself checks those
+        used = referenced_macros() if used is None else used
+        if name not in used:
+            close = difflib.get_close_matches(name, sorted(used), n=3)
+            hint = f"; did you mean {', '.join(close)}?" if close else f"; macros in use: {', '.join(sorted(used)) or 'none'}"
+            raise GinFlagError(f"--gin.{name}: no Gin file uses the macro %{name}, so it would change nothing{hint}")
 
 
 def first_line(error: BaseException) -> str:
