@@ -51,7 +51,8 @@ def popularity_rows(dataset, rows: dict[str, dict[int, dict]]) -> dict[str, dict
                 cands = [dataset.item_index(i) for i in row["ranked"]]
                 positive = cands.index(dataset.item_index(row["target"]))
                 rank = int(ranks_from_candidate_scores(counts[cands][None].astype(float), [positive])[0])
-            out[task][user] = {"target": row["target"], "target_rank": rank}
+            out[task][user] = {"target": row["target"], "target_rank": rank,
+                               "target_original_id": dataset.item_original_ids[dataset.item_index(row["target"])]}
     return out
 
 
@@ -61,6 +62,9 @@ def main() -> int:
     p.add_argument("--data", default="data")
     p.add_argument("--plot", default="benchmarks/ids_curves.png")
     p.add_argument("--samples", type=int, default=10_000)
+    p.add_argument("--recipe", default="runs/repro/beauty_t5_recipe",
+                   help="the CPU recipe's run (gin/repro/beauty_t5_recipe.gin): its whole-split retrieval and "
+                        "5,000-user ranking predictions against popularity on the same users")
     args = p.parse_args()
     preds, metrics, datasets = {}, {}, {}
     for scheme in SCHEMES:
@@ -69,7 +73,10 @@ def main() -> int:
             preds[scheme] = compare.read_predictions(path)
             with open(os.path.join(args.runs, scheme, "test", "metrics.json")) as f:
                 metrics[scheme] = json.load(f)
-            datasets[scheme] = load_prepared(os.path.join(args.data, DATA_DIRS[scheme]))
+            datasets[scheme] = ds = load_prepared(os.path.join(args.data, DATA_DIRS[scheme]))
+            for rows in preds[scheme].values():  # predictions written before target_original_id existed
+                for row in rows.values():
+                    row.setdefault("target_original_id", ds.item_original_ids[ds.item_index(row["target"])])
     if not preds:
         print(f"no predictions under {args.runs}/*/test/", file=sys.stderr)
         return 1
@@ -122,18 +129,49 @@ def main() -> int:
               f"{c['colliding_items']:,} items ({c['collision_rate']:.1%}), groups up to {c['max_group']} | "
               f"{len(info['code_pieces'])} |")
 
+    recipe_rows = {}
+    for sub in ("test_full", "ranking_5000"):
+        path = os.path.join(args.recipe, sub, "predictions.jsonl")
+        if os.path.isfile(path):
+            recipe_rows.update(compare.read_predictions(path))
+    if recipe_rows:
+        ds = load_prepared(os.path.join(args.data, DATA_DIRS["semantic_rqkmeans"]))
+        for rows in recipe_rows.values():
+            for row in rows.values():
+                row.setdefault("target_original_id", ds.item_original_ids[ds.item_index(row["target"])])
+        recipe_pop = popularity_rows(ds, recipe_rows)
+        print(f"\nThe CPU recipe ({args.recipe}) against popularity on the same users:\n")
+        print("| model | task | users | hit@5 (hr@5) | hit@10 (hr@10) | ndcg@5 | ndcg@10 | hr@1 |")
+        print("|---|---|---|---|---|---|---|---|")
+        for name, rows in (("popularity", recipe_pop), ("T5 recipe (semantic RQ-KMeans, 3,000 steps)", recipe_rows)):
+            for task in sorted(rows):
+                kind = compare.kind_of(task, rows[task])
+                m = {k: v.mean() for k, v in per_user_from_ranks([r["target_rank"] for r in rows[task].values()], kind).items()}
+                cells = [m.get("hit@5", m.get("hr@5")), m.get("hit@10", m.get("hr@10")), m["ndcg@5"], m["ndcg@10"],
+                         m.get("hr@1", float("nan"))]
+                print(f"| {name} | {task.split('_', 1)[1]} | {len(rows[task]):,} | " +
+                      " | ".join("-" if np.isnan(c) else f"{c:.4f}" for c in cells) + " |")
+        print("\n| A | B | task | metric | A | B | B - A | 95% CI | p (bootstrap) | McNemar A-only / B-only, p |")
+        print("|---|---|---|---|---|---|---|---|---|---|")
+        for r in compare.compare(recipe_pop, recipe_rows, args.samples):
+            mc = f"{r['only_a']} / {r['only_b']}, {r['p_mcnemar']:.2g}" if "p_mcnemar" in r else "-"
+            print(f"| popularity | T5 recipe | {r['task'].split('_', 1)[1]} | {r['metric']} | {r['a']:.4f} | {r['b']:.4f} | "
+                  f"{r['diff']:+.4f} | [{r['ci_low']:+.4f}, {r['ci_high']:+.4f}] | "
+                  f"{compare.format_p(r['p_bootstrap'], args.samples)} | {mc} |")
+
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     fig, (ax_loss, ax_hit) = plt.subplots(1, 2, figsize=(11, 4))
-    for scheme in SCHEMES:
-        path = os.path.join(args.runs, scheme, "metrics.jsonl")
+    curves = [(scheme, os.path.join(args.runs, scheme, "metrics.jsonl"), LABELS[scheme]) for scheme in SCHEMES]
+    curves.append(("recipe", os.path.join(args.recipe, "metrics.jsonl"), "recipe: semantic RQ-KMeans, 3,000 steps"))
+    for scheme, path, label in curves:
         if not os.path.isfile(path):
             continue
         rows = [json.loads(line) for line in open(path) if line.strip()]
         train = [r for r in rows if r.get("split") == "train" and "loss" in r]
-        ax_loss.plot([r["step"] for r in train], [r["loss"] for r in train], label=LABELS[scheme])
+        ax_loss.plot([r["step"] for r in train], [r["loss"] for r in train], label=label, lw=1)
         if scheme in preds:
             task = next(t for t in preds[scheme] if t.endswith("retrieval"))
             ranks = np.array([r["target_rank"] for r in preds[scheme][task].values()])
@@ -141,7 +179,7 @@ def main() -> int:
     task = next(t for t in pop if t.endswith("retrieval"))
     ranks = np.array([r["target_rank"] for r in pop[task].values()])
     ax_hit.plot(range(1, 21), [np.mean((ranks >= 0) & (ranks < k)) for k in range(1, 21)], "k--", label="popularity")
-    ax_loss.set(xlabel="step", ylabel="train loss (per target token)", title="training (beauty_rec)")
+    ax_loss.set(xlabel="step", ylabel="train loss per target token (EOS included)", title="training (beauty_rec)")
     ax_hit.set(xlabel="k", ylabel="test hit@k", title="retrieval over all items (beam 20)")
     for ax in (ax_loss, ax_hit):
         ax.grid(alpha=0.3)

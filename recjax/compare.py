@@ -2,7 +2,8 @@
 
 A and B are `recjax eval --predictions` files (or eval output directories holding
 `predictions.jsonl`). For every task both evaluated, on the users both evaluated: each metric's
-mean under A and B, the difference B - A with a paired bootstrap 95% interval (users resampled
+mean under A and B (runs with different item-ID schemes are matched by the target's original
+ID, `target_original_id`), the difference B - A with a paired bootstrap 95% interval (users resampled
 with replacement, seeded) and its two-sided bootstrap p-value, and for hit@k / hr@k McNemar's
 exact test on the users where exactly one of the two hits. Prints a markdown table; `--plot`
 draws the differences with their intervals; `--json` writes every figure.
@@ -91,10 +92,12 @@ def compare(a: dict, b: dict, samples: int = 10_000, seed: int = 0) -> list[dict
         users = sorted(set(a[task]) & set(b[task]))
         if not users:
             raise ValueError(f"{task}: no user in common")
-        for u in users:
-            if a[task][u].get("target") != b[task][u].get("target"):
-                raise ValueError(f"{task}: user {u} has target {a[task][u].get('target')!r} in A but "
-                                 f"{b[task][u].get('target')!r} in B (different splits or item IDs?)")
+        key = "target_original_id" if all("target_original_id" in r[task][u] for r in (a, b) for u in users) else "target"
+        for u in users:  # the same item: by original ID where both runs name it (any ID scheme)
+            if a[task][u].get(key) != b[task][u].get(key):
+                raise ValueError(f"{task}: user {u} has target {a[task][u].get(key)!r} in A but "
+                                 f"{b[task][u].get(key)!r} in B (different splits, or item IDs of different schemes "
+                                 "without target_original_id)")
         kind = kind_of(task, a[task])
         ma = per_user_from_ranks([a[task][u]["target_rank"] for u in users], kind)
         mb = per_user_from_ranks([b[task][u]["target_rank"] for u in users], kind)

@@ -128,6 +128,7 @@ class Catalog:
     item_titles: list[str]
     trie: ItemTrie
     tokenizer: Any  # sentencepiece processor of the task vocabulary
+    item_original_ids: Optional[list[str]] = None  # ASIN / movie id: the same item under any ID scheme
     _index: Optional[dict[str, int]] = None
 
     def index(self, item_id: str) -> int:
@@ -155,7 +156,8 @@ def _catalog_cached(dataset_name: str, data_dir: str, vocab_size: int) -> Catalo
     tokenizer = registered.vocabulary.tokenizer
     sequences = [tokenizer.EncodeAsIds(i) for i in dataset.item_ids]
     trie = ItemTrie.from_token_sequences(sequences, vocab_size, names=dataset.item_ids)
-    return Catalog(dataset_name, list(dataset.item_ids), list(dataset.item_titles), trie, tokenizer)
+    return Catalog(dataset_name, list(dataset.item_ids), list(dataset.item_titles), trie, tokenizer,
+                   list(dataset.item_original_ids))
 
 
 def catalog_of(dataset_name: str, vocab_size: int) -> Catalog:
@@ -359,10 +361,21 @@ def _evaluate_retrieval(model, params, task, examples, catalog: Catalog, options
     curve = [float(np.mean((ranks >= 0) & (ranks < k))) for k in range(1, options.top_k + 1)]
     rows = [{"user": int(ex["user"]), "target": t["target"], "target_rank": int(rank), "ranked": list(r)}
             for ex, t, rank, r in zip(examples, targets, ranks, ranked)]
+    _add_original_ids(rows, catalog)
     if certified is not None:
         for row, c in zip(rows, first_pass_certified.tolist()):
             row["certified_exact"] = bool(c)  # the beam's top_k is provably the exact one
     return result, {"hit@k": curve}, {"predictions": rows}
+
+
+def _add_original_ids(rows: list[dict], catalog: Catalog) -> None:
+    """`target_original_id`: the target under the dataset's original IDs, so that runs with
+    different item-ID schemes can be compared user by user (`recjax compare`)."""
+    if catalog.item_original_ids:
+        for row in rows:
+            index = catalog.index(row["target"])
+            if index >= 0:
+                row["target_original_id"] = catalog.item_original_ids[index]
 
 
 _DECODERS: dict = {}
@@ -427,6 +440,7 @@ def _evaluate_ranking(model, params, task, examples, catalog: Catalog, options: 
     rows = [{"user": int(ex["user"]), "target": catalog.item_ids[cands[e, positive[e]]], "target_rank": int(ranks[e]),
              "ranked": [catalog.item_ids[c] for c in cands[e][np.argsort(-scores[e], kind="stable")]]}
             for e, ex in enumerate(examples)]
+    _add_original_ids(rows, catalog)
     return result, {"hr@k": curve}, {"predictions": rows}
 
 

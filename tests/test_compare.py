@@ -63,3 +63,20 @@ def test_bad_files_are_one_line(tmp_path, capsys):
     other = _write(tmp_path / "o.jsonl", "beauty_retrieval", [0, 1], targets={1: "x"})
     assert compare.main([a, other]) == 2
     assert "user 1 has target 't1' in A but 'x' in B" in capsys.readouterr().err
+
+
+def test_runs_with_different_item_id_schemes_are_matched_by_original_id(tmp_path):
+    def write(path, ids):
+        with open(path, "w") as f:
+            for user, (target, original, rank) in enumerate(ids):
+                f.write(json.dumps({"task": "b_retrieval", "user": user, "target": target, "target_original_id": original,
+                                    "target_rank": rank, "ranked": []}) + "\n")
+        return str(path)
+
+    a = write(tmp_path / "a.jsonl", [("17", "B00A", 0), ("4", "B00B", -1)])
+    b = write(tmp_path / "b.jsonl", [("<a_1><b_2>", "B00A", 3), ("<a_0><b_0>", "B00B", 1)])
+    rows = {r["metric"]: r for r in compare.compare(compare.read_predictions(a), compare.read_predictions(b), 500)}
+    assert rows["hit@5"]["a"] == 0.5 and rows["hit@5"]["b"] == 1.0
+    c = write(tmp_path / "c.jsonl", [("<a_1><b_2>", "B00A", 3), ("<a_0><b_0>", "B00Z", 1)])
+    with pytest.raises(ValueError, match="user 1 has target 'B00B' in A but 'B00Z' in B"):
+        compare.compare(compare.read_predictions(a), compare.read_predictions(c), 500)
