@@ -24,9 +24,11 @@ from recjax.baselines.popularity import Popularity  # noqa: E402
 from recjax.data import load_prepared  # noqa: E402
 from recjax.metrics import per_user_from_ranks, ranks_from_candidate_scores  # noqa: E402
 
-SCHEMES = ("random", "collaborative", "semantic_rqkmeans", "semantic_rqvae")
-DATA_DIRS = {"random": "beauty"} | {s: f"beauty_{s}" for s in SCHEMES[1:]}
+SCHEMES = ("random", "collaborative", "collaborative_seed1", "semantic_rqkmeans", "semantic_rqvae")
+DATA_DIRS = {"random": "beauty", "collaborative_seed1": "beauty_collaborative"} | {
+    s: f"beauty_{s}" for s in ("collaborative", "semantic_rqkmeans", "semantic_rqvae")}
 LABELS = {"random": "random (numeric)", "collaborative": "collaborative (CID)",
+          "collaborative_seed1": "collaborative (CID), training seed 1",
           "semantic_rqkmeans": "semantic RQ-KMeans (text)", "semantic_rqvae": "semantic RQ-VAE (text)"}
 
 
@@ -62,9 +64,9 @@ def main() -> int:
     p.add_argument("--data", default="data")
     p.add_argument("--plot", default="benchmarks/ids_curves.png")
     p.add_argument("--samples", type=int, default=10_000)
-    p.add_argument("--recipe", default="runs/repro/beauty_t5_recipe",
-                   help="the CPU recipe's run (gin/repro/beauty_t5_recipe.gin): its whole-split retrieval and "
-                        "5,000-user ranking predictions against popularity on the same users")
+    p.add_argument("--recipe", default="runs/ids/collaborative",
+                   help="the CPU recipe's run (gin/repro/beauty_t5_recipe.gin = the collaborative run): its "
+                        "whole-split retrieval (test_full/) and 5,000-user ranking (test/) against popularity")
     args = p.parse_args()
     preds, metrics, datasets = {}, {}, {}
     for scheme in SCHEMES:
@@ -130,12 +132,13 @@ def main() -> int:
               f"{len(info['code_pieces'])} |")
 
     recipe_rows = {}
-    for sub in ("test_full", "ranking_5000"):
+    for sub in ("test_full", "test"):
         path = os.path.join(args.recipe, sub, "predictions.jsonl")
         if os.path.isfile(path):
-            recipe_rows.update(compare.read_predictions(path))
+            for task, rows in compare.read_predictions(path).items():
+                recipe_rows.setdefault(task, rows)  # the whole split where evaluated on it
     if recipe_rows:
-        ds = load_prepared(os.path.join(args.data, DATA_DIRS["semantic_rqkmeans"]))
+        ds = load_prepared(os.path.join(args.data, DATA_DIRS["collaborative"]))
         for rows in recipe_rows.values():
             for row in rows.values():
                 row.setdefault("target_original_id", ds.item_original_ids[ds.item_index(row["target"])])
@@ -143,7 +146,7 @@ def main() -> int:
         print(f"\nThe CPU recipe ({args.recipe}) against popularity on the same users:\n")
         print("| model | task | users | hit@5 (hr@5) | hit@10 (hr@10) | ndcg@5 | ndcg@10 | hr@1 |")
         print("|---|---|---|---|---|---|---|---|")
-        for name, rows in (("popularity", recipe_pop), ("T5 recipe (semantic RQ-KMeans, 3,000 steps)", recipe_rows)):
+        for name, rows in (("popularity", recipe_pop), ("T5 recipe (collaborative IDs, 1,200 steps)", recipe_rows)):
             for task in sorted(rows):
                 kind = compare.kind_of(task, rows[task])
                 m = {k: v.mean() for k, v in per_user_from_ranks([r["target_rank"] for r in rows[task].values()], kind).items()}
@@ -165,7 +168,6 @@ def main() -> int:
 
     fig, (ax_loss, ax_hit) = plt.subplots(1, 2, figsize=(11, 4))
     curves = [(scheme, os.path.join(args.runs, scheme, "metrics.jsonl"), LABELS[scheme]) for scheme in SCHEMES]
-    curves.append(("recipe", os.path.join(args.recipe, "metrics.jsonl"), "recipe: semantic RQ-KMeans, 3,000 steps"))
     for scheme, path, label in curves:
         if not os.path.isfile(path):
             continue
