@@ -136,3 +136,27 @@ def test_includes_resolve_with_a_runs_folder_on_sys_path(tmp_path, monkeypatch, 
     importlib.invalidate_caches()
     gin_utils.parse_gin(["gin/experiments/beauty_base_rec.gin"], [DUMMY_CHECKPOINT])
     assert plan.train_argument("mixture_or_task_name") == "beauty_rec"
+
+
+def test_identifier_runs_differ_only_in_the_dataset_and_its_vocabulary(fresh_gin):
+    """gin/repro/ids: the four schemes are compared at the same model shape, steps, batch, lengths,
+    mixture, task options and schedule; only DATA_DIR, VOCAB_SIZE and MODEL_DIR change. The
+    recipe is the collaborative run."""
+    runs = {}
+    for scheme in ("random", "collaborative", "semantic_rqkmeans", "semantic_rqvae", "../beauty_t5_recipe"):
+        setup, args, data = _repro_run(f"ids/{scheme}")
+        data.update(item_text=gin.query_parameter("tasks.register_dataset.item_text"),
+                    data_dir=gin.query_parameter("%DATA_DIR"),
+                    warmup=gin.query_parameter("optimizers.warmup_cosine_schedule.warmup_steps"))
+        runs[scheme] = (setup, args, data)
+    base_setup, base_args, base_data = runs["random"]
+    assert base_args["mixture_or_task_name"] == "beauty_rec" and base_data["item_text"] is False
+    for scheme, (setup, args, data) in runs.items():
+        assert setup.model_config.replace(vocab_size=1) == base_setup.model_config.replace(vocab_size=1), scheme
+        assert setup.model_config.vocab_size % 128 == 0
+        for field in ("batch_size", "task_feature_lengths", "sharding_strategy", "num_microbatches", "seed"):
+            assert getattr(setup, field) == getattr(base_setup, field), (scheme, field)
+        assert args["train_steps"] == base_args["train_steps"] == 1200
+        assert {k: v for k, v in data.items() if k != "data_dir"} == {k: v for k, v in base_data.items() if k != "data_dir"}
+    assert runs["../beauty_t5_recipe"][2]["data_dir"] == runs["collaborative"][2]["data_dir"] == "data/beauty_collaborative"
+    assert runs["semantic_rqvae"][1]["model_dir"] == "runs/ids/semantic_rqvae"
