@@ -24,7 +24,7 @@ from recjax.baselines.popularity import Popularity  # noqa: E402
 from recjax.data import load_prepared  # noqa: E402
 from recjax.metrics import per_user_from_ranks, ranks_from_candidate_scores  # noqa: E402
 
-SCHEMES = ("random", "collaborative", "collaborative_seed1", "semantic_rqkmeans", "semantic_rqvae")
+SCHEMES = ("random", "collaborative", "collaborative_seed1", "semantic_rqkmeans", "semantic_rqvae")  # those run
 DATA_DIRS = {"random": "beauty", "collaborative_seed1": "beauty_collaborative"} | {
     s: f"beauty_{s}" for s in ("collaborative", "semantic_rqkmeans", "semantic_rqvae")}
 LABELS = {"random": "random (numeric)", "collaborative": "collaborative (CID)",
