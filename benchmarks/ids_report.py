@@ -89,7 +89,7 @@ def main() -> int:
     print("|---|---|---|---|---|---|---|---|---|---|")
     for name, rows in [("popularity", pop)] + [(LABELS[s], preds[s]) for s in preds]:
         for task in sorted(rows):
-            kind = compare.kind_of(task, rows[task])
+            kind = compare.kind_of(task)
             m = {k: v.mean() for k, v in per_user_from_ranks([r["target_rank"] for r in rows[task].values()], kind).items()}
             returned = "-"
             secs = "-"
@@ -148,7 +148,7 @@ def main() -> int:
         print("|---|---|---|---|---|---|---|---|")
         for name, rows in (("popularity", recipe_pop), ("T5 recipe (collaborative IDs, 1,200 steps)", recipe_rows)):
             for task in sorted(rows):
-                kind = compare.kind_of(task, rows[task])
+                kind = compare.kind_of(task)
                 m = {k: v.mean() for k, v in per_user_from_ranks([r["target_rank"] for r in rows[task].values()], kind).items()}
                 cells = [m.get("hit@5", m.get("hr@5")), m.get("hit@10", m.get("hr@10")), m["ndcg@5"], m["ndcg@10"],
                          m.get("hr@1", float("nan"))]

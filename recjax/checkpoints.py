@@ -30,6 +30,7 @@ import orbax.checkpoint as ocp
 from flax import traverse_util
 
 from recjax.config import CONFIG_FILENAME, T5Config
+from recjax.data.atomic import atomic_write
 
 PARAMS_ITEM = "params"
 OPT_STATE_ITEM = "opt_state"
@@ -217,10 +218,7 @@ def check_item_ids(directory: str, record: Optional[Mapping[str, Any]], *, write
                 f"{record['data_dir']}); use the prepared dataset the model was trained on (DATA_DIR)")
     elif write:
         os.makedirs(directory, exist_ok=True)
-        tmp = f"{path}.tmp-{os.getpid()}"
-        with open(tmp, "w", encoding="utf-8") as f:
-            json.dump(dict(record), f, indent=2)
-        os.replace(tmp, path)
+        atomic_write(path, json.dumps(dict(record), indent=2))
 
 
 def resolve_checkpoint_dir(path: str) -> str:
@@ -290,7 +288,7 @@ def restore_params(directory: str, step: Optional[int] = None, *,
 
 
 # ----------------------------------------------------------------------------------------------
-# Writing output directories all-or-nothing.
+# Growing the vocabulary (item-code tokens of a structured item-ID scheme).
 # ----------------------------------------------------------------------------------------------
 
 VOCAB_PARAMS = {"token_embedder/embedding": 0, "decoder/logits_dense/kernel": 1}  # param -> its vocab axis
@@ -329,6 +327,10 @@ def restore_initial_params(path: str, model_config: T5Config, shardings: Any, se
     params, config = grow_vocabulary(params, config, model_config.vocab_size, seed)
     return jax.device_put(params, shardings), config
 
+
+# ----------------------------------------------------------------------------------------------
+# Writing output directories all-or-nothing.
+# ----------------------------------------------------------------------------------------------
 
 @contextlib.contextmanager
 def atomic_directory(destination: str, *, overwrite: bool = False) -> Iterator[str]:

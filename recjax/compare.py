@@ -13,6 +13,7 @@ draws the differences with their intervals; `--json` writes every figure.
 from __future__ import annotations
 
 import argparse
+import io
 import json
 import os
 import sys
@@ -20,6 +21,7 @@ from typing import Optional
 
 import numpy as np
 
+from recjax.data.atomic import atomic_write
 from recjax.metrics import per_user_from_ranks
 
 PREDICTIONS_FILE = "predictions.jsonl"
@@ -49,7 +51,7 @@ def read_predictions(path: str) -> dict[str, dict[int, dict]]:
     return out
 
 
-def kind_of(task: str, rows: dict[int, dict]) -> str:
+def kind_of(task: str) -> str:
     """retrieval or ranking, from the task name (NAME_retrieval / NAME_ranking)."""
     for kind in ("retrieval", "ranking"):
         if task.endswith(kind):
@@ -98,7 +100,7 @@ def compare(a: dict, b: dict, samples: int = 10_000, seed: int = 0) -> list[dict
                 raise ValueError(f"{task}: user {u} has target {a[task][u].get(key)!r} in A but "
                                  f"{b[task][u].get(key)!r} in B (different splits, or item IDs of different schemes "
                                  "without target_original_id)")
-        kind = kind_of(task, a[task])
+        kind = kind_of(task)
         ma = per_user_from_ranks([a[task][u]["target_rank"] for u in users], kind)
         mb = per_user_from_ranks([b[task][u]["target_rank"] for u in users], kind)
         for metric in ma:
@@ -143,10 +145,10 @@ def plot(rows: list[dict], path: str, title: str) -> None:
     ax.set_xlabel("B - A (paired bootstrap 95% CI)")
     ax.set_title(title, fontsize=9)
     fig.tight_layout()
-    tmp = f"{path}.tmp-{os.getpid()}.png"
-    fig.savefig(tmp, dpi=100)
+    png = io.BytesIO()
+    fig.savefig(png, format="png", dpi=100)
     plt.close(fig)
-    os.replace(tmp, path)
+    atomic_write(path, png.getvalue())
 
 
 def main(argv: Optional[list[str]] = None) -> int:
@@ -170,8 +172,7 @@ def main(argv: Optional[list[str]] = None) -> int:
         plot(rows, args.plot, f"B = {os.path.basename(os.path.dirname(os.path.abspath(args.b)))} vs "
                               f"A = {os.path.basename(os.path.dirname(os.path.abspath(args.a)))}")
     if args.json:
-        with open(args.json, "w", encoding="utf-8") as f:
-            json.dump(rows, f, indent=2)
+        atomic_write(args.json, json.dumps(rows, indent=2))
     return 0
 
 

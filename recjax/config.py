@@ -9,6 +9,13 @@ from typing import Any
 import gin
 
 CONFIG_FILENAME = "model_config.json"
+VOCAB_MULTIPLE = 128  # T5X / FLAN-T5 pad the vocabulary to a multiple of 128 (32,100 ids -> 32,128)
+FLAN_T5_IDS = 32_100  # FLAN-T5's SentencePiece pieces + 100 sentinels
+
+
+def padded_vocab_size(ids: int) -> int:
+    """The model vocab_size for a tokenizer of `ids` ids: rounded up to a multiple of 128."""
+    return -(-int(ids) // VOCAB_MULTIPLE) * VOCAB_MULTIPLE
 
 
 @gin.configurable

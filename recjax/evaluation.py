@@ -42,6 +42,7 @@ from tqdm.auto import tqdm
 from recjax import metrics as rec_metrics
 from recjax import partitioning
 from recjax.decoding import DecodeOptions, ItemDecoder, ItemTrie, exclusion_matrix
+from recjax.decoding.beam_search import certified_exact
 from recjax.decoding.candidate_scoring import score_candidates
 from recjax.decoding.item_decoder import search_items
 from recjax.model import EncoderDecoderModel
@@ -324,31 +325,12 @@ def _evaluate_retrieval(model, params, task, examples, catalog: Catalog, options
     extra_metrics = {}
     certified = None
     if decode.constrained and decode.alpha == 0.0:
-        certified = log_probs[:, k - 1] >= bound  # [n]
-        first_pass_certified = certified.copy()
+        certified = certified_exact(log_probs, bound, k)  # [n], the beam pass's certificate
         extra_metrics[f"certified_exact@{k}"] = float(certified.mean())
         if options.search == "exact":
-            beam_top10 = [set(row[:10].tolist()) for row in items]
-            final_beam = np.full(len(examples), decode.beam_size)
-            beam = decode.beam_size
-            data = place.mesh.shape.get("data", 1)
-            while not certified.all():
-                beam = min(beam * EXACT_BEAM_GROWTH, catalog.trie.num_items)
-                todo = np.flatnonzero(~certified)
-                wide = dataclasses.replace(decode, beam_size=beam)
-                size = max(data, (options.batch_size * decode.beam_size // beam) // data * data)
-                sub = _decode_retrieval(model, params, [examples[r] for r in todo], [histories[r] for r in todo],
-                                        catalog, wide, size, options.inputs_length, place, width,
-                                        f"{task.name} exact (beam {beam})", options.progress)
-                for j, r in enumerate(todo):
-                    items[r], log_probs[r], bound[r], predictions[r] = sub[0][j], sub[1][j], sub[2][j], sub[3][j]
-                final_beam[todo] = beam
-                certified = log_probs[:, k - 1] >= bound
-                if beam >= catalog.trie.num_items:  # the whole catalog: exhaustive
-                    certified[:] = True
-            recall = [len(b & set(row[:10].tolist()) - {-1}) / max(1, len(set(row[:10].tolist()) - {-1}))
-                      for b, row in zip(beam_top10, items)]
-            extra_metrics.update({"beam_recall@10": float(np.mean(recall)), "mean_final_beam": float(final_beam.mean())})
+            predictions, exact_metrics = _exact_search(model, params, task.name, examples, histories, catalog, options,
+                                                       place, width, items, log_probs, bound, predictions, certified)
+            extra_metrics.update(exact_metrics)
     # The task's own SeqIO metric fn, fed as T5X's evaluator feeds it.
     targets = [task.postprocess_fn(ex["targets_pretokenized"], example=ex, is_target=True) for ex in examples]
     predictions = [task.postprocess_fn(p, example=ex, is_target=False) for p, ex in zip(predictions, examples)]
@@ -363,9 +345,41 @@ def _evaluate_retrieval(model, params, task, examples, catalog: Catalog, options
             for ex, t, rank, r in zip(examples, targets, ranks, ranked)]
     _add_original_ids(rows, catalog)
     if certified is not None:
-        for row, c in zip(rows, first_pass_certified.tolist()):
+        for row, c in zip(rows, certified.tolist()):
             row["certified_exact"] = bool(c)  # the beam's top_k is provably the exact one
     return result, {"hit@k": curve}, {"predictions": rows}
+
+
+def _exact_search(model, params, name: str, examples, histories, catalog: Catalog, options: EvalOptions,
+                  place: Placement, width: int, items, log_probs, bound, predictions, certified):
+    """EvalOptions.search='exact': every user the beam pass did not certify is decoded again with
+    a 4x wider beam (the batch shrinks in proportion) until certified, or until the beam holds
+    the whole catalog (exhaustive). Returns the updated predictions and beam_recall@10 /
+    mean_final_beam; `items`, `log_probs`, `bound` are updated in place."""
+    decode = options.decode_options()
+    k = decode.top_k
+    beam_top10 = [set(row[:10].tolist()) for row in items]
+    final_beam = np.full(len(examples), decode.beam_size)
+    beam = decode.beam_size
+    data = place.mesh.shape.get("data", 1)
+    predictions = list(predictions)
+    while not certified.all():
+        beam = min(beam * EXACT_BEAM_GROWTH, catalog.trie.num_items)
+        todo = np.flatnonzero(~certified)
+        wide = dataclasses.replace(decode, beam_size=beam)
+        size = max(data, (options.batch_size * decode.beam_size // beam) // data * data)
+        sub = _decode_retrieval(model, params, [examples[r] for r in todo], [histories[r] for r in todo],
+                                catalog, wide, size, options.inputs_length, place, width,
+                                f"{name} exact (beam {beam})", options.progress)
+        for j, r in enumerate(todo):
+            items[r], log_probs[r], bound[r], predictions[r] = sub[0][j], sub[1][j], sub[2][j], sub[3][j]
+        final_beam[todo] = beam
+        certified = certified_exact(log_probs, bound, k)
+        if beam >= catalog.trie.num_items:  # the whole catalog: exhaustive
+            certified[:] = True
+    recall = [len(b & set(row[:10].tolist()) - {-1}) / max(1, len(set(row[:10].tolist()) - {-1}))
+              for b, row in zip(beam_top10, items)]
+    return predictions, {"beam_recall@10": float(np.mean(recall)), "mean_final_beam": float(final_beam.mean())}
 
 
 def _add_original_ids(rows: list[dict], catalog: Catalog) -> None:

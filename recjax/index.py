@@ -12,6 +12,7 @@ import argparse
 import sys
 import time
 
+from recjax.config import FLAN_T5_IDS, padded_vocab_size
 from recjax.data.indexing import embeddings, schemes
 
 
@@ -35,7 +36,8 @@ def _parser() -> argparse.ArgumentParser:
     return p
 
 
-def summary(index, vocab_base: int | None = None) -> list[str]:
+def summary(index) -> list[str]:
+    """What `recjax index` prints: codebook usage, collisions, the prefix tree, the VOCAB_SIZE to set."""
     info = index.info
     lines = [f"scheme {index.scheme}: {len(index.item_ids)} items, e.g. {index.item_ids[0]}"]
     if index.codes is None:
@@ -49,8 +51,8 @@ def summary(index, vocab_base: int | None = None) -> list[str]:
     lines.append("  prefix tree: " + ", ".join(f"depth {t['depth']} {t['nodes']} nodes (fan-out {t['mean_fanout']:.1f})"
                                              for t in stats["tree"]))
     pieces = len(index.code_pieces)
-    lines.append(f"  {pieces} vocabulary pieces appended after the tokenizer's; FLAN-T5 (32,100 ids) needs "
-                 f"VOCAB_SIZE = {-(-(32100 + pieces) // 128) * 128}")
+    lines.append(f"  {pieces} vocabulary pieces appended after the tokenizer's; FLAN-T5 ({FLAN_T5_IDS:,} ids) needs "
+                 f"VOCAB_SIZE = {padded_vocab_size(FLAN_T5_IDS + pieces)}")
     return lines
 
 

@@ -19,6 +19,8 @@ import numpy as np
 import seqio
 import tensorflow as tf
 
+from recjax.config import padded_vocab_size
+
 
 @gin.configurable
 @dataclasses.dataclass(frozen=True)
@@ -56,7 +58,7 @@ def check_vocabulary_fits(name: str, model_vocab_size: int) -> None:
     task = get_mixture_or_task(name)
     needed = max(f.vocabulary.vocab_size for f in task.output_features.values())
     if needed > model_vocab_size:
-        padded = -(-needed // 128) * 128
+        padded = padded_vocab_size(needed)
         raise ValueError(f"{name}: its vocabulary has {needed} ids but the model's vocab_size is {model_vocab_size}; "
                          f"set VOCAB_SIZE = {padded} (T5Config.vocab_size, padded to a multiple of 128)")
 

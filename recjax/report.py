@@ -18,6 +18,8 @@ from typing import Any
 
 import numpy as np
 
+from recjax.data.atomic import atomic_write
+
 METRICS_FILE = "metrics.json"
 REPORT_FILE = "report.md"
 PLOT_FILE = "metrics.png"
@@ -25,13 +27,6 @@ PLOT_FILE = "metrics.png"
 # Column order of the tables (others follow alphabetically).
 _ORDER = ["hit@5", "hit@10", "hr@1", "hr@5", "hr@10", "ndcg@5", "ndcg@10", "rmse", "mae", "valid_id_rate",
           "generated_rmse", "generated_mae", "generated_parse_rate", "num_users", "num_examples"]
-
-
-def _atomic_write(path: str, data: bytes) -> None:
-    tmp = f"{path}.tmp-{os.getpid()}"
-    with open(tmp, "wb") as f:
-        f.write(data)
-    os.replace(tmp, path)
 
 
 def metrics_document(results: Sequence[Any], info: Mapping[str, Any]) -> dict:
@@ -107,11 +102,11 @@ def write_report(out_dir: str, results: Sequence[Any], info: Mapping[str, Any]) 
     """Writes metrics.json, report.md and metrics.png into out_dir; returns their paths."""
     os.makedirs(out_dir, exist_ok=True)
     paths = {"metrics": os.path.join(out_dir, METRICS_FILE), "report": os.path.join(out_dir, REPORT_FILE)}
-    _atomic_write(paths["metrics"], (json.dumps(metrics_document(results, info), indent=2) + "\n").encode())
+    atomic_write(paths["metrics"], (json.dumps(metrics_document(results, info), indent=2) + "\n").encode())
     has_plot = plot(results, os.path.join(out_dir, PLOT_FILE))
     if has_plot:
         paths["plot"] = os.path.join(out_dir, PLOT_FILE)
-    _atomic_write(paths["report"], markdown(results, info, has_plot).encode())
+    atomic_write(paths["report"], markdown(results, info, has_plot).encode())
     return paths
 
 
@@ -123,5 +118,5 @@ def write_predictions(path: str, results: Sequence[Any]) -> int:
         for row in r.extra.get("predictions", ()):
             lines.append(json.dumps({"task": r.task, **row}, ensure_ascii=False))
     os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-    _atomic_write(path, ("\n".join(lines) + "\n").encode("utf-8") if lines else b"")
+    atomic_write(path, ("\n".join(lines) + "\n").encode("utf-8") if lines else b"")
     return len(lines)

@@ -84,6 +84,11 @@ def train_sentencepiece(texts: Iterable[str], out_path: str, vocab_size: int) ->
     proto = sentencepiece_model_pb2.ModelProto()
     proto.ParseFromString(model.getvalue())
     proto.trainer_spec.ClearField("model_prefix")  # would record a path: keep the file reproducible
+    return _write_model(proto, out_path)
+
+
+def _write_model(proto, out_path: str) -> str:
+    """Writes a SentencePiece ModelProto to `out_path` atomically (deterministic bytes)."""
     out_dir = os.path.dirname(os.path.abspath(out_path))
     os.makedirs(out_dir, exist_ok=True)
     with tempfile.NamedTemporaryFile("wb", dir=out_dir, prefix=".spm_tmp_", delete=False) as f:
@@ -156,8 +161,4 @@ def item_code_vocabulary(base_path: str, pieces: list[str], out_dir: str,
             raise ValueError(f"{base_path}: already has a piece {piece!r}; item codes need a plain T5 vocabulary")
         new = proto.pieces.add()
         new.piece, new.score, new.type = piece, 0.0, user_defined
-    os.makedirs(out_dir, exist_ok=True)
-    with tempfile.NamedTemporaryFile("wb", dir=out_dir, prefix=".spm_tmp_", delete=False) as f:
-        f.write(proto.SerializeToString(deterministic=True))
-    os.replace(f.name, path)
-    return path
+    return _write_model(proto, path)

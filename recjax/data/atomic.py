@@ -31,3 +31,19 @@ def atomic_directory(out_dir: str, overwrite: bool = False):
     os.rename(tmp, out_dir)
     if old:
         shutil.rmtree(old, ignore_errors=True)
+
+
+def atomic_write(path: str, data: bytes | str) -> None:
+    """Writes a file under a temporary name beside `path` and renames it into place: readers see
+    the old file or the whole new one, never half of it."""
+    if isinstance(data, str):
+        data = data.encode("utf-8")
+    tmp = f"{path}.tmp-{os.getpid()}"
+    try:
+        with open(tmp, "wb") as f:
+            f.write(data)
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+        raise
