@@ -10,8 +10,10 @@ instead of the catalog's). Each output line answers the input line with the same
     {"line": 1, "user": "...", "recommendations": [{"rank": 1, "item_id": "3757",
       "title": "...", "score": -3.21}, ...]}
 
-or, for a line that cannot be answered (malformed JSON, no history, an unknown item ID, ...),
-`{"line": N, "error": "one-line reason"}`; every other line is still answered. `score` is the
+or, for a line that cannot be answered (bytes that are not UTF-8, malformed JSON, no history,
+an unknown item ID, more than 1,000 history items, a line over 1 MiB, ...),
+`{"line": N, "user": "...", "error": "one-line reason"}` ("user" when it could be read); every
+other line is still answered. `score` is the
 summed log-probability of the item ID. The histories are rendered with the dataset's retrieval
 template (`--template`, default 0), its `max_history` and its item rendering, by the code that
 renders the training examples (`ExampleBuilder.retrieval_inputs`); the model writes IDs with constrained
@@ -22,7 +24,6 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import json
 import os
 import sys
 from typing import Any, Optional
@@ -30,8 +31,11 @@ from typing import Any, Optional
 import numpy as np
 
 from recjax import gin_utils
+from recjax.data import jsonl
+from recjax.data.jsonl import LineError
 
 EOS_ID = 1
+MAX_HISTORY_ITEMS = 1000  # per input line (see parse_line)
 
 
 @dataclasses.dataclass
@@ -43,35 +47,37 @@ class Request:
 
 
 def parse_line(line_number: int, text: str, catalog) -> Request:
-    """One JSONL line -> Request; raises ValueError with the reason (no line number)."""
-    try:
-        obj = json.loads(text)
-    except json.JSONDecodeError as e:
-        raise ValueError(f"not valid JSON ({e.msg} at column {e.colno})") from None
-    if not isinstance(obj, dict):
-        raise ValueError(f"expected a JSON object with a \"history\" list, got {type(obj).__name__}")
+    """One JSONL line -> Request; raises jsonl.LineError (a ValueError) with the reason (no line
+    number) and the line's "user" when it could be read."""
+    obj = jsonl.parse_object(text, 'a "history" list')
+    user = obj.get("user")
     history = obj.get("history")
     if history is None:
-        raise ValueError('missing "history" (a list of item IDs, oldest first)')
+        raise LineError('missing "history" (a list of item IDs, oldest first)', user)
     if not isinstance(history, list):
-        raise ValueError(f'"history" must be a list of item IDs, got {type(history).__name__}')
+        raise LineError(f'"history" must be a list of item IDs, got {type(history).__name__}', user)
     if not history:
-        raise ValueError('empty "history": at least one item ID is needed')
+        raise LineError('empty "history": at least one item ID is needed', user)
+    if len(history) > MAX_HISTORY_ITEMS:
+        # Every item is validated and excluded from the recommendations (the model sees only the
+        # last max_history): a bound keeps one line from taking the memory of the whole run.
+        raise LineError(f'"history" holds {len(history):,} items; one line may hold at most {MAX_HISTORY_ITEMS:,}',
+                        user)
     items = []
     for value in history:
         if not isinstance(value, (str, int)) or isinstance(value, bool):
-            raise ValueError(f'"history" holds {value!r}, not an item ID (a string)')
+            raise LineError(f'"history" holds {value!r}, not an item ID (a string)', user)
         index = catalog.index(str(value))
         if index < 0:
-            raise ValueError(f"unknown item ID {str(value)!r} (not one of the {len(catalog.item_ids):,} items of "
-                             f"dataset {catalog.name!r})")
+            raise LineError(f"unknown item ID {str(value)!r} (not one of the {len(catalog.item_ids):,} items of "
+                            f"dataset {catalog.name!r})", user)
         items.append(index)
     titles = obj.get("titles")
     if titles is not None:
         if not isinstance(titles, list) or len(titles) != len(history) or \
                 not all(isinstance(t, str) for t in titles):
-            raise ValueError(f'"titles" must be a list of {len(history)} strings, one per history item')
-    return Request(line_number, obj.get("user"), items, titles)
+            raise LineError(f'"titles" must be a list of {len(history)} strings, one per history item', user)
+    return Request(line_number, user, items, titles)
 
 
 def render_inputs(request: Request, builder, template_index: int) -> str:
@@ -123,28 +129,19 @@ def recommend(model, params, catalog, requests: list[Request], *, builder, templ
 def run_infer(model, params, catalog, input_path: str, output_path: str, **kwargs) -> tuple[int, int]:
     """Reads input_path, writes output_path atomically; returns (answered, errors)."""
     requests, records = [], {}
-    with open(input_path, encoding="utf-8") as f:
-        for number, text in enumerate(f, start=1):
-            if not text.strip():
-                continue
-            try:
-                requests.append(parse_line(number, text, catalog))
-            except ValueError as e:
-                records[number] = {"line": number, "error": str(e)}
+    for number, text, error in jsonl.read_lines(input_path):
+        if error is not None:
+            records[number] = jsonl.error_record(number, error)
+            continue
+        try:
+            requests.append(parse_line(number, text, catalog))
+        except LineError as e:
+            records[number] = jsonl.error_record(number, e)
     if requests:
         for request, recs in zip(requests, recommend(model, params, catalog, requests, **kwargs)):
             records[request.line] = {"line": request.line, "user": request.user, "recommendations": recs}
-    tmp = f"{output_path}.tmp-{os.getpid()}"
     os.makedirs(os.path.dirname(os.path.abspath(output_path)), exist_ok=True)
-    try:
-        with open(tmp, "w", encoding="utf-8") as f:
-            for number in sorted(records):
-                f.write(json.dumps(records[number], ensure_ascii=False) + "\n")
-        os.replace(tmp, output_path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-        raise
+    jsonl.write_jsonl(output_path, (records[number] for number in sorted(records)))
     errors = sum("error" in r for r in records.values())
     return len(records) - errors, errors
 

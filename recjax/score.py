@@ -8,7 +8,7 @@ Each output line answers the input line at the same position (blank lines skippe
 where log_likelihood = sum over the target's tokens (EOS included) of log p(token | inputs,
 previous tokens), what T5X's `score_batch` returns; `"inputs_truncated": true` is added when the
 inputs were trimmed to --max_inputs_length. A line that cannot be scored (not JSON, a missing or
-non-string field, a target over --max_targets_length) gives `{"line": N, "error": "..."}` and
+non-string field, a target over --max_targets_length, bytes that are not UTF-8) gives `{"line": N, "error": "..."}` and
 the other lines are still scored. The output appears all at once (written to a temporary file,
 then renamed). Library: `score_file(...)`; the pieces are in `recjax.scoring`.
 """
@@ -18,32 +18,10 @@ import argparse
 import json
 import os
 import sys
-import tempfile
 from typing import Optional
 
 from recjax import scoring
-
-
-def _write_jsonl_atomic(path: str, records) -> None:
-    path = os.path.abspath(path)
-    os.makedirs(os.path.dirname(path), exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{os.path.basename(path)}.tmp-", dir=os.path.dirname(path))
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            for record in records:
-                f.write(json.dumps(record, ensure_ascii=False) + "\n")
-        os.chmod(tmp, 0o666 & ~_umask())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-        raise
-
-
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
+from recjax.data import jsonl
 
 
 def score_file(checkpoint: str, vocab: str, input_path: str, output_path: str, *, batch_size: int = 32,
@@ -69,17 +47,14 @@ def score_file(checkpoint: str, vocab: str, input_path: str, output_path: str, *
     if vocabulary.vocab_size > config.vocab_size:
         raise ValueError(f"{vocab}: {vocabulary.vocab_size} ids (with sentinels) do not fit the model's "
                          f"vocab_size {config.vocab_size} ({checkpoint})")
-    with open(input_path, encoding="utf-8") as f:
-        try:
-            lines = f.read().splitlines()
-        except UnicodeDecodeError as e:
-            raise ValueError(f"{input_path}: not UTF-8 text (byte {e.start})") from None
-    examples, errors = scoring.read_lines(lines, vocabulary, max_inputs_length=max_inputs_length,
-                                          max_targets_length=max_targets_length)
+    examples, errors = scoring.read_numbered(jsonl.read_lines(input_path), vocabulary,
+                                             max_inputs_length=max_inputs_length,
+                                             max_targets_length=max_targets_length)
     scorer = scoring.Scorer(params, config, dtype=dtype)
     results = scoring.score_examples(scorer, examples, batch_size, max_inputs_length=max_inputs_length,
                                      max_targets_length=max_targets_length, progress=progress)
-    _write_jsonl_atomic(output_path, scoring.output_records(results, errors))
+    os.makedirs(os.path.dirname(os.path.abspath(output_path)), exist_ok=True)
+    jsonl.write_jsonl(output_path, scoring.output_records(results, errors))
     return {"scored": len(results), "errors": len(errors)}
 
 

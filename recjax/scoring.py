@@ -14,11 +14,12 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-import json
 import math
 from typing import Any, Iterable, Iterator, Mapping, Optional, Sequence
 
 import numpy as np
+
+from recjax.data import jsonl
 
 MIN_BUCKET = 8
 
@@ -40,12 +41,9 @@ class Example:
 def parse_line(text: str) -> tuple[str, str]:
     """One JSONL line -> (inputs, targets), or ScoreInputError."""
     try:
-        record = json.loads(text)
-    except json.JSONDecodeError as e:
-        raise ScoreInputError(f"not valid JSON ({e.msg} at column {e.colno})") from None
-    if not isinstance(record, dict):
-        raise ScoreInputError(f"expected a JSON object with string fields 'inputs' and 'targets', "
-                              f"got {type(record).__name__}")
+        record = jsonl.parse_object(text, "string fields 'inputs' and 'targets'")
+    except jsonl.LineError as e:
+        raise ScoreInputError(str(e)) from None
     for key in ("inputs", "targets"):
         if key not in record:
             raise ScoreInputError(f"missing key {key!r} (expected string fields 'inputs' and 'targets')")
@@ -136,9 +134,20 @@ def read_lines(lines: Iterable[str], vocabulary, *, max_inputs_length: Optional[
 
     Blank lines are skipped (they are not records); line numbers count them.
     """
+    numbered = ((number, text, None) for number, text in enumerate(lines, start=1) if text.strip())
+    return read_numbered(numbered, vocabulary, max_inputs_length=max_inputs_length,
+                         max_targets_length=max_targets_length)
+
+
+def read_numbered(numbered: Iterable[tuple[int, Optional[str], Optional[str]]], vocabulary, *,
+                  max_inputs_length: Optional[int] = None,
+                  max_targets_length: Optional[int] = None) -> tuple[list[Example], dict[int, str]]:
+    """`recjax.data.jsonl.read_lines` tuples (line number, text, or the line's error) -> examples
+    and {line number: error}."""
     examples, errors = [], {}
-    for number, text in enumerate(lines, start=1):
-        if not text.strip():
+    for number, text, error in numbered:
+        if error is not None:
+            errors[number] = error
             continue
         try:
             inputs, targets = parse_line(text)

@@ -213,9 +213,13 @@ def test_infer_binary_answers_good_lines_and_reports_bad_ones(env, checkpoint, t
         json.dumps(["history"]),
         json.dumps({"user": "u5", "history": [ids[0]], "titles": ["one", "two"]}),
         json.dumps({"user": "u6"}),
+        json.dumps({"user": "u7", "history": [ids[4]] * (infer.MAX_HISTORY_ITEMS + 1)}),
+        json.dumps({"user": "u8", "history": [ids[6]]}),  # after the non-UTF-8 line below: answered
     ]
     src, dst = tmp_path / "users.jsonl", tmp_path / "out" / "recs.jsonl"
-    src.write_text("\n".join(lines) + "\n")
+    raw = [line.encode() for line in lines]
+    raw.insert(9, b'{"user": "u9", "history": ["' + ids[1].encode() + b'\xff"]}')  # line 10: one bad byte
+    src.write_bytes(b"\n".join(raw) + b"\n")
     try:
         code = infer.main([f"--gin_file={_gin_file(env)}", "--checkpoint", checkpoint, "--input", str(src),
                            "--output", str(dst), "--top_k", "5", "--batch_size", "8", "--no_progress"])
@@ -223,12 +227,18 @@ def test_infer_binary_answers_good_lines_and_reports_bad_ones(env, checkpoint, t
         gin.clear_config()
     assert code == 0
     out = [json.loads(line) for line in dst.read_text().splitlines()]
-    assert [o["line"] for o in out] == list(range(1, 9))
+    assert [o["line"] for o in out] == list(range(1, 12))
     errors = {o["line"]: o["error"] for o in out if "error" in o}
-    assert set(errors) == {2, 3, 4, 6, 7, 8}
-    assert errors[2].startswith("not valid JSON")
+    assert set(errors) == {2, 3, 4, 6, 7, 8, 9, 10}
+    assert errors[2] == "not valid JSON (Expecting property name enclosed in double quotes at column 2)"
     assert "empty \"history\"" in errors[3]
     assert "unknown item ID 'no-such-item'" in errors[4] and "evalsynth" in errors[4]
+    # Error records keep the user when it could be read.
+    assert [out[i].get("user") for i in range(1, 10)] == [None, "u2", "u3", "u4", None, "u5", "u6", "u7", None]
+    assert errors[9] == f'"history" holds {infer.MAX_HISTORY_ITEMS + 1:,} items; one line may hold at most 1,000'
+    column = raw[9].index(b"\xff") + 1
+    assert errors[10] == f"not UTF-8 text (byte 0xff at column {column})"
+    assert len(out[10]["recommendations"]) == 5 and out[10]["user"] == "u8"
     assert "expected a JSON object" in errors[6]
     assert "\"titles\" must be a list of 1 strings" in errors[7]
     assert "missing \"history\"" in errors[8]

@@ -74,9 +74,11 @@ def hf_log_likelihood(model, input_ids, target_ids) -> float:
 
 
 def _write_jsonl(path, lines):
-    with open(path, "w", encoding="utf-8") as f:
+    with open(path, "wb") as f:
         for line in lines:
-            f.write((line if isinstance(line, str) else json.dumps(line, ensure_ascii=False)) + "\n")
+            if not isinstance(line, bytes):
+                line = (line if isinstance(line, str) else json.dumps(line, ensure_ascii=False)).encode()
+            f.write(line + b"\n")
     return str(path)
 
 
@@ -96,7 +98,8 @@ def scored(checkpoint, t5_vocab_path, tmp_path_factory):
     """The six pairs plus malformed lines, scored once through the binary (batch 4: several batches)."""
     root = tmp_path_factory.mktemp("scored")
     lines = [PAIRS[0], PAIRS[1], "{not json", PAIRS[2], {"inputs": "no target"}, "", PAIRS[3],
-             {"inputs": 3, "targets": "x"}, "[1, 2]", PAIRS[4], PAIRS[5]]
+             {"inputs": 3, "targets": "x"}, "[1, 2]", PAIRS[4],
+             b'{"inputs": "caf\xe9", "targets": "x"}', PAIRS[5]]  # line 11: Latin-1, not UTF-8
     src = _write_jsonl(root / "in.jsonl", lines)
     out = str(root / "out.jsonl")
     rc = score.main(["--checkpoint", checkpoint, "--vocab", str(t5_vocab_path), "--input", src,
@@ -121,15 +124,16 @@ def test_log_likelihoods_match_hf(scored, hf_model, sp):
 def test_malformed_lines_get_error_records_in_place(scored):
     records, _ = scored
     errors = {r["line"]: r["error"] for r in records if "error" in r}
-    assert set(errors) == {3, 5, 8, 9}  # line 6 is blank: skipped, but counted
-    assert "not valid JSON" in errors[3]
+    assert set(errors) == {3, 5, 8, 9, 11}  # line 6 is blank: skipped, but counted
+    assert errors[3] == "not valid JSON (Expecting property name enclosed in double quotes at column 2)"
+    assert errors[11] == "not UTF-8 text (byte 0xe9 at column 16)"
     assert "missing key 'targets'" in errors[5]
     assert "'inputs' must be a string" in errors[8]
     assert "expected a JSON object" in errors[9]
     # Output order follows the input: scores and errors interleaved as the lines were.
     kinds = ["error" if "error" in r else r["targets"] for r in records]
     assert kinds == ["5121", PAIRS[1]["targets"], "error", "Das ist gut.", "error", "item 9942", "error", "error",
-                     "", "crème brûlée"]
+                     "", "error", "crème brûlée"]
 
 
 def test_output_written_whole(scored):
