@@ -245,7 +245,8 @@ def latest_step(directory: str) -> Optional[int]:
 
 def restore_params(directory: str, step: Optional[int] = None, *,
                    shardings: Any = None) -> tuple[dict[str, Any], T5Config]:
-    """Reads the params item (of a params-only or a full train-state checkpoint) and the config.
+    """Reads the params item (of a params-only or a full train-state checkpoint) and the config;
+    `directory` is a recjax checkpoint directory or a train run's MODEL_DIR.
 
     Returns numpy arrays in the stored dtype, or, with `shardings` (a tree of
     `jax.sharding.Sharding` matching the params), jax arrays laid out on the mesh directly.
@@ -253,11 +254,8 @@ def restore_params(directory: str, step: Optional[int] = None, *,
     directory = os.path.abspath(directory)
     if not os.path.isdir(directory):
         raise CheckpointError(f"{directory}: no such checkpoint directory")
-    config_path = os.path.join(directory, CONFIG_FILENAME)
-    if not os.path.exists(config_path):
-        raise CheckpointError(f"{config_path}: missing; not a recjax checkpoint directory "
-                              f"(convert HF/T5X checkpoints with `recjax convert`)")
-    config = T5Config.load(config_path)
+    directory = resolve_checkpoint_dir(directory)  # a train run's MODEL_DIR holds it in checkpoints/
+    config = T5Config.load(os.path.join(directory, CONFIG_FILENAME))
     manager = open_manager(directory, create=False)
     try:
         steps = manager.all_steps()

@@ -21,6 +21,7 @@ from typing import Optional
 
 import numpy as np
 
+from recjax import exit_codes
 from recjax.data.atomic import atomic_write
 from recjax.metrics import per_user_from_ranks
 
@@ -165,8 +166,7 @@ def main(argv: Optional[list[str]] = None) -> int:
             raise ValueError(f"--samples must be >= 100, got {args.samples}")
         rows = compare(read_predictions(args.a), read_predictions(args.b), args.samples, args.seed)
     except (ValueError, OSError) as e:
-        print(f"recjax compare: error: {e}", file=sys.stderr)
-        return 2
+        return exit_codes.report("compare", e)
     print(markdown(rows, args.a, args.b, args.samples))
     if args.plot:
         plot(rows, args.plot, f"B = {os.path.basename(os.path.dirname(os.path.abspath(args.b)))} vs "

@@ -26,7 +26,7 @@ import ml_dtypes  # noqa: F401  (registers bfloat16 with numpy, so safetensors c
 import numpy as np
 from tqdm import tqdm
 
-from recjax import checkpoints
+from recjax import checkpoints, exit_codes
 from recjax.checkpoints import CheckpointError
 from recjax.config import T5Config
 from recjax import hf_mapping
@@ -376,8 +376,7 @@ def main(argv: Optional[list[str]] = None) -> int:
         config, n = convert(args.source_format, args.src, args.dst, overwrite=args.overwrite, step=args.step,
                             vocab_size=args.vocab_size, seed=args.seed)
     except (ValueError, OSError) as e:  # CheckpointError is a ValueError; files missing or present
-        print(f"recjax convert: error: {e}", file=sys.stderr)
-        return 1
+        return exit_codes.report("convert", e)
     print(f"wrote {os.path.abspath(args.dst)} (step {args.step}): {n:,} params; "
           f"config {json.dumps(config.to_dict(), sort_keys=True)}")
     return 0

@@ -24,7 +24,7 @@ from typing import Any, Mapping, Optional
 import ml_dtypes
 import numpy as np
 
-from recjax import checkpoints, hf_mapping
+from recjax import checkpoints, exit_codes, hf_mapping
 from recjax.checkpoints import CheckpointError
 from recjax.config import T5Config
 
@@ -174,8 +174,7 @@ def main(argv: Optional[list[str]] = None) -> int:
         files = export(args.checkpoint, args.out, args.output_format, vocab=args.vocab, step=args.step,
                        overwrite=args.overwrite, max_shard_size=args.max_shard_size)
     except (ValueError, OSError) as e:  # CheckpointError is a ValueError; files missing or present
-        print(f"recjax export: error: {e}", file=sys.stderr)
-        return 1
+        return exit_codes.report("export", e)
     print(f"wrote {os.path.abspath(args.out)} ({args.output_format}): {', '.join(files)}")
     return 0
 

@@ -16,6 +16,7 @@ from typing import Sequence
 
 import gin
 
+from recjax import exit_codes
 REPO_GIN_DIR = pathlib.Path(__file__).resolve().parents[1] / "gin"
 
 
@@ -129,10 +130,8 @@ def check_macro_bindings(bindings: Sequence[str]) -> None:
             raise GinFlagError(f"--gin.{name}: no Gin file uses the macro %{name}, so it would change nothing{hint}")
 
 
-def first_line(error: BaseException) -> str:
-    """Gin appends '  In call to configurable ...' lines to an error; the reason is the first line."""
-    text = str(error).strip()
-    return text.splitlines()[0] if text else type(error).__name__
+# Gin appends '  In call to configurable ...' lines to an error; the reason is the first line.
+first_line = exit_codes.first_line
 
 
 def parse_and_finalize(files: Sequence[str], bindings: Sequence[str], search_paths: Sequence[str] = ()) -> None:
@@ -152,7 +151,7 @@ def run_with_gin_errors(fn, argv, errors: tuple[type[BaseException], ...] = (Val
         return int(fn(argv) or 0)
     except GinFlagError as e:
         print(f"error: {e}", file=sys.stderr)
-        return 2
+        return exit_codes.USAGE
     except errors as e:
         print(f"error: {first_line(e)}", file=sys.stderr)
-        return 2
+        return exit_codes.USAGE

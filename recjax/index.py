@@ -12,6 +12,7 @@ import argparse
 import sys
 import time
 
+from recjax import exit_codes
 from recjax.config import FLAN_T5_IDS, padded_vocab_size
 from recjax.data.indexing import embeddings, schemes
 
@@ -70,8 +71,7 @@ def main(argv: list[str] | None = None) -> int:
         _, index = reindex(args.src, args.out, options, overwrite=args.overwrite,
                            log=lambda s: print(s, file=sys.stderr))
     except (ValueError, OSError) as e:
-        print(f"recjax index: error: {e}", file=sys.stderr)
-        return 2
+        return exit_codes.report("index", e)
     for line in summary(index):
         print(line)
     print(f"wrote {args.out} ({time.time() - start:.1f} s)")

@@ -11,6 +11,7 @@ import os
 import sys
 import time
 
+from recjax import exit_codes
 from recjax.data.pipeline import FORMATS
 
 
@@ -99,8 +100,7 @@ def main(argv: list[str] | None = None) -> int:
         with atomic_directory(args.out, overwrite=args.overwrite) as tmp:
             write_prepared(dataset, raw, tmp, with_tfds=not args.no_tfds, log=True)
     except (DataError, FileExistsError, ValueError) as e:
-        print(f"recjax prepare: error: {e}", file=sys.stderr)
-        return 1
+        return exit_codes.report("prepare", e)
     print(f"wrote {args.out}: {dataset.name}, {dataset.num_users:,} users, {dataset.num_items:,} items, "
           f"{dataset.num_interactions:,} interactions, {dataset.indexing} indexing ({time.time() - start:.1f} s)")
     return 0

@@ -20,7 +20,7 @@ import os
 import sys
 from typing import Optional
 
-from recjax import scoring
+from recjax import exit_codes, scoring
 from recjax.data import jsonl
 
 
@@ -84,10 +84,8 @@ def main(argv: list[str]) -> int:
                             max_inputs_length=args.max_inputs_length, max_targets_length=args.max_targets_length,
                             step=args.step, dtype=args.dtype, progress=not args.no_progress)
     except (ValueError, OSError) as e:  # CheckpointError is a ValueError
-        print(f"recjax score: error: {str(e).splitlines()[0] if str(e) else type(e).__name__}", file=sys.stderr)
-        return 1
-    print(f"wrote {os.path.abspath(args.output)}: {counts['scored']} scored, {counts['errors']} line error(s)",
-          file=sys.stderr)
+        return exit_codes.report("score", e)
+    print(f"wrote {os.path.abspath(args.output)}: {counts['scored']} scored, {counts['errors']} line error(s)")
     return 0
 
 

@@ -5,6 +5,8 @@ import argparse
 import json
 import sys
 
+from recjax import exit_codes
+
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="recjax stats", description=__doc__)
@@ -18,8 +20,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         dataset = load_prepared(args.directory)
     except NotPreparedError as e:
-        print(f"recjax stats: error: {e}", file=sys.stderr)
-        return 1
+        return exit_codes.report("stats", e)
     stats = dataset_stats(dataset)
     print(json.dumps(stats, indent=2) if args.json else format_stats(stats))
     return 0

@@ -10,7 +10,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from recjax import gin_utils
+from recjax import exit_codes, gin_utils
 
 
 def main(argv: list[str]) -> int:
@@ -39,7 +39,7 @@ def main(argv: list[str]) -> int:
         return gin_utils.run_with_gin_errors(run, argv)
     except train_lib.NonFiniteLossError as e:
         print(f"error: {gin_utils.first_line(e)}", file=sys.stderr)
-        return 1
+        return exit_codes.FAILED
 
 
 if __name__ == "__main__":

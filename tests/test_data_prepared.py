@@ -142,7 +142,7 @@ def test_cli_prepare_p5_and_stats(tmp_path, capsys):
     assert stats_cli.main([str(out), "--json"]) == 0
     figures = json.loads(capsys.readouterr().out)
     assert figures["length"]["p50"] == 4 and figures["length"]["max"] == 5
-    assert stats_cli.main([str(tmp_path / "raw")]) == 1
+    assert stats_cli.main([str(tmp_path / "raw")]) == 2
     assert "not a prepared dataset" in capsys.readouterr().err
 
 
@@ -156,12 +156,12 @@ def test_cli_prepare_prints_policy_counts_and_is_atomic(tmp_path, capsys):
     meta = json.load(open(out / "prepared.json"))
     assert meta["dropped"]["records removed by the 5/5-core filter"] == 3 and meta["name"] == "beauty"
     # an existing output is kept unless --overwrite
-    assert prepare_cli.main(["--format", "amazon2014", "--src", src, "--out", str(out), "--no-tfds"]) == 1
+    assert prepare_cli.main(["--format", "amazon2014", "--src", src, "--out", str(out), "--no-tfds"]) == 2
     assert "already exists" in capsys.readouterr().err
     # a failure midway leaves neither the output nor a temporary directory
     with open(os.path.join(src, "meta_Beauty.json.gz"), "r+b") as f:
         f.truncate(40)
-    assert prepare_cli.main(["--format", "amazon2014", "--src", src, "--out", str(tmp_path / "broken"), "--no-tfds"]) == 1
+    assert prepare_cli.main(["--format", "amazon2014", "--src", src, "--out", str(tmp_path / "broken"), "--no-tfds"]) == 2
     err = capsys.readouterr().err
     assert err.startswith("recjax prepare: error: ") and "meta_Beauty.json.gz" in err and err.count("\n") == 1
     assert sorted(os.listdir(tmp_path)) == ["beauty", "raw"]

@@ -135,27 +135,27 @@ def test_bad_input_gives_one_line_and_no_output(t5x_tiny_checkpoint, hf_model, t
     out = tmp_path / "out"
     missing = tmp_path / "nowhere"
     rc, _, err = _run(["--checkpoint", missing, "--out", out], capsys)
-    assert rc == 1
+    assert rc == 2
     _one_line(err, f"{missing}: no such checkpoint directory")
 
     rc, _, err = _run(["--checkpoint", t5x_tiny_checkpoint, "--out", out, "--format", "onnx"], capsys)
-    assert rc == 1
+    assert rc == 2
     _one_line(err, "--format 'onnx': unknown format; expected one of hf, params_bf16")
 
     not_sp = tmp_path / "vocab.model"
     not_sp.write_bytes(b"not a sentencepiece model")
     rc, _, err = _run(["--checkpoint", t5x_tiny_checkpoint, "--out", out, "--vocab", not_sp], capsys)
-    assert rc == 1
+    assert rc == 2
     _one_line(err, f"{not_sp}: not a SentencePiece model")
 
     rc, _, err = _run(["--checkpoint", t5x_tiny_checkpoint, "--out", out, "--vocab", tmp_path / "gone.model"], capsys)
-    assert rc == 1
+    assert rc == 2
     _one_line(err, "gone.model: no such SentencePiece model (--vocab)")
     assert not out.exists() and [n for n in os.listdir(tmp_path) if ".tmp-" in n] == []
 
     out.mkdir()
     rc, _, err = _run(["--checkpoint", t5x_tiny_checkpoint, "--out", out], capsys)
-    assert rc == 1
+    assert rc == 2
     _one_line(err, f"{out}: already exists (pass --overwrite to replace it)")
     rc, _, err = _run(["--checkpoint", t5x_tiny_checkpoint, "--out", out, "--overwrite"], capsys)
     assert rc == 0, err
@@ -167,7 +167,7 @@ def test_vocab_larger_than_model_is_refused(hf_model, t5_vocab_path, tmp_path, c
     ckpt = str(tmp_path / "ckpt")
     convert.convert("hf", src, ckpt)
     rc, _, err = _run(["--checkpoint", ckpt, "--out", tmp_path / "out", "--vocab", t5_vocab_path], capsys)
-    assert rc == 1
+    assert rc == 2
     _one_line(err, "32000 pieces + 100 sentinels = 32100 ids, more than the model's vocab_size 72")
     assert not (tmp_path / "out").exists()
 
@@ -181,7 +181,7 @@ def test_tied_logits_model_is_not_exported_to_hf(tmp_path, capsys):
     ckpt = str(tmp_path / "tied")
     checkpoints.save_params(ckpt, params, config)
     rc, _, err = _run(["--checkpoint", ckpt, "--out", tmp_path / "out"], capsys)
-    assert rc == 1
+    assert rc == 2
     _one_line(err, "logits_via_embedding=True (tied, rescaled logits) is not supported")
     assert not (tmp_path / "out").exists() and [n for n in os.listdir(tmp_path) if ".tmp-" in n] == []
 
@@ -195,3 +195,28 @@ def test_export_needs_neither_torch_nor_transformers(t5x_tiny_checkpoint, tmp_pa
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=300)
     assert result.returncode == 0, result.stderr[-2000:]
     assert os.path.exists(out / "model.safetensors") and _dir_bytes(out) > 32128 * 8 * 4 * 2
+
+
+def test_export_and_score_take_a_train_model_dir(t5x_tiny_checkpoint, t5_vocab_path, tmp_path, capsys):
+    """Like eval and infer, export and score accept a train run's MODEL_DIR (checkpoint in
+    MODEL_DIR/checkpoints): same files, same scores as from the checkpoint directory itself."""
+    import shutil
+
+    from recjax import score
+
+    model_dir = tmp_path / "run"
+    shutil.copytree(t5x_tiny_checkpoint, model_dir / "checkpoints")
+    outs = {}
+    for name, path in (("ckpt", t5x_tiny_checkpoint), ("model_dir", model_dir)):
+        rc, stdout, err = _run(["--checkpoint", path, "--out", tmp_path / f"hf_{name}"], capsys)
+        assert rc == 0, err
+        assert stdout.startswith("wrote ")  # the result on stdout
+        src = tmp_path / "pairs.jsonl"
+        src.write_text(json.dumps({"inputs": "a user history", "targets": "item 5"}) + "\n")
+        rc = score.main(["--checkpoint", str(path), "--vocab", str(t5_vocab_path), "--input", str(src),
+                         "--output", str(tmp_path / f"scores_{name}.jsonl"), "--no_progress"])
+        out, err = capsys.readouterr()
+        assert rc == 0, err
+        assert out.startswith("wrote ") and "1 scored" in out
+        outs[name] = (sorted(os.listdir(tmp_path / f"hf_{name}")), (tmp_path / f"scores_{name}.jsonl").read_text())
+    assert outs["ckpt"] == outs["model_dir"]

@@ -179,7 +179,7 @@ def test_missing_files_are_one_line_errors(what, checkpoint, t5_vocab_path, tmp_
     out = tmp_path / "out.jsonl"
     rc, _, err = _run(["--checkpoint", paths["checkpoint"], "--vocab", paths["vocab"], "--input", paths["input"],
                        "--output", out, "--no_progress"], capsys)
-    assert rc == 1
+    assert rc == 2
     lines = err.strip().splitlines()
     assert len(lines) == 1 and f"missing_{what}" in lines[0], err
     assert not out.exists()
