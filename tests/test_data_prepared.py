@@ -232,3 +232,25 @@ def load_p5_sequences(src):
     from recjax.data.pipeline import read_raw
 
     return read_raw("p5", src).sequences
+
+
+def test_cli_prepare_refuses_an_input_its_policies_empty(tmp_path, capsys):
+    """Every user too short for leave-one-out (P5), or a set the 5-core filter empties (Amazon):
+    one line saying what was filtered away, exit 2, nothing written."""
+    from tests.test_data_formats import amazon_records
+
+    src = write_p5(tmp_path / "short", "1 1 2\r\n2 5 1\r\n3 2\r\n")
+    out = tmp_path / "out"
+    assert prepare_cli.main(["--format", "p5", "--src", src, "--out", str(out), "--no-tfds"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and err.startswith("recjax prepare: error: ")
+    assert "sequential_data.txt: no user left after dropping users with fewer than 3 interactions" in err
+    assert "(users with fewer than 3 interactions: 3)" in err
+    # Amazon: only 4 reviews per user, so the 5-core filter removes every record.
+    records = [r for r in amazon_records() if r["overall"] != 5.0]
+    src = write_amazon(tmp_path / "thin", records=records)
+    assert prepare_cli.main(["--format", "amazon2014", "--src", src, "--out", str(out), "--no-tfds"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "no user left after the 5-core filter (--kcore)" in err
+    assert "records removed by the 5/5-core filter" in err
+    assert sorted(os.listdir(tmp_path)) == ["short", "thin"]

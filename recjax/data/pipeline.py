@@ -75,11 +75,28 @@ def drop_short_users(raw: RawDataset, min_length: int = MIN_LOO_LENGTH) -> RawDa
 
 
 def apply_policies(raw: RawDataset, source_format: str, options: SourceOptions | None = None) -> RawDataset:
+    """The record policies in order; DataError when one of them leaves no user."""
     options = options or SourceOptions()
+    _require_users(raw, "reading")
     raw = drop_repeated_items(raw)
     if source_format == "amazon2014" and options.kcore > 0:
         raw = k_core(raw, options.kcore, options.kcore)
-    return drop_short_users(raw)
+        _require_users(raw, f"the {options.kcore}-core filter (--kcore)")
+    raw = drop_short_users(raw)
+    _require_users(raw, f"dropping users with fewer than {MIN_LOO_LENGTH} interactions (leave-one-out needs them)")
+    return raw
+
+
+def _require_users(raw: RawDataset, step: str) -> None:
+    """An input the policies empty is refused in one line that says what was filtered away."""
+    if raw.sequences:
+        return
+    from recjax.data.errors import DataError
+
+    source = raw.source_files[0] if raw.source_files else "the input"
+    counts = "; ".join(f"{what}: {n:,}" for what, n in raw.dropped.items() if n)
+    raise DataError(f"{source}: no user left after {step}" + (f" ({counts})" if counts else "")
+                    + "; nothing to prepare")
 
 
 def build(source_format: str, src: str | None, name: str, indexing: str = "random", seed: int = 0,
