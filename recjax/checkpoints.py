@@ -15,13 +15,10 @@ is read.
 """
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 import re
-import shutil
-import tempfile
-from typing import Any, Iterator, Mapping, Optional
+from typing import Any, Mapping, Optional
 
 import jax
 import jax.numpy as jnp
@@ -30,6 +27,7 @@ import orbax.checkpoint as ocp
 from flax import traverse_util
 
 from recjax.config import CONFIG_FILENAME, T5Config
+from recjax.data import atomic
 from recjax.data.atomic import atomic_write
 
 PARAMS_ITEM = "params"
@@ -330,33 +328,7 @@ def restore_initial_params(path: str, model_config: T5Config, shardings: Any, se
 # Writing output directories all-or-nothing.
 # ----------------------------------------------------------------------------------------------
 
-@contextlib.contextmanager
-def atomic_directory(destination: str, *, overwrite: bool = False) -> Iterator[str]:
-    """Yields a fresh temporary directory beside `destination`, renamed onto it on success.
-
-    On any error the temporary directory is removed and `destination` is left as it was.
-    """
-    destination = os.path.abspath(destination)
-    if os.path.lexists(destination) and not overwrite:
-        raise FileExistsError(f"{destination}: already exists (pass --overwrite to replace it)")
-    parent = os.path.dirname(destination)
-    os.makedirs(parent, exist_ok=True)
-    tmp = tempfile.mkdtemp(prefix=f".{os.path.basename(destination)}.tmp-", dir=parent)
-    umask = os.umask(0)
-    os.umask(umask)
-    os.chmod(tmp, 0o777 & ~umask)  # mkdtemp makes it private; the result is an ordinary directory
-    try:
-        yield tmp
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-    if os.path.lexists(destination):
-        old = tmp + ".old"
-        os.rename(destination, old)
-        os.rename(tmp, destination)
-        shutil.rmtree(old, ignore_errors=True)
-    else:
-        os.rename(tmp, destination)
+atomic_directory = atomic.atomic_directory  # one home: recjax.data.atomic
 
 
 def tree_num_params(params: Mapping[str, Any]) -> int:

@@ -72,12 +72,10 @@ class T5Config:
 
     def save(self, directory: str) -> str:
         """Writes `model_config.json` into `directory` atomically; returns its path."""
+        from recjax.data.atomic import atomic_write
+
         path = os.path.join(directory, CONFIG_FILENAME)
-        tmp = path + ".tmp"
-        with open(tmp, "w", encoding="utf-8") as f:
-            json.dump(self.to_dict(), f, indent=2, sort_keys=True)
-            f.write("\n")
-        os.replace(tmp, path)
+        atomic_write(path, json.dumps(self.to_dict(), indent=2, sort_keys=True) + "\n")
         return path
 
     @classmethod

@@ -11,6 +11,7 @@ Each file is written to a temporary name and renamed, so a reader never sees hal
 """
 from __future__ import annotations
 
+import io
 import json
 import os
 from collections.abc import Mapping, Sequence
@@ -91,10 +92,10 @@ def plot(results: Sequence[Any], path: str) -> bool:
             ax.grid(alpha=0.3)
         ax.set_title(r.task)
     fig.tight_layout()
-    tmp = f"{path}.tmp-{os.getpid()}.png"
-    fig.savefig(tmp, dpi=100)
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", dpi=100)
     plt.close(fig)
-    os.replace(tmp, path)
+    atomic_write(path, buffer.getvalue())
     return True
 
 

@@ -24,6 +24,7 @@ from tqdm import tqdm
 
 from recjax import checkpoints, partitioning
 from recjax.config import T5Config
+from recjax.data.atomic import atomic_write
 from recjax.input_pipeline import BatchIterator, DatasetConfig, check_vocabulary_fits
 from recjax.model import EncoderDecoderModel, LossConfig
 from recjax.trainer import Trainer, TrainState
@@ -33,13 +34,6 @@ CHECKPOINT_SUBDIR = "checkpoints"
 
 class NonFiniteLossError(FloatingPointError):
     pass
-
-
-def _write_text_atomic(path: str, text: str) -> None:
-    tmp = path + ".tmp"
-    with open(tmp, "w", encoding="utf-8") as f:
-        f.write(text)
-    os.replace(tmp, path)
 
 
 class MetricsWriter:
@@ -187,7 +181,7 @@ def train(model_dir: str = gin.REQUIRED,
             state = trainer.init_state(params)
             batches_consumed, start = 0, 0
         if jax.process_index() == 0:
-            _write_text_atomic(os.path.join(model_dir, "config.gin"), gin.operative_config_str())
+            atomic_write(os.path.join(model_dir, "config.gin"), gin.operative_config_str())
 
         if start >= train_steps:
             return state

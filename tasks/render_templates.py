@@ -13,9 +13,9 @@ dataset with ratings (Beauty's P5 files have none): `--rating_data_dir`.
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 
+from recjax.data.atomic import atomic_write
 from tasks import templates
 from tasks.examples import TASK_KINDS, ExampleBuilder, TaskOptions
 from tasks.vocab import sentinel_ids
@@ -96,10 +96,7 @@ def main(argv: list[str] | None = None) -> int:
                  else f"{main_ds.name} ({main_ds.num_users:,} users, {main_ds.num_items:,} items)")
              for k in TASK_KINDS}
     text = render(builders, names)
-    tmp = args.out + ".tmp"
-    with open(tmp, "w", encoding="utf-8") as f:
-        f.write(text)
-    os.replace(tmp, args.out)
+    atomic_write(args.out, text)
     print(f"wrote {args.out}")
     return 0
 

@@ -254,3 +254,48 @@ def test_cli_prepare_refuses_an_input_its_policies_empty(tmp_path, capsys):
     assert err.count("\n") == 1 and "no user left after the 5-core filter (--kcore)" in err
     assert "records removed by the 5/5-core filter" in err
     assert sorted(os.listdir(tmp_path)) == ["short", "thin"]
+
+
+def test_a_run_killed_mid_write_leaves_temporaries_the_next_run_removes(tmp_path):
+    """SIGKILL while `prepare` writes its output (here: while the TFDS copy imports TensorFlow)
+    leaves `.out.tmp-PID-TAG`; the next run of the same destination removes it and says so."""
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    out = tmp_path / "syn"
+    argv = [sys.executable, "-m", "recjax.prepare", "--format", "synthetic", "--num-users", "30", "--num-items", "40",
+            "--out", str(out)]
+    proc = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 120
+    while not any(p.name.startswith(".syn.tmp-") for p in tmp_path.iterdir()):
+        assert proc.poll() is None and time.time() < deadline, "prepare ended before writing its temporary"
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    stale = [p for p in tmp_path.iterdir() if p.name.startswith(".syn.tmp-")]
+    assert len(stale) == 1 and not out.exists()
+    result = subprocess.run(argv[:-2] + ["--out", str(out), "--no-tfds"], capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    assert f"removed {stale[0]}: a temporary left by an interrupted run" in result.stderr
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["syn"]
+
+
+def test_stale_temporaries_of_live_writers_and_other_targets_are_kept(tmp_path):
+    import subprocess
+    import sys
+
+    from recjax.data.atomic import atomic_write, remove_stale_temporaries
+
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    dead_pid = int(dead.stdout)
+    (tmp_path / f".out.tmp-{dead_pid}-abcd1234").mkdir()  # a killed writer's directory
+    (tmp_path / f"metrics.json.tmp-{dead_pid}").write_text("{")  # a killed writer's file
+    (tmp_path / f".out.tmp-{os.getpid()}-live0000").mkdir()  # this (live) process is writing it
+    (tmp_path / f".other.tmp-{dead_pid}-abcd1234").mkdir()  # another destination's
+    removed = remove_stale_temporaries(str(tmp_path / "out"))
+    assert [os.path.basename(p) for p in removed] == [f".out.tmp-{dead_pid}-abcd1234"]
+    atomic_write(str(tmp_path / "metrics.json"), "{}")
+    assert sorted(p.name for p in tmp_path.iterdir()) == [f".other.tmp-{dead_pid}-abcd1234",
+                                                          f".out.tmp-{os.getpid()}-live0000", "metrics.json"]
