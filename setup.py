@@ -42,6 +42,7 @@ setuptools.setup(
     package_data={"": ["*.gin"]},
     include_package_data=True,
     install_requires=INSTALL_REQUIRES,
-    extras_require={"test": TEST_REQUIRES},
+    # tensorboard: the viewer of the event files every run writes (`tensorboard --logdir MODEL_DIR`)
+    extras_require={"test": TEST_REQUIRES, "tensorboard": ["tensorboard==2.21.0"]},
     entry_points={"console_scripts": ["recjax=recjax.cli:main"]},
 )

@@ -6,7 +6,10 @@ Each binary module exposes `main(argv: list[str]) -> int | None` and is also run
 from __future__ import annotations
 
 import importlib
+import os
 import sys
+
+from recjax import tf_import
 
 # command -> one-line description; the module is recjax.<command>.
 COMMANDS = {
@@ -30,7 +33,8 @@ def _usage() -> str:
     width = max(len(c) for c in COMMANDS)
     lines = ["usage: recjax <command> [args...]", "", "commands:"]
     lines += [f"  {c.ljust(width)}  {d}" for c, d in COMMANDS.items()]
-    lines += ["", "`recjax <command> --help` for the flags of one command."]
+    lines += ["", "`recjax <command> --help` for the flags of one command; `--verbose` (or RECJAX_VERBOSE=1)",
+              "keeps TensorFlow's start-up log lines, hidden by default."]
     return "\n".join(lines)
 
 
@@ -40,6 +44,10 @@ def main(argv: list[str] | None = None) -> int:
         print(_usage())
         return 0
     command, rest = argv[0], argv[1:]
+    # --verbose (anywhere) or RECJAX_VERBOSE=1: keep TensorFlow's start-up log lines.
+    verbose = "--verbose" in rest or os.environ.get("RECJAX_VERBOSE", "") not in ("", "0")
+    rest = [a for a in rest if a != "--verbose"]
+    tf_import.install(quiet=not verbose)
     if command not in COMMANDS:
         print(f"recjax: unknown command {command!r}\n\n{_usage()}", file=sys.stderr)
         return 2

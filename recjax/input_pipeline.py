@@ -19,7 +19,10 @@ import numpy as np
 import seqio
 import tensorflow as tf
 
+from recjax import tf_import
 from recjax.config import padded_vocab_size
+
+tf_import.hide_accelerators(tf)  # before any TF op: TF must not claim the accelerator JAX uses
 
 
 @gin.configurable
