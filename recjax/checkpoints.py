@@ -15,6 +15,7 @@ is read.
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
@@ -39,6 +40,65 @@ Shape = tuple[int, ...]
 
 class CheckpointError(ValueError):
     """A checkpoint is missing, malformed or does not match its config; str(e) is one line."""
+
+
+class CorruptCheckpointError(CheckpointError):
+    """A checkpoint step whose files are missing, truncated or unreadable (`train` falls back to
+    the newest intact step)."""
+
+
+# ----------------------------------------------------------------------------------------------
+# Reading a step: its files checked first, storage errors turned into one line.
+# ----------------------------------------------------------------------------------------------
+
+# Files orbax writes in every PyTree item (params, opt_state) and in the JSON item (data_state).
+_PYTREE_ITEM_FILES = ("_METADATA", "manifest.ocdbt")
+_JSON_ITEM_FILES = ("metadata",)
+
+
+def check_step_files(directory: str, step: int, items: tuple[str, ...] = (PARAMS_ITEM,)) -> None:
+    """CorruptCheckpointError naming the first missing item or file of `directory/step`."""
+    step_dir = os.path.join(directory, str(step))
+    for item in items:
+        item_dir = os.path.join(step_dir, item)
+        if not os.path.isdir(item_dir):
+            raise CorruptCheckpointError(f"{item_dir}: missing; checkpoint step {step} is incomplete or corrupt")
+        for name in _JSON_ITEM_FILES if item == DATA_STATE_ITEM else _PYTREE_ITEM_FILES:
+            if not os.path.isfile(os.path.join(item_dir, name)):
+                raise CorruptCheckpointError(f"{os.path.join(item_dir, name)}: missing; checkpoint step {step} is "
+                                             f"corrupt")
+
+
+def _storage_error(directory: str, step: int, error: BaseException) -> CorruptCheckpointError:
+    """One line from a TensorStore / orbax read error: the tensor and file it names, and its code."""
+    text = str(error)
+    step_dir = os.path.join(directory, str(step))
+    code = re.match(r"^([A-Z_]{4,}):", text)
+    tensor = re.search(r'(?:Error reading|Metadata at) "([^"/]+)', text)
+    files = [f for f in re.findall(r'local file "([^"]+)"', text) if not f.endswith("/")]
+    what = []
+    if tensor:
+        what.append(f"tensor {tensor.group(1).replace('.', '/')} cannot be read")
+    if files:
+        what.append(f"file {files[-1]}")
+    if code:
+        what.append(code.group(1))
+    if not what:
+        what.append(f"{type(error).__name__}: {text.strip().splitlines()[0][:200] if text.strip() else ''}".rstrip(": "))
+    return CorruptCheckpointError(f"{step_dir}: checkpoint step {step} is corrupt ({', '.join(what)})")
+
+
+@contextlib.contextmanager
+def reading_step(directory: str, step: int, items: tuple[str, ...] = (PARAMS_ITEM,)):
+    """Wraps orbax's restore of `directory/step`: missing files and unreadable tensors (truncated,
+    deleted, garbled) become one CorruptCheckpointError line instead of a storage traceback."""
+    check_step_files(directory, step, items)
+    try:
+        yield
+    except CheckpointError:
+        raise
+    except (ValueError, AttributeError, KeyError, OSError, RuntimeError) as e:
+        raise _storage_error(directory, step, e) from None
 
 
 # ----------------------------------------------------------------------------------------------
@@ -266,7 +326,8 @@ def restore_params(directory: str, step: Optional[int] = None, *,
         item_dir = os.path.join(directory, str(step), PARAMS_ITEM)
         if not os.path.isdir(item_dir):
             raise CheckpointError(f"{item_dir}: missing; step {step} has no '{PARAMS_ITEM}' item")
-        metadata = manager.item_metadata(step)[PARAMS_ITEM]
+        with reading_step(directory, step):
+            metadata = manager.item_metadata(step)[PARAMS_ITEM]
         flat_meta = flatten_params(metadata.tree)
         validate_param_shapes({k: tuple(m.shape) for k, m in flat_meta.items()}, config, source=item_dir)
         _validate_dtypes({k: m.dtype for k, m in flat_meta.items()}, source=item_dir)
@@ -276,8 +337,9 @@ def restore_params(directory: str, step: Optional[int] = None, *,
             flat_shardings = flatten_params(shardings)
             flat_args = {k: ocp.ArrayRestoreArgs(sharding=flat_shardings[k], global_shape=tuple(m.shape),
                                                  dtype=m.dtype) for k, m in flat_meta.items()}
-        restored = manager.restore(step, args=ocp.args.Composite(
-            **{PARAMS_ITEM: ocp.args.PyTreeRestore(restore_args=unflatten_params(flat_args))}))
+        with reading_step(directory, step):
+            restored = manager.restore(step, args=ocp.args.Composite(
+                **{PARAMS_ITEM: ocp.args.PyTreeRestore(restore_args=unflatten_params(flat_args))}))
     finally:
         manager.close()
     return dict(restored[PARAMS_ITEM]), config

@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import sys
 import time
 from typing import Any, Callable, Mapping, Optional, Sequence
 
@@ -61,6 +62,32 @@ class MetricsWriter:
     def close(self) -> None:
         for w in self._writers.values():
             w.close()
+
+
+def _restore_newest_intact(manager: ocp.CheckpointManager, ckpt_dir: str, trainer: Trainer):
+    """(step, state, data_state) of the newest checkpoint that reads back whole, or None when there
+    is none. A corrupt step (a truncated or deleted file, a missing _METADATA) is said in one line
+    and moved aside to `corrupt-STEP` (so a later save of that step does not collide with it);
+    the run resumes from the step before it."""
+    steps = sorted(manager.all_steps(), reverse=True)
+    for i, step in enumerate(steps):
+        try:
+            with checkpoints.reading_step(ckpt_dir, step, (checkpoints.PARAMS_ITEM, checkpoints.OPT_STATE_ITEM,
+                                                           checkpoints.DATA_STATE_ITEM)):
+                state, data_state = _restore_train_state(manager, step, trainer)
+            if i:
+                manager.reload()  # forget the steps moved aside
+            return step, state, data_state
+        except checkpoints.CorruptCheckpointError as e:
+            aside = os.path.join(ckpt_dir, f"corrupt-{step}")
+            if jax.process_index() == 0:
+                os.rename(os.path.join(ckpt_dir, str(step)), aside)
+            following = (f"resuming from step {steps[i + 1]}, the newest before it" if i + 1 < len(steps)
+                         else "no checkpoint before it: starting from scratch")
+            print(f"warning: {e}; moved it aside to {aside}; {following}", file=sys.stderr, flush=True)
+    if steps:
+        manager.reload()
+    return None
 
 
 def _restore_train_state(manager: ocp.CheckpointManager, step: int, trainer: Trainer) -> tuple[TrainState, dict]:
@@ -164,11 +191,10 @@ def train(model_dir: str = gin.REQUIRED,
                                              enable_async_checkpointing=async_checkpointing))
     writer = MetricsWriter(model_dir)
     try:
-        latest = manager.latest_step()
-        if latest is not None:
-            state, data_state = _restore_train_state(manager, latest, trainer)
+        restored = _restore_newest_intact(manager, ckpt_dir, trainer)
+        if restored is not None:
+            start, state, data_state = restored
             batches_consumed = int(data_state["batches_consumed"])
-            start = latest
         else:
             params = None
             if initial_checkpoint_path:

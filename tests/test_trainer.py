@@ -218,3 +218,35 @@ def test_non_finite_loss_stops_and_keeps_the_last_good_checkpoint(uninterrupted_
     assert checkpoints.latest_step(str(model_dir / "checkpoints")) == 6
     params, _ = checkpoints.restore_params(str(model_dir / "checkpoints"))
     assert all(np.isfinite(v).all() for v in checkpoints.flatten_params(params).values())
+
+
+@pytest.mark.parametrize("fault", ["truncated", "deleted", "no_metadata"])
+def test_corrupt_checkpoint_is_one_line_and_train_falls_back_to_the_newest_intact(uninterrupted_run, fault):
+    """A truncated or deleted tensor file, or a missing _METADATA, in the newest step: reading it is
+    one line naming the step and what is broken, and `train` resumes from the step before it."""
+    root, data_dir, good_dir = uninterrupted_run
+    model_dir = root / f"corrupt_{fault}"
+    shutil.copytree(good_dir, model_dir)
+    ckpt = model_dir / "checkpoints"
+    params_dir = ckpt / "6" / "params"
+    if fault == "no_metadata":
+        os.remove(params_dir / "_METADATA")
+        blamed = f"{params_dir / '_METADATA'}: missing; checkpoint step 6 is corrupt"
+    else:
+        data = max((p for p in (params_dir / "d").iterdir()), key=lambda p: p.stat().st_size)
+        if fault == "truncated":
+            with open(data, "r+b") as f:
+                f.truncate(data.stat().st_size // 3)
+        else:
+            os.remove(data)
+        blamed = f"{ckpt / '6'}: checkpoint step 6 is corrupt (tensor "
+    with pytest.raises(checkpoints.CorruptCheckpointError) as info:
+        checkpoints.restore_params(str(ckpt))
+    assert blamed in str(info.value) and "\n" not in str(info.value)
+    result = subprocess.run(_train_cmd(model_dir, data_dir, steps=8), cwd=REPO_ROOT, env=_env(), capture_output=True,
+                            text=True, timeout=600)
+    assert result.returncode == 0, result.stderr[-2000:]
+    warning = [line for line in result.stderr.splitlines() if line.startswith("warning: ")]
+    assert len(warning) == 1 and blamed in warning[0] and "resuming from step 4" in warning[0], result.stderr[-2000:]
+    assert (ckpt / "corrupt-6").is_dir() and checkpoints.latest_step(str(ckpt)) == 8
+    assert sorted(_losses(model_dir)) == list(range(1, 9))  # steps 5 and 6 trained again
