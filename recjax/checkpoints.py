@@ -223,14 +223,29 @@ def composite_save_args(params: Any, opt_state: Any = None, data_state: Optional
     return ocp.args.Composite(**items)
 
 
-def write_config(directory: str, config: T5Config) -> None:
-    """Writes model_config.json; refuses to put a second, different model in one directory."""
+# Fields that change how a model trains or computes, not its parameters: a run may resume with
+# another value (e.g. --gin.DROPOUT_RATE, ACTIVATION_DTYPE).
+TRAINING_ONLY_FIELDS = ("dropout_rate", "dtype")
+
+
+def check_config(directory: str, config: T5Config) -> None:
+    """Refuses (one line naming the fields that differ) a directory whose model_config.json holds
+    another model; writes nothing."""
     path = os.path.join(directory, CONFIG_FILENAME)
-    if os.path.exists(path):
-        existing = T5Config.load(path)
-        if existing != config:
-            raise CheckpointError(f"{path}: holds a different model config than the one being saved; "
-                                  f"use a new directory")
+    if not os.path.exists(path):
+        return
+    existing, ours = T5Config.load(path).to_dict(), config.to_dict()
+    differ = [k for k in ours if k not in TRAINING_ONLY_FIELDS and existing.get(k) != ours[k]]
+    if differ:
+        shown = "; ".join(f"{k} {existing.get(k)!r} there, {ours[k]!r} here" for k in differ)
+        raise CheckpointError(f"{path}: holds a different model config ({shown}); use a new directory")
+
+
+def write_config(directory: str, config: T5Config) -> None:
+    """Writes model_config.json; refuses to put a second, different model in one directory
+    (`check_config`); an existing one that differs in training-only fields is kept."""
+    check_config(directory, config)
+    if os.path.exists(os.path.join(directory, CONFIG_FILENAME)):
         return
     os.makedirs(directory, exist_ok=True)
     config.save(directory)

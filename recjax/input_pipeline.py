@@ -104,6 +104,10 @@ class BatchIterator:
         self.batches_consumed += 1
         return batch
 
+    def close(self) -> None:
+        """Releases the tf.data iterator (and its generator threads) now, not at interpreter exit."""
+        self._it = None
+
     def state(self) -> dict:
         return {"batches_consumed": self.batches_consumed, "mixture_or_task_name": self.cfg.mixture_or_task_name,
                 "seed": self.cfg.seed}

@@ -59,6 +59,28 @@ class MetricsWriter:
             self._writers[split].add_scalar(k, float(v), int(step))
         self._writers[split].flush()
 
+    def drop_after(self, step: int) -> None:
+        """Forget rows past `step`: a run killed between logging and checkpointing logged steps that
+        its resumption trains again (and logs again)."""
+        if not self.enabled or not os.path.exists(self.jsonl_path):
+            return
+        with open(self.jsonl_path, encoding="utf-8") as f:
+            lines = f.readlines()
+        kept = [line for line in lines if line.strip() and json.loads(line)["step"] <= step]
+        if len(kept) != len(lines):
+            atomic_write(self.jsonl_path, "".join(kept))
+
+    def last_rows(self) -> dict[str, dict]:
+        """The last logged row of each split."""
+        rows: dict[str, dict] = {}
+        if os.path.exists(self.jsonl_path):
+            with open(self.jsonl_path, encoding="utf-8") as f:
+                for line in f:
+                    if line.strip():
+                        row = json.loads(line)
+                        rows[row["split"]] = row
+        return rows
+
     def close(self) -> None:
         for w in self._writers.values():
             w.close()
@@ -160,7 +182,7 @@ def train(model_dir: str = gin.REQUIRED,
     `task_setup` is whatever registers the tasks (a Gin reference such as
     `@tasks.register_dataset()`, evaluated when `train` is called). `evaluator`, when given, is
     called as `evaluator(params=..., step=...)` every `eval_period` steps and at the end and its
-    metrics are logged under `validation`. `use_cached_tasks` exists for T5X compatibility:
+    metrics are logged under the evaluator's `split` (`validation` when it has none). `use_cached_tasks` exists for T5X compatibility:
     recjax's tasks are built on the fly and cannot be cached.
     """
     del task_setup, use_cached_tasks  # task_setup acted when Gin evaluated it
@@ -175,23 +197,31 @@ def train(model_dir: str = gin.REQUIRED,
     model = EncoderDecoderModel(model_config, loss_config)
     optimizer = optimizer if optimizer is not None else _default_optimizer()
     trainer = Trainer(model, optimizer, mesh, rules, num_microbatches=num_microbatches, seed=seed)
+    trainer.check_batch_size(batch_size)  # before the input pipeline starts
     train_cfg = DatasetConfig(mixture_or_task_name, dict(task_feature_lengths), "train", batch_size,
                               shuffle=True, seed=seed, pack=pack)
 
-    os.makedirs(model_dir, exist_ok=True)
+    # Nothing is written into MODEL_DIR before the first step has run (a run that fails earlier
+    # leaves no config behind to refuse the next attempt); another model's MODEL_DIR is refused now.
     ckpt_dir = os.path.join(model_dir, CHECKPOINT_SUBDIR)
-    checkpoints.write_config(ckpt_dir, model_config)  # also refuses a model dir of another shape
-    checkpoints.check_item_ids(ckpt_dir, _item_ids_record(mixture_or_task_name), write=jax.process_index() == 0)
-    manager = ocp.CheckpointManager(
-        os.path.abspath(ckpt_dir),
-        item_handlers={checkpoints.PARAMS_ITEM: ocp.PyTreeCheckpointHandler(),
-                       checkpoints.OPT_STATE_ITEM: ocp.PyTreeCheckpointHandler(),
-                       checkpoints.DATA_STATE_ITEM: ocp.JsonCheckpointHandler()},
-        options=ocp.CheckpointManagerOptions(max_to_keep=keep_checkpoints,
-                                             enable_async_checkpointing=async_checkpointing))
+    checkpoints.check_config(ckpt_dir, model_config)
+    item_ids = _item_ids_record(mixture_or_task_name)
+    checkpoints.check_item_ids(ckpt_dir, item_ids, write=False)
+
+    def open_manager() -> ocp.CheckpointManager:
+        return ocp.CheckpointManager(
+            os.path.abspath(ckpt_dir),
+            item_handlers={checkpoints.PARAMS_ITEM: ocp.PyTreeCheckpointHandler(),
+                           checkpoints.OPT_STATE_ITEM: ocp.PyTreeCheckpointHandler(),
+                           checkpoints.DATA_STATE_ITEM: ocp.JsonCheckpointHandler()},
+            options=ocp.CheckpointManagerOptions(max_to_keep=keep_checkpoints,
+                                                 enable_async_checkpointing=async_checkpointing))
+
+    manager = open_manager() if os.path.isdir(ckpt_dir) else None
     writer = MetricsWriter(model_dir)
+    batches = None
     try:
-        restored = _restore_newest_intact(manager, ckpt_dir, trainer)
+        restored = _restore_newest_intact(manager, ckpt_dir, trainer) if manager is not None else None
         if restored is not None:
             start, state, data_state = restored
             batches_consumed = int(data_state["batches_consumed"])
@@ -206,11 +236,10 @@ def train(model_dir: str = gin.REQUIRED,
                                      f"run's {model_config} (beyond dropout/dtype)")
             state = trainer.init_state(params)
             batches_consumed, start = 0, 0
-        if jax.process_index() == 0:
-            atomic_write(os.path.join(model_dir, "config.gin"), gin.operative_config_str())
-
         if start >= train_steps:
+            _say_finished(model_dir, start, train_steps, writer)
             return state
+        writer.drop_after(start)
         batches = BatchIterator(train_cfg, batches_consumed=batches_consumed)
         bar = tqdm(total=train_steps, initial=start, disable=not progress or jax.process_index() != 0,
                    desc="train", unit="step", dynamic_ncols=True)
@@ -228,6 +257,12 @@ def train(model_dir: str = gin.REQUIRED,
                 raise NonFiniteLossError(
                     f"step {step}: {what}; stopped. {kept} (lower the learning rate, or check the data around "
                     f"batch {batches.batches_consumed}).")
+            if step == start + 1:  # the first step ran: now the run's directory is written
+                if jax.process_index() == 0:
+                    checkpoints.write_config(ckpt_dir, model_config)
+                    checkpoints.check_item_ids(ckpt_dir, item_ids, write=True)
+                    atomic_write(os.path.join(model_dir, "config.gin"), gin.operative_config_str())
+                manager = manager if manager is not None else open_manager()
             window_tokens += int(metrics["target_tokens"])
             window_steps += 1
             bar.update(1)
@@ -249,7 +284,7 @@ def train(model_dir: str = gin.REQUIRED,
                 writer.write(step, "validation", _evaluate_loss(trainer, state.params, eval_cfg, eval_batches))
                 if evaluator is not None:
                     results = evaluator(params=state.params, step=step)
-                    writer.write(step, "validation", results)
+                    writer.write(step, getattr(evaluator, "split", "validation"), results)
                     if jax.process_index() == 0:
                         tqdm.write(f"evaluation at step {step}: " +
                                    ", ".join(f"{k} {v:.4f}" for k, v in sorted(results.items())))
@@ -259,8 +294,21 @@ def train(model_dir: str = gin.REQUIRED,
         manager.wait_until_finished()
         return state
     finally:
-        manager.close()
+        if batches is not None:
+            batches.close()
+        if manager is not None:
+            manager.close()
         writer.close()
+
+
+def _say_finished(model_dir: str, step: int, train_steps: int, writer: MetricsWriter) -> None:
+    """Re-running a finished run trains nothing and says so, with its last logged metrics."""
+    if jax.process_index() != 0:
+        return
+    print(f"{model_dir}: already at step {step} of {train_steps}; nothing to train (raise TRAIN_STEPS to go on)")
+    for split, row in sorted(writer.last_rows().items()):
+        shown = ", ".join(f"{k} {v:.4f}" for k, v in row.items() if k not in ("step", "split") and "per_sec" not in k)
+        print(f"  last {split} metrics (step {row['step']}): {shown}")
 
 
 def _item_ids_record(name: str):

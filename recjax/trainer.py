@@ -125,12 +125,16 @@ class Trainer:
         }
         return TrainState(step=state.step + 1, params=params, opt_state=opt_state), metrics
 
-    def _check_batch(self, batch: Batch) -> None:
-        size = next(iter(batch.values())).shape[0]
+    def check_batch_size(self, size: int) -> None:
+        """The global batch splits over the data axis and into the microbatches (checked before any
+        input pipeline starts, and on the first batch)."""
         partitioning.check_batch_divisible(size, self.mesh)
         if size % self.num_microbatches or (size // self.num_microbatches) % self.mesh.shape["data"]:
             raise ValueError(f"batch size {size} must split into {self.num_microbatches} microbatches that are "
                              f"each divisible by the data axis ({self.mesh.shape['data']})")
+
+    def _check_batch(self, batch: Batch) -> None:
+        self.check_batch_size(next(iter(batch.values())).shape[0])
 
     def train_step(self, state: TrainState, batch: Batch) -> tuple[TrainState, dict]:
         """One optimizer step; `state` is donated. Output shardings are pinned so reuse never recompiles."""

@@ -162,6 +162,9 @@ def test_sigkill_and_resume_gives_bit_identical_params(uninterrupted_run):
         proc.wait()
     assert checkpoints.latest_step(str(model_dir / "checkpoints")) < 6
     subprocess.run(_train_cmd(model_dir, data_dir), cwd=REPO_ROOT, env=_env(), check=True, timeout=600)
+    with open(model_dir / "metrics.jsonl") as f:  # rows logged past the last checkpoint are not repeated
+        steps = [json.loads(line)["step"] for line in f if json.loads(line)["split"] == "train"]
+    assert steps == [1, 2, 3, 4, 5, 6]
     resumed, _ = checkpoints.restore_params(str(model_dir / "checkpoints"))
     reference, _ = checkpoints.restore_params(str(reference_dir / "checkpoints"))
     for key, value in checkpoints.flatten_params(reference).items():
@@ -202,7 +205,20 @@ def test_checkpoint_dir_of_another_shape_is_refused_before_work(uninterrupted_ru
     result = subprocess.run(_train_cmd(model_dir, data_dir, extra=("--gin.T5Config.emb_dim=32",)), cwd=REPO_ROOT,
                             env=_env(), capture_output=True, text=True, timeout=300)
     assert result.returncode == 2
-    assert "different model config" in result.stderr.strip().splitlines()[-1]
+    message = result.stderr.strip().splitlines()[-1]
+    assert "different model config (emb_dim " in message and " there, 32 here)" in message
+    # A training-only field (dropout) may change on resume.
+    resumed = root_copy(model_dir, "dropout_changed")
+    result = subprocess.run(_train_cmd(resumed, data_dir, steps=7, extra=("--gin.DROPOUT_RATE=0.3",)), cwd=REPO_ROOT,
+                            env=_env(), capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert checkpoints.latest_step(str(resumed / "checkpoints")) == 7
+
+
+def root_copy(model_dir, name):
+    copy = model_dir.parent / name
+    shutil.copytree(model_dir, copy)
+    return copy
 
 
 def test_non_finite_loss_stops_and_keeps_the_last_good_checkpoint(uninterrupted_run):
@@ -250,3 +266,55 @@ def test_corrupt_checkpoint_is_one_line_and_train_falls_back_to_the_newest_intac
     assert len(warning) == 1 and blamed in warning[0] and "resuming from step 4" in warning[0], result.stderr[-2000:]
     assert (ckpt / "corrupt-6").is_dir() and checkpoints.latest_step(str(ckpt)) == 8
     assert sorted(_losses(model_dir)) == list(range(1, 9))  # steps 5 and 6 trained again
+
+
+def test_a_run_failing_before_its_first_step_writes_nothing(uninterrupted_run, tmp_path):
+    """Refused before the input pipeline starts (batch 8 in 3 microbatches), or failing at the
+    first step (non-finite params): MODEL_DIR stays empty, so another model may use it next."""
+    _, data_dir, _ = uninterrupted_run
+    model_dir = tmp_path / "run"
+    result = subprocess.run(_train_cmd(model_dir, data_dir, extra=("--gin.NUM_MICROBATCHES=3",)), cwd=REPO_ROOT,
+                            env=_env(), capture_output=True, text=True, timeout=300)
+    assert result.returncode == 2 and "must split into 3 microbatches" in result.stderr.strip().splitlines()[-1]
+    assert not model_dir.exists()
+    result = subprocess.run(_train_cmd(model_dir, data_dir, extra=("--gin.LEARNING_RATE=1e30",)), cwd=REPO_ROOT,
+                            env=_env(), capture_output=True, text=True, timeout=300)
+    assert result.returncode == 1 and "step 1:" in result.stderr.strip().splitlines()[-1]
+    assert not model_dir.exists()
+    result = subprocess.run(_train_cmd(model_dir, data_dir, steps=2, extra=("--gin.T5Config.emb_dim=32",)),
+                            cwd=REPO_ROOT, env=_env(), capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-2000:]
+
+
+def test_rows_logged_past_the_last_checkpoint_are_not_duplicated(uninterrupted_run):
+    """A kill between logging step 7 and checkpointing it: the resumed run trains 7 again and
+    metrics.jsonl keeps one row per step."""
+    root, data_dir, good_dir = uninterrupted_run
+    model_dir = root_copy(good_dir, "logged_past_checkpoint")
+    with open(model_dir / "metrics.jsonl", "a") as f:
+        f.write(json.dumps({"step": 7, "split": "train", "loss": 123.0}) + "\n")
+    subprocess.run(_train_cmd(model_dir, data_dir, steps=8), cwd=REPO_ROOT, env=_env(), check=True, timeout=600)
+    with open(model_dir / "metrics.jsonl") as f:
+        rows = [json.loads(line) for line in f]
+    assert [r["step"] for r in rows if r["split"] == "train"] == list(range(1, 9))
+    assert all(r["loss"] != 123.0 for r in rows)
+
+
+def test_rerunning_a_finished_run_says_so_and_logs_the_end_evaluation_as_test(uninterrupted_run, tmp_path):
+    """The quickstart's end-of-run evaluation (TrainEvaluator on the test split) is logged as
+    `test`; running the finished run again trains nothing and prints its last metrics."""
+    _, data_dir, _ = uninterrupted_run
+    model_dir = tmp_path / "finished"
+    extra = ("--gin.train_lib.train.eval_period=2", "--gin.train_lib.train.evaluator=@evaluation.TrainEvaluator()",
+             "--gin.evaluation.EvalOptions.max_examples=16")
+    cmd = _train_cmd(model_dir, data_dir, steps=2)
+    cmd = [a for a in cmd if not a.startswith(("--gin.train_lib.train.eval_period", "--gin.train_lib.train.evaluator"))]
+    subprocess.run(cmd + list(extra), cwd=REPO_ROOT, env=_env(), check=True, timeout=600)
+    with open(model_dir / "metrics.jsonl") as f:
+        rows = [json.loads(line) for line in f]
+    assert any(r["split"] == "test" and "retrieval/ndcg@10" in " ".join(r) for r in rows), rows
+    assert not any(r["split"] == "validation" and any("ndcg" in k for k in r) for r in rows)
+    again = subprocess.run(cmd + list(extra), cwd=REPO_ROOT, env=_env(), capture_output=True, text=True, timeout=600)
+    assert again.returncode == 0, again.stderr[-2000:]
+    assert f"{model_dir}: already at step 2 of 2; nothing to train" in again.stdout
+    assert "last test metrics (step 2):" in again.stdout and "last train metrics (step 2): accuracy" in again.stdout
