@@ -155,3 +155,25 @@ def run_with_gin_errors(fn, argv, errors: tuple[type[BaseException], ...] = (Val
     except errors as e:
         print(f"error: {first_line(e)}", file=sys.stderr)
         return exit_codes.USAGE
+    except RuntimeError as e:
+        missing = _missing_bindings_message(e)
+        if missing is None:
+            raise
+        print(f"error: {missing}", file=sys.stderr)
+        return exit_codes.USAGE
+
+
+# What to add when a configurable is called without its required bindings.
+_MISSING_HINTS = {"register_dataset": "include the dataset's gin/tasks/*.gin file (e.g. --gin_file=gin/tasks/beauty.gin), "
+                                      "which binds them"}
+
+
+def _missing_bindings_message(error: RuntimeError):
+    """Gin's "Required bindings for `F` not provided in config: [...]" as one line that says what
+    to add, or None for any other RuntimeError."""
+    match = re.match(r"Required bindings for `([\w.]+)` not provided in config: (\[.*?\])", first_line(error))
+    if not match:
+        return None
+    name, keys = match.groups()
+    hint = _MISSING_HINTS.get(name.rsplit(".", 1)[-1], f"bind them in a Gin file or with --gin.{name}.KEY=VALUE")
+    return f"{name} needs {keys}: {hint}"

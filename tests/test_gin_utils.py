@@ -36,3 +36,45 @@ def test_recjax_train_refuses_a_misspelled_macro_in_one_line(tmp_path):
     assert proc.returncode == 2
     assert "--gin.TRAIN_STEP: no Gin file uses the macro" in proc.stderr.strip().splitlines()[-1]
     assert not (tmp_path / "run").exists()
+
+
+def _header_example(path="gin/runs/finetune.gin") -> list[str]:
+    """The `recjax train ...` example in a Gin file's header comment, as argv."""
+    import shlex
+
+    lines, started = [], False
+    for line in open(path):
+        text = line.lstrip("#").strip()
+        if text.startswith("recjax train"):
+            started = True
+        if started:
+            lines.append(text.rstrip("\\").strip())
+            if not text.endswith("\\"):
+                break
+    return shlex.split(" ".join(lines))[1:]
+
+
+def test_the_finetune_header_example_trains(shared_data, tmp_path):
+    """The model + run + task combination finetune.gin's header shows works as written (here with
+    the tiny model, 1 step, Beauty prepared into a temporary directory)."""
+    from recjax import prepare
+
+    data = tmp_path / "beauty"
+    assert prepare.main(["--format", "p5", "--src", str(shared_data / "beauty"), "--out", str(data), "--no-tfds"]) == 0
+    argv = _header_example()
+    assert argv[:2] == ["train", "--gin_file=gin/models/t5_1_1_base.gin"] and "--gin_file=gin/tasks/beauty.gin" in argv
+    argv = [a.replace("t5_1_1_base", "t5_1_1_tiny").replace("TRAIN_STEPS=20000", "TRAIN_STEPS=1")
+            .replace("'runs/beauty'", f"'{tmp_path / 'run'}'") for a in argv]
+    argv += [f"--gin.DATA_DIR='{data}'", "--gin.BATCH_SIZE=8", "--gin.train_lib.train.progress=False"]
+    proc = subprocess.run([sys.executable, "-m", "recjax.cli", *argv], capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert (tmp_path / "run" / "checkpoints" / "1").is_dir()
+    # Without the task file: one line saying what to add, nothing written.
+    argv = [a for a in argv if a != "--gin_file=gin/tasks/beauty.gin" and not a.startswith("--gin.DATA_DIR")]
+    argv = [a.replace(str(tmp_path / "run"), str(tmp_path / "run2")) for a in argv]
+    proc = subprocess.run([sys.executable, "-m", "recjax.cli", *argv], capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 2
+    assert proc.stderr.strip().splitlines() == [
+        "error: register_dataset needs ['data_dir', 'name', 'vocab_path']: include the dataset's gin/tasks/*.gin "
+        "file (e.g. --gin_file=gin/tasks/beauty.gin), which binds them"]
+    assert not (tmp_path / "run2").exists()
