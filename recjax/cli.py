@@ -9,7 +9,7 @@ import importlib
 import os
 import sys
 
-from recjax import tf_import
+from recjax import exit_codes, tf_import
 
 # command -> one-line description; the module is recjax.<command>.
 COMMANDS = {
@@ -58,8 +58,7 @@ def main(argv: list[str] | None = None) -> int:
             print(f"recjax: command {command!r} is not implemented yet", file=sys.stderr)
             return 2
         raise
-    result = module.main(rest)
-    return int(result or 0)
+    return exit_codes.run(command, module.main, rest)
 
 
 if __name__ == "__main__":

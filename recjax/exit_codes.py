@@ -8,6 +8,7 @@ Result lines go to stdout, diagnostics and errors to stderr.
 """
 from __future__ import annotations
 
+import os
 import sys
 
 USAGE, FAILED, INTERRUPTED = 2, 1, 130
@@ -24,3 +25,16 @@ def report(command: str, error: BaseException | str, code: int = USAGE) -> int:
     message = error if isinstance(error, str) else first_line(error)
     print(f"recjax {command}: error: {message}", file=sys.stderr)
     return code
+
+
+def run(command: str, main, argv) -> int:
+    """main(argv) with Ctrl-C as one line and exit code 130. The process ends with os._exit: the
+    command's own cleanup (finally blocks: checkpoint writes, input threads) has run by then, and
+    interpreter teardown with TensorFlow / XLA threads mid-compilation can crash (SIGSEGV)."""
+    try:
+        return int(main(argv) or 0)
+    except KeyboardInterrupt:
+        print(f"recjax {command}: interrupted", file=sys.stderr)
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(INTERRUPTED)

@@ -24,6 +24,16 @@ class GinFlagError(ValueError):
     pass
 
 
+# An unquoted string (`--gin.MODEL_DIR=runs/z`): Gin reads it as a reference it cannot resolve.
+_BARE_WORD = re.compile(r"^[A-Za-z_./~-][\w./~-]*$")
+
+
+def _usage_exit(message: str):
+    """A malformed flag: one line, exit 2 (as argparse does for its own flags)."""
+    print(f"error: {message}", file=sys.stderr)
+    raise SystemExit(exit_codes.USAGE)
+
+
 def split_gin_flags(argv: Sequence[str]) -> tuple[list[str], list[str], list[str], list[str]]:
     """argv -> (gin files, bindings, search paths, remaining args)."""
     files, bindings, search, rest = [], [], [], []
@@ -35,13 +45,16 @@ def split_gin_flags(argv: Sequence[str]) -> tuple[list[str], list[str], list[str
         takes_value = name in ("--gin_file", "--gin_search_path") or (name.startswith("--gin.") and len(name) > 6)
         if takes_value and not eq:
             if i + 1 >= len(args):
-                raise GinFlagError(f"{name} needs a value")
+                _usage_exit(f"{name} needs a value, e.g. {name}=VALUE" +
+                            (f" (quote strings: {name}=\"'text'\")" if name.startswith("--gin.") else ""))
             value, i = args[i + 1], i + 1
         if name == "--gin_file":
             files.append(value)
         elif name == "--gin_search_path":
             search.append(value)
         elif name.startswith("--gin.") and len(name) > 6:
+            if _BARE_WORD.match(value.strip()) and value.strip() not in ("True", "False", "None"):
+                _usage_exit(f"{name}={value}: a Gin value, not a bare word; quote strings: {name}=\"'{value}'\"")
             bindings.append(f"{name[len('--gin.'):]} = {value}")
         elif name == "--gin_bindings":  # T5X's spelling: a whole binding per flag
             bindings.append(value if eq else args[i])

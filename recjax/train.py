@@ -8,7 +8,10 @@ DROPOUT_RATE (see gin/runs/finetune.gin). Multi-host flags: --coordinator_addres
 from __future__ import annotations
 
 import argparse
+import logging
+import os
 import sys
+import threading
 
 from recjax import exit_codes, gin_utils
 
@@ -35,12 +38,43 @@ def main(argv: list[str]) -> int:
         train_lib.train()
         return 0
 
+    _quiet_checkpoint_threads()
     try:
         return gin_utils.run_with_gin_errors(run, argv)
     except train_lib.NonFiniteLossError as e:
         print(f"error: {gin_utils.first_line(e)}", file=sys.stderr)
         return exit_codes.FAILED
+    except train_lib.CheckpointSaveError as e:
+        print(f"error: {gin_utils.first_line(e)}", file=sys.stderr)
+        sys.stderr.flush()
+        # orbax's failed write futures would each log their traceback when collected at exit
+        os._exit(exit_codes.FAILED)
+
+
+class _DropCheckpointThreadNoise(logging.Filter):
+    """orbax writes checkpoints in threads and asyncio tasks; when a write fails (a full disk),
+    each of them logs the same error with a traceback, dozens in all. The trainer reports the
+    failure itself in one line (train_lib.CheckpointSaveError), so these records are dropped."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.name == "asyncio" and record.levelno >= logging.ERROR:
+            return False
+        return not (record.levelno >= logging.ERROR and "orbax" in (record.pathname or ""))
+
+
+def _quiet_checkpoint_threads() -> None:
+    noise = _DropCheckpointThreadNoise()
+    for name in ("asyncio", "absl", ""):
+        logging.getLogger(name).addFilter(noise)
+    default_hook = threading.excepthook
+
+    def hook(args):  # orbax's helper threads, after their event loop closed on a failed write
+        if isinstance(args.exc_value, RuntimeError) and "Event loop is closed" in str(args.exc_value):
+            return
+        default_hook(args)
+
+    threading.excepthook = hook
 
 
 if __name__ == "__main__":
-    sys.exit(main(sys.argv[1:]))
+    sys.exit(exit_codes.run("train", main, sys.argv[1:]))

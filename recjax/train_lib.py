@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import re
 import sys
 import time
 from typing import Any, Callable, Mapping, Optional, Sequence
@@ -24,6 +25,7 @@ import orbax.checkpoint as ocp
 from tqdm import tqdm
 
 from recjax import checkpoints, partitioning
+from recjax.exit_codes import first_line
 from recjax.config import T5Config
 from recjax.data.atomic import atomic_write
 from recjax.input_pipeline import BatchIterator, DatasetConfig, check_vocabulary_fits
@@ -35,6 +37,49 @@ CHECKPOINT_SUBDIR = "checkpoints"
 
 class NonFiniteLossError(FloatingPointError):
     pass
+
+
+class CheckpointSaveError(RuntimeError):
+    """Writing a checkpoint failed (a full disk, ...); str(e) names the step and the reason."""
+
+
+def check_writable(model_dir: str) -> None:
+    """Refuses (one line) a MODEL_DIR that cannot be written, before any work: a probe file is
+    created and removed in it, or in its nearest existing parent (root ignores permission bits,
+    a read-only filesystem it does not)."""
+    probe_dir = os.path.abspath(model_dir)
+    while not os.path.isdir(probe_dir):
+        parent = os.path.dirname(probe_dir)
+        if parent == probe_dir or os.path.lexists(probe_dir):
+            raise ValueError(f"{model_dir}: MODEL_DIR cannot be created ({probe_dir} is not a directory)")
+        probe_dir = parent
+    probe = os.path.join(probe_dir, f".recjax-write-probe-{os.getpid()}")
+    try:
+        with open(probe, "w"):
+            pass
+        os.remove(probe)
+    except OSError as e:
+        raise ValueError(f"{model_dir}: MODEL_DIR is not writable ({probe_dir}: {e.strerror})") from None
+
+
+def _save_failed(step: Optional[int], ckpt_dir: str, error: BaseException) -> CheckpointSaveError:
+    """The step a failed write belongs to: orbax raises an asynchronous save's error at the next
+    save, so the step is read off the path the error names when it names one."""
+    text = first_line(error)
+    named = re.search(re.escape(os.path.abspath(ckpt_dir)) + r"/(\d+)(?:\.orbax-checkpoint-tmp|/)", text)
+    step = int(named.group(1)) if named else step
+    return CheckpointSaveError(f"saving checkpoint step {step} in {ckpt_dir} failed: {text}")
+
+
+def _check_saved(manager: ocp.CheckpointManager, step: Optional[int], ckpt_dir: str) -> None:
+    """An asynchronous save that failed is reported with the step it was saving, as soon as the
+    background write has failed (checked every step), not at the next save."""
+    if step is None:
+        return
+    try:
+        manager.check_for_errors()
+    except Exception as e:  # orbax re-raises the background thread's error
+        raise _save_failed(step, ckpt_dir, e) from None
 
 
 class MetricsWriter:
@@ -204,6 +249,7 @@ def train(model_dir: str = gin.REQUIRED,
     # Nothing is written into MODEL_DIR before the first step has run (a run that fails earlier
     # leaves no config behind to refuse the next attempt); another model's MODEL_DIR is refused now.
     ckpt_dir = os.path.join(model_dir, CHECKPOINT_SUBDIR)
+    check_writable(model_dir)
     checkpoints.check_config(ckpt_dir, model_config)
     item_ids = _item_ids_record(mixture_or_task_name)
     checkpoints.check_item_ids(ckpt_dir, item_ids, write=False)
@@ -245,7 +291,9 @@ def train(model_dir: str = gin.REQUIRED,
                    desc="train", unit="step", dynamic_ncols=True)
         window_start, window_tokens, window_steps = time.time(), 0, 0
         last_saved = start if start > 0 else None
+        saving = None  # the step whose asynchronous save may still fail
         for step in range(start + 1, train_steps + 1):
+            _check_saved(manager, saving, ckpt_dir)
             batch = next(batches)
             state, metrics = trainer.train_step(state, trainer.shard_batch(batch))
             loss, param_norm = float(metrics["loss"]), float(metrics["param_norm"])
@@ -275,9 +323,12 @@ def train(model_dir: str = gin.REQUIRED,
                                 tok_s=f"{scalars['target_tokens_per_sec']:.0f}")
                 window_start, window_tokens, window_steps = time.time(), 0, 0
             if step % checkpoint_period == 0 or step == train_steps:
-                manager.save(step, args=checkpoints.composite_save_args(
-                    state.params, state.opt_state, dict(batches.state(), step=step)))
-                last_saved = step
+                try:
+                    manager.save(step, args=checkpoints.composite_save_args(
+                        state.params, state.opt_state, dict(batches.state(), step=step)))
+                except Exception as e:  # OSError, or TensorStore's ValueError (RESOURCE_EXHAUSTED: ...)
+                    raise _save_failed(step, ckpt_dir, e) from None
+                last_saved = saving = step
             if eval_period and (step % eval_period == 0 or step == train_steps):
                 eval_cfg = DatasetConfig(mixture_or_task_name, dict(task_feature_lengths), eval_split, batch_size,
                                          shuffle=False, seed=seed, num_epochs=1)
@@ -291,7 +342,11 @@ def train(model_dir: str = gin.REQUIRED,
             for callback in extra_callbacks:
                 callback(step, state, metrics)
         bar.close()
-        manager.wait_until_finished()
+        try:
+            manager.wait_until_finished()
+        except Exception as e:
+            raise _save_failed(saving, ckpt_dir, e) from None
+        _check_saved(manager, saving, ckpt_dir)
         return state
     finally:
         if batches is not None:

@@ -78,3 +78,20 @@ def test_the_finetune_header_example_trains(shared_data, tmp_path):
         "error: register_dataset needs ['data_dir', 'name', 'vocab_path']: include the dataset's gin/tasks/*.gin "
         "file (e.g. --gin_file=gin/tasks/beauty.gin), which binds them"]
     assert not (tmp_path / "run2").exists()
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--gin.MODEL_DIR"], "error: --gin.MODEL_DIR needs a value, e.g. --gin.MODEL_DIR=VALUE "
+                          "(quote strings: --gin.MODEL_DIR=\"'text'\")"),
+    (["--gin.MODEL_DIR=runs/z"], "error: --gin.MODEL_DIR=runs/z: a Gin value, not a bare word; quote strings: "
+                                 "--gin.MODEL_DIR=\"'runs/z'\""),
+])
+def test_a_malformed_gin_flag_is_one_line_and_exit_2(argv, message, capsys):
+    with pytest.raises(SystemExit) as info:
+        gin_utils.split_gin_flags(["--gin_file=x.gin", *argv])
+    assert info.value.code == 2
+    assert capsys.readouterr().err.strip().splitlines() == [message]
+    # Values Gin reads stay accepted: numbers, quoted strings, references, macros, constants.
+    files, bindings, _, _ = gin_utils.split_gin_flags(
+        ["--gin.A=3", "--gin.B='x/y'", "--gin.C=@f()", "--gin.D=%E", "--gin.F=None", "--gin.G=(1, 2)"])
+    assert bindings == ["A = 3", "B = 'x/y'", "C = @f()", "D = %E", "F = None", "G = (1, 2)"]

@@ -318,3 +318,69 @@ def test_rerunning_a_finished_run_says_so_and_logs_the_end_evaluation_as_test(un
     assert again.returncode == 0, again.stderr[-2000:]
     assert f"{model_dir}: already at step 2 of 2; nothing to train" in again.stdout
     assert "last test metrics (step 2):" in again.stdout and "last train metrics (step 2): accuracy" in again.stdout
+
+
+def _mount_tmpfs(path, options):
+    """A real small / read-only filesystem (root only); False where the machine does not allow it."""
+    path.mkdir(parents=True, exist_ok=True)
+    if os.geteuid() != 0:
+        return False
+    return subprocess.run(["mount", "-t", "tmpfs", "-o", options, "tmpfs", str(path)],
+                          capture_output=True).returncode == 0
+
+
+def test_read_only_model_dir_is_one_line_before_any_work(uninterrupted_run, tmp_path):
+    _, data_dir, _ = uninterrupted_run
+    mount = tmp_path / "ro"
+    mounted = _mount_tmpfs(mount, "ro,size=1m")
+    if not mounted:
+        os.chmod(mount, 0o555)  # a non-root user cannot write here either
+    try:
+        result = subprocess.run(_train_cmd(mount / "run", data_dir), cwd=REPO_ROOT, env=_env(), capture_output=True,
+                                text=True, timeout=300)
+    finally:
+        if mounted:
+            subprocess.run(["umount", str(mount)], check=True)
+    assert result.returncode == 2, result.stderr[-2000:]
+    assert result.stderr.strip().splitlines()[-1] == (f"error: {mount / 'run'}: MODEL_DIR is not writable "
+                                                      f"({mount}: Read-only file system)" if mounted else
+                                                      f"error: {mount / 'run'}: MODEL_DIR is not writable "
+                                                      f"({mount}: Permission denied)")
+
+
+def test_a_full_disk_fails_the_save_of_its_step_in_one_line(uninterrupted_run, tmp_path):
+    """MODEL_DIR on a 160 KB filesystem: config and logs fit, the step-2 checkpoint does not; the
+    run stops with one line naming step 2 (not a traceback at a later save)."""
+    _, data_dir, _ = uninterrupted_run
+    mount = tmp_path / "small"
+    if not _mount_tmpfs(mount, "size=160k"):
+        pytest.skip("cannot mount a small tmpfs here (needs root)")
+    try:
+        result = subprocess.run(_train_cmd(mount / "run", data_dir, steps=6), cwd=REPO_ROOT, env=_env(),
+                                capture_output=True, text=True, timeout=300)
+        rows = [json.loads(line) for line in open(mount / "run" / "metrics.jsonl")]
+    finally:
+        subprocess.run(["umount", str(mount)], check=True)
+    assert result.returncode == 1, result.stderr[-3000:]
+    last = result.stderr.strip().splitlines()[-1]
+    assert last.startswith(f"error: saving checkpoint step 2 in {mount / 'run' / 'checkpoints'} failed: "), last
+    assert "No space left on device" in last
+    assert "Traceback" not in result.stderr and "exception was never retrieved" not in result.stderr
+    assert max(r["step"] for r in rows) <= 4  # stopped by the next save at the latest (orbax raises it there)
+
+
+def test_ctrl_c_during_compilation_exits_130_in_one_line(uninterrupted_run, tmp_path):
+    _, data_dir, _ = uninterrupted_run
+    cmd = [a for a in _train_cmd(tmp_path / "run", data_dir) if a != "--gin.train_lib.train.progress=False"]
+    proc = subprocess.Popen(cmd, cwd=REPO_ROOT, env=_env(), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                            text=True)
+    seen = ""
+    while "train:" not in seen:  # the progress bar appears just before the first step compiles
+        char = proc.stderr.read(1)
+        assert char, f"train exited early: {seen[-2000:]}"
+        seen += char
+    proc.send_signal(signal.SIGINT)
+    rest = proc.stderr.read()
+    proc.wait(timeout=300)
+    assert proc.returncode == 130, (seen + rest)[-3000:]
+    assert rest.strip().splitlines()[-1].endswith("recjax train: interrupted")
