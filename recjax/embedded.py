@@ -14,7 +14,7 @@ import gin
 def embedded_synthetic_dataset(out_dir: str = "outputs/data/synthetic", num_users: int = 1000,
                                num_items: int = 300, seed: int = 0) -> str:
     from recjax.data import load_prepared
-    from recjax.data.synthetic import make_synthetic
+    from recjax.data.writing import make_synthetic
 
     if os.path.isdir(out_dir):
         load_prepared(out_dir)  # a clear error if something else sits there

@@ -41,6 +41,7 @@ from tqdm.auto import tqdm
 
 from recjax import metrics as rec_metrics
 from recjax import partitioning
+from recjax.config import EOS_ID
 from recjax.decoding import DecodeOptions, ItemDecoder, ItemTrie, exclusion_matrix
 from recjax.decoding.beam_search import certified_exact
 from recjax.decoding.candidate_scoring import score_candidates
@@ -52,7 +53,6 @@ REC_KINDS = ("retrieval", "ranking", "rating")
 SEARCHES = ("beam", "exact")
 EXACT_BEAM_GROWTH = 4  # exact search: each re-decoding of uncertified users widens the beam 4x
 RATING_VALUES = (1, 2, 3, 4, 5)
-EOS_ID = 1
 
 
 @gin.configurable(module="recjax.evaluation")

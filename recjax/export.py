@@ -26,7 +26,7 @@ import numpy as np
 
 from recjax import checkpoints, exit_codes, hf_mapping
 from recjax.checkpoints import CheckpointError
-from recjax.config import T5Config
+from recjax.config import EOS_ID, PAD_ID, T5Config
 
 FORMATS = ("hf", "params_bf16")
 NUM_SENTINELS = 100  # T5's <extra_id_0..99>, appended after the SentencePiece pieces
@@ -97,9 +97,9 @@ def write_hf_tokenizer(vocab_path: str, directory: str, config: T5Config) -> lis
         sp = spm.SentencePieceProcessor(model_file=vocab_path)
     except Exception as e:  # sentencepiece raises RuntimeError/OSError with long text
         raise CheckpointError(f"{vocab_path}: not a SentencePiece model ({str(e).splitlines()[0]})") from None
-    if (sp.pad_id(), sp.eos_id()) != (hf_mapping.PAD_ID, hf_mapping.EOS_ID):
+    if (sp.pad_id(), sp.eos_id()) != (PAD_ID, EOS_ID):
         raise CheckpointError(f"{vocab_path}: pad_id={sp.pad_id()}, eos_id={sp.eos_id()}; a T5 vocabulary has "
-                              f"pad_id={hf_mapping.PAD_ID}, eos_id={hf_mapping.EOS_ID}")
+                              f"pad_id={PAD_ID}, eos_id={EOS_ID}")
     # A vocabulary grown by item-code pieces (tasks.vocab.item_code_vocabulary) already holds the
     # sentinels, below the code pieces; a plain T5 one gets them appended by the tokenizer.
     extra_ids = 0 if sp.piece_to_id("\u2581<extra_id_0>") != sp.unk_id() else NUM_SENTINELS

@@ -18,7 +18,7 @@ from typing import Any, Callable, Mapping
 import numpy as np
 
 from recjax.checkpoints import CheckpointError, expected_param_shapes, mlp_input_names
-from recjax.config import T5Config
+from recjax.config import DECODER_START_ID, EOS_ID, PAD_ID, T5Config
 
 # HF tensors that carry no information of their own: tied copies of `shared.weight`, and the
 # unused cross-attention bias some old T5 checkpoints store.
@@ -135,7 +135,6 @@ def hf_to_params(names: set[str], shape_of: Callable[[str], tuple[int, ...]],
 # Configs.
 # ----------------------------------------------------------------------------------------------
 
-PAD_ID, EOS_ID, DECODER_START_ID = 0, 1, 0  # T5's vocabulary; recjax masks on token id > 0
 
 
 def t5config_to_hf(cfg: T5Config) -> dict[str, Any]:

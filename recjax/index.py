@@ -57,6 +57,12 @@ def summary(index) -> list[str]:
     return lines
 
 
+def _t5_encoder(args):
+    from recjax.encoder_embeddings import t5_encoder
+
+    return t5_encoder(args.checkpoint, args.vocab)
+
+
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     try:
@@ -64,6 +70,7 @@ def main(argv: list[str] | None = None) -> int:
             scheme=args.scheme, levels=args.levels, codebook_size=args.codebook_size, embeddings=args.embeddings,
             embedding_dim=args.embedding_dim, text_weighting=args.text_weighting, window=args.window,
             embeddings_file=args.embeddings_file, checkpoint=args.checkpoint, vocab_path=args.vocab,
+            encode_items=_t5_encoder(args) if args.embeddings == "t5" else None,
             rqvae_steps=args.rqvae_steps, seed=args.seed)
         from recjax.data.indexing import reindex
 

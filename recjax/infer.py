@@ -31,10 +31,10 @@ from typing import Any, Optional
 import numpy as np
 
 from recjax import gin_utils
+from recjax.config import EOS_ID
 from recjax.data import jsonl
 from recjax.data.jsonl import LineError
 
-EOS_ID = 1
 MAX_HISTORY_ITEMS = 1000  # per input line (see parse_line)
 
 

@@ -70,7 +70,8 @@ def main(argv: list[str] | None = None) -> int:
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # TensorFlow (imported for the TFDS copy) logs noise
     from recjax.data.atomic import atomic_directory
     from recjax.data.errors import DataError
-    from recjax.data.pipeline import SourceOptions, apply_policies, read_raw, report_policies, write_prepared
+    from recjax.data.pipeline import SourceOptions, apply_policies, read_raw, report_policies
+    from recjax.data.writing import write_prepared
     from recjax.data.raw import to_prepared
 
     start = time.time()

@@ -12,7 +12,8 @@ from recjax.data import PreparedDataset, load_prepared
 from recjax.data.pipeline import apply_policies
 from recjax.data.prepared import NotPreparedError
 from recjax.data.raw import to_prepared
-from recjax.data.synthetic import make_synthetic, synthetic_raw
+from recjax.data.synthetic import synthetic_raw
+from recjax.data.writing import make_synthetic
 
 from tests.test_data_formats import write_amazon, write_p5
 

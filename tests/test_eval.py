@@ -28,7 +28,7 @@ OPTIONS = dict(batch_size=16, ranking_batch_size=16, beam_size=48, top_k=20, max
 @pytest.fixture(scope="module")
 def env(tmp_path_factory):
     import tasks
-    from recjax.data.synthetic import make_synthetic
+    from recjax.data.writing import make_synthetic
 
     root = tmp_path_factory.mktemp("eval")
     data_dir = make_synthetic(str(root / "data"), num_users=60, num_items=NUM_ITEMS, seed=3, max_len=8,

@@ -17,7 +17,7 @@ SMALL = dict(levels=2, codebook_size=4, embedding_dim=8, rqvae_steps=60)
 
 @pytest.fixture(scope="module")
 def synthetic(tmp_path_factory):
-    from recjax.data.synthetic import make_synthetic
+    from recjax.data.writing import make_synthetic
 
     root = tmp_path_factory.mktemp("indexing")
     return make_synthetic(str(root / "data"), num_users=200, num_items=60, seed=5, max_len=10, num_categories=4)
@@ -292,7 +292,7 @@ def test_t5_encoder_embeddings_mean_pool_real_tokens_only(synthetic, shared_data
     first item's vector is its encoder states averaged by hand."""
     import jax
 
-    from recjax import convert, network
+    from recjax import convert, encoder_embeddings, network
     from recjax.data.indexing import embeddings
     import sentencepiece as spm
 
@@ -302,8 +302,10 @@ def test_t5_encoder_embeddings_mean_pool_real_tokens_only(synthetic, shared_data
     ckpt = str(tmp_path / "ckpt")
     config, _ = convert.convert("t5x", str(src), ckpt)
     dataset = load_prepared(synthetic)
-    short = embeddings.t5_embeddings(dataset, ckpt, str(t5_vocab_path), batch_size=16, max_length=48)
-    long = embeddings.t5_embeddings(dataset, ckpt, str(t5_vocab_path), batch_size=16, max_length=96)
+    short = embeddings.item_embeddings(dataset, "t5", checkpoint=ckpt, encode_items=encoder_embeddings.t5_encoder(
+        ckpt, str(t5_vocab_path), batch_size=16, max_length=48))
+    long = embeddings.item_embeddings(dataset, "t5", checkpoint=ckpt, encode_items=encoder_embeddings.t5_encoder(
+        ckpt, str(t5_vocab_path), batch_size=16, max_length=96))
     np.testing.assert_allclose(short, long, atol=1e-5)
     from recjax import checkpoints
     params, config = checkpoints.restore_params(ckpt)

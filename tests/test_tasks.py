@@ -12,7 +12,7 @@ import seqio
 
 import tasks
 from recjax.data import load_prepared
-from recjax.data.synthetic import make_synthetic
+from recjax.data.writing import make_synthetic
 from tasks import metric_fns, span_corruption
 from tasks.examples import ExampleBuilder, TaskOptions
 from tasks.vocab import load_vocabulary, train_sentencepiece

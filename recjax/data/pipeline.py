@@ -4,9 +4,8 @@ from __future__ import annotations
 import dataclasses
 import os
 import sys
-import time
 
-from recjax.data.prepared import PreparedDataset, write_prepared_files
+from recjax.data.prepared import PreparedDataset
 from recjax.data.raw import RawDataset, drop_repeated_items, k_core, to_prepared
 
 FORMATS = ("amazon2014", "p5", "s3rec", "movielens", "synthetic")
@@ -104,33 +103,6 @@ def build(source_format: str, src: str | None, name: str, indexing: str = "rando
     """Raw files -> PreparedDataset (and the RawDataset, for its counts and source files)."""
     raw = apply_policies(read_raw(source_format, src, options), source_format, options)
     return to_prepared(raw, name=name, source_format=source_format, indexing=indexing, seed=seed), raw
-
-
-def write_dataset(raw: RawDataset, out_dir: str, name: str, source_format: str, indexing: str = "random",
-                  seed: int = 0, with_tfds: bool = True, overwrite: bool = False, log=None) -> PreparedDataset:
-    """Write `raw` (policies applied, see `apply_policies`) as a prepared directory: a temporary path, then renamed."""
-    from recjax.data.atomic import atomic_directory
-
-    dataset = to_prepared(raw, name=name, source_format=source_format, indexing=indexing, seed=seed)
-    with atomic_directory(out_dir, overwrite=overwrite) as tmp:
-        write_prepared(dataset, raw, tmp, with_tfds=with_tfds, log=log)
-    return dataset
-
-
-def write_prepared(dataset: PreparedDataset, raw: RawDataset, directory: str, with_tfds: bool = True, log=None) -> None:
-    extra = {
-        "source_files": [os.path.abspath(p) if os.path.exists(p) else p for p in raw.source_files],
-        "dropped": raw.dropped,
-        "notes": raw.notes,
-        "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-    }
-    if with_tfds:
-        from recjax.data.tfds_builder import write_tfds
-
-        folder = write_tfds(dataset, directory, log=log)
-        extra["tfds_dir"] = os.path.relpath(folder, directory)
-        extra["tfds_name"] = "recjax_dataset/{}:{}".format(*os.path.relpath(folder, os.path.join(directory, "tfds", "recjax_dataset")).split(os.sep))
-    write_prepared_files(dataset, directory, extra_metadata=extra)
 
 
 def report_policies(raw: RawDataset, stream=None) -> None:

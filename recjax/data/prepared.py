@@ -131,7 +131,7 @@ def _split_flat(flat: np.ndarray, offsets: np.ndarray) -> list[np.ndarray]:
 
 
 def load_prepared(directory: str) -> PreparedDataset:
-    """Read a directory written by `recjax prepare` (or `recjax.data.synthetic.make_synthetic`)."""
+    """Read a directory written by `recjax prepare` (or `recjax.data.writing.make_synthetic`)."""
     directory = os.fspath(directory)
     meta_path = os.path.join(directory, METADATA_FILE)
     if not os.path.isdir(directory):

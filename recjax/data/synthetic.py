@@ -15,7 +15,6 @@ the item's quality; timestamps increase by random gaps from 2014. Everything is 
 """
 from __future__ import annotations
 
-import os
 
 import numpy as np
 
@@ -148,26 +147,3 @@ def synthetic_raw(
         source_files=[f"synthetic(num_users={num_users}, num_items={num_items}, seed={seed}, "
                       f"min_len={min_len}, max_len={max_len}, num_categories={num_categories}, follow_prob={follow_prob})"],
     )
-
-
-def make_synthetic(
-    out_dir: str,
-    num_users: int = 1000,
-    num_items: int = 300,
-    seed: int = 0,
-    indexing: str = "random",
-    name: str = "synthetic",
-    with_tfds: bool = False,
-    **generator_options,
-) -> str:
-    """Generate and write a prepared synthetic dataset at `out_dir` (atomically); returns out_dir.
-
-    Quick (well under a second for the defaults without TFDS). `with_tfds=True` also writes the
-    TFDS copy, as `recjax prepare --format synthetic` does. Load it with `load_prepared(out_dir)`.
-    """
-    from recjax.data.pipeline import apply_policies, write_dataset  # late: pipeline imports this module
-
-    raw = apply_policies(synthetic_raw(num_users=num_users, num_items=num_items, seed=seed, **generator_options), "synthetic")
-    write_dataset(raw, os.fspath(out_dir), name=name, source_format="synthetic", indexing=indexing, seed=seed,
-                  with_tfds=with_tfds, overwrite=True)
-    return os.fspath(out_dir)

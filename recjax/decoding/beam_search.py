@@ -28,6 +28,8 @@ from typing import Any, Callable, NamedTuple, Optional, Protocol
 import jax
 import jax.numpy as jnp
 
+from recjax.config import DECODER_START_ID, EOS_ID
+
 PyTree = Any
 # decode_step(tokens [batch * width, 1], cache, width) -> (logits [batch * width, vocab], cache)
 DecodeStep = Callable[[jax.Array, PyTree, int], tuple[jax.Array, PyTree]]
@@ -109,7 +111,7 @@ class _Beams(NamedTuple):
 
 
 def beam_search(decode_step: DecodeStep, cache: PyTree, batch_size: int, *, beam_size: int,
-                max_decode_len: int, eos_id: int = 1, start_id: int = 0, alpha: float = 0.0,
+                max_decode_len: int, eos_id: int = EOS_ID, start_id: int = DECODER_START_ID, alpha: float = 0.0,
                 top_k: Optional[int] = None, constraint: Optional[LogitsConstraint] = None,
                 reorder_cache: Optional[Callable[[PyTree, jax.Array, int], PyTree]] = None) -> BeamSearchOutput:
     """Top `top_k` (default `beam_size`) sequences per batch element, best first.

@@ -12,12 +12,13 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 
+from recjax.config import DECODER_START_ID
 from recjax.decoding.cache import init_decode_cache, reorder_beams
 from recjax.network import Transformer
 
 
 def score_candidates(module: Transformer, params, encoder_input_tokens: jax.Array, candidates: jax.Array,
-                     start_id: int = 0) -> jax.Array:
+                     start_id: int = DECODER_START_ID) -> jax.Array:
     """Summed log p(candidate | input) [batch, C], equal to `score_batch` on each pair.
 
     encoder_input_tokens int32 [batch, enc_len]; candidates int32 [batch, C, length], each a target

@@ -14,7 +14,8 @@ import numpy as np
 from recjax.decoding.beam_search import beam_search
 from recjax.decoding.cache import init_decode_cache, reorder_beams
 from recjax.decoding.constraints import BanTokens, TrieConstraint, exclusion_matrix
-from recjax.decoding.trie import PAD_ID, ItemTrie, TrieArrays
+from recjax.config import EOS_ID, PAD_ID
+from recjax.decoding.trie import ItemTrie, TrieArrays
 from recjax.network import Transformer
 
 
@@ -62,7 +63,7 @@ class DecodedItems(NamedTuple):
 
 def search_items(module: Transformer, params, encoder_input_tokens: jax.Array, trie: Optional[TrieArrays],
                  exclude: Optional[jax.Array], *, options: DecodeOptions, max_decode_len: int,
-                 root_width: int = 0, width: int = 0, eos_id: int = 1) -> DecodedItems:
+                 root_width: int = 0, width: int = 0, eos_id: int = EOS_ID) -> DecodedItems:
     """Traceable body (call under jit): encoder_input_tokens int32 [batch, enc_len];
     trie: `ItemTrie.arrays()` (None when unconstrained); exclude: int32 [batch, history] or None."""
     batch = encoder_input_tokens.shape[0]

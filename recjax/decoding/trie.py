@@ -27,8 +27,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-EOS_ID = 1
-PAD_ID = 0
+from recjax.config import EOS_ID, PAD_ID
 
 
 class TrieArrays(NamedTuple):

@@ -17,6 +17,8 @@ from __future__ import annotations
 
 import os
 
+from collections.abc import Callable
+
 import numpy as np
 
 EMBEDDING_SOURCES = ("text", "collaborative", "t5", "file")
@@ -103,40 +105,6 @@ def collaborative_embeddings(dataset, dim: int = 64, window: int = 3, seed: int 
     return _svd(ppmi, dim, seed)
 
 
-def t5_embeddings(dataset, checkpoint: str, vocab_path: str, batch_size: int = 64, max_length: int = 64) -> np.ndarray:
-    """[num_items, emb_dim] mean-pooled encoder states of each item's text under a recjax
-    checkpoint (pads excluded from the mean)."""
-    import jax
-    import jax.numpy as jnp
-    import sentencepiece as spm
-
-    from recjax import checkpoints
-    from recjax.network import Transformer
-
-    if not vocab_path or not os.path.isfile(vocab_path):
-        raise FileNotFoundError(f"{vocab_path}: --vocab must be the checkpoint's SentencePiece model")
-    params, config = checkpoints.restore_params(checkpoints.resolve_checkpoint_dir(checkpoint))
-    sp = spm.SentencePieceProcessor(model_file=vocab_path)
-    docs = [d or "item" for d in item_documents(dataset)]
-    module = Transformer(config)
-
-    @jax.jit
-    def encode(p, tokens):  # tokens [b, max_length] -> [b, emb_dim]
-        states = module.apply({"params": p}, tokens, enable_dropout=False, method=Transformer.encode)  # [b, n, emb_dim]
-        mask = (tokens > 0).astype(jnp.float32)[..., None]
-        return (states * mask).sum(1) / jnp.maximum(mask.sum(1), 1.0)
-
-    out = np.zeros((len(docs), config.emb_dim), np.float32)
-    for start in range(0, len(docs), batch_size):
-        chunk = docs[start:start + batch_size]
-        tokens = np.zeros((batch_size, max_length), np.int32)
-        for i, ids in enumerate(sp.encode(chunk)):
-            ids = (ids[:max_length - 1] + [1])
-            tokens[i, :len(ids)] = ids
-        out[start:start + len(chunk)] = np.asarray(encode(params, tokens))[:len(chunk)]
-    return _normalize(out)
-
-
 def load_embedding_file(path: str, num_items: int) -> np.ndarray:
     if not path or not os.path.isfile(path):
         raise FileNotFoundError(f"{path}: --embeddings_file not found (a [num_items, dim] .npy matrix)")
@@ -153,8 +121,10 @@ def load_embedding_file(path: str, num_items: int) -> np.ndarray:
 
 def item_embeddings(dataset, source: str, *, dim: int = 128, seed: int = 0, text_weighting: str = "tfidf",
                     window: int = 3, path: str | None = None, checkpoint: str | None = None,
-                    vocab_path: str | None = None) -> np.ndarray:
-    """Embeddings of every item of `dataset` from `source` (one of EMBEDDING_SOURCES)."""
+                    encode_items: Callable | None = None) -> np.ndarray:
+    """Embeddings of every item of `dataset` from `source` (one of EMBEDDING_SOURCES). "t5" calls
+    `encode_items(dataset)`: the model layer's encoder (`recjax.encoder_embeddings`, which
+    `recjax index` passes in; this foundation layer does not import the network)."""
     if source == "text":
         return text_embeddings(dataset, dim, text_weighting, seed)
     if source == "collaborative":
@@ -162,7 +132,10 @@ def item_embeddings(dataset, source: str, *, dim: int = 128, seed: int = 0, text
     if source == "t5":
         if not checkpoint:
             raise ValueError("--embeddings t5 needs --checkpoint (a recjax checkpoint, e.g. from `recjax convert`)")
-        return t5_embeddings(dataset, checkpoint, vocab_path)
+        if encode_items is None:
+            raise ValueError("--embeddings t5: no encoder given (IndexOptions.encode_items, e.g. "
+                             "recjax.encoder_embeddings.t5_encoder(checkpoint, vocab_path); `recjax index` sets it)")
+        return _normalize(np.asarray(encode_items(dataset), np.float32))
     if source == "file":
         return load_embedding_file(path, dataset.num_items)
     raise ValueError(f"--embeddings {source!r}: expected one of {', '.join(EMBEDDING_SOURCES)}")

@@ -53,6 +53,8 @@ class IndexOptions:
     embeddings_file: str | None = None
     checkpoint: str | None = None  # t5 embeddings
     vocab_path: str | None = None  # t5 embeddings
+    # t5 embeddings: dataset -> [num_items, dim], from the model layer (recjax.encoder_embeddings)
+    encode_items: Callable | None = dataclasses.field(default=None, compare=False, repr=False)
     rqvae_steps: int = 3000
     seed: int = 0
 
@@ -142,7 +144,7 @@ def _embeddings(dataset, options: IndexOptions, log) -> np.ndarray:
     x = emb.item_embeddings(dataset, options.embeddings, dim=options.embedding_dim, seed=options.seed,
                             text_weighting=options.text_weighting, window=options.window,
                             path=options.embeddings_file, checkpoint=options.checkpoint,
-                            vocab_path=options.vocab_path)
+                            encode_items=options.encode_items)
     log(f"  {x.shape[0]} x {x.shape[1]}")
     return x
 
