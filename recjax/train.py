@@ -62,7 +62,40 @@ class _DropCheckpointThreadNoise(logging.Filter):
         return not (record.levelno >= logging.ERROR and "orbax" in (record.pathname or ""))
 
 
+class _DropClosedLoopTracebacks:
+    """sys.stderr without the "RuntimeError: Event loop is closed" tracebacks that TensorStore's
+    callbacks print (from C++ threads, so no hook sees them) once orbax has closed the event loop
+    of a failed write. Every other line, tracebacks included, passes through unchanged."""
+
+    def __init__(self, stream):
+        self._stream, self._partial, self._block = stream, "", None
+
+    def write(self, text: str) -> int:
+        self._partial += text
+        *lines, self._partial = self._partial.split("\n")
+        for line in lines:
+            self._line(line + "\n")
+        return len(text)
+
+    def _line(self, line: str) -> None:
+        if self._block is None and line.startswith("Traceback (most recent call last):"):
+            self._block = [line]
+            return
+        if self._block is None:
+            self._stream.write(line)
+            return
+        self._block.append(line)
+        if not line[:1].isspace() and not line.startswith(("Traceback", "During handling", "The above exception")):
+            block, self._block = self._block, None  # the exception line ends the traceback
+            if line.strip() != "RuntimeError: Event loop is closed":
+                self._stream.write("".join(block))
+
+    def __getattr__(self, name):  # flush, fileno, isatty, encoding, ...
+        return getattr(self._stream, name)
+
+
 def _quiet_checkpoint_threads() -> None:
+    sys.stderr = _DropClosedLoopTracebacks(sys.stderr)
     noise = _DropCheckpointThreadNoise()
     for name in ("asyncio", "absl", ""):
         logging.getLogger(name).addFilter(noise)

@@ -443,5 +443,9 @@ def test_save_params_refuses_invalid_params_and_a_second_model(hf_dirs, tmp_path
         checkpoints.save_params(str(tmp_path / "a"), checkpoints.unflatten_params(flat), config)
     assert not (tmp_path / "a").exists()
     checkpoints.save_params(str(tmp_path / "b"), params, config, step=0)
-    with pytest.raises(CheckpointError, match="holds a different model config"):
-        checkpoints.save_params(str(tmp_path / "b"), params, config.replace(dropout_rate=0.0), step=1)
+    other = config.replace(layer_norm_epsilon=config.layer_norm_epsilon * 10)  # same shapes, another model
+    with pytest.raises(CheckpointError, match=r"holds a different model config \(layer_norm_epsilon "
+                                              rf"{config.layer_norm_epsilon!r} there, {other.layer_norm_epsilon!r} here\)"):
+        checkpoints.save_params(str(tmp_path / "b"), params, other, step=1)
+    # Training-only fields (dropout, activation dtype) do not make another model.
+    checkpoints.save_params(str(tmp_path / "b"), params, config.replace(dropout_rate=0.3, dtype="bfloat16"), step=2)
