@@ -56,20 +56,6 @@ def rules_for(strategy: str) -> Rules:
     return STRATEGIES[strategy]
 
 
-def parse_mesh_flag(flag: str) -> tuple[int, int]:
-    """'data=4,model=2' -> (4, 2); a size may be -1 (all remaining devices)."""
-    sizes = {}
-    for part in flag.split(","):
-        key, sep, value = part.partition("=")
-        if not sep or key.strip() not in ("data", "model"):
-            raise ValueError(f"--mesh {flag!r}: expected 'data=D,model=M' (one of them may be -1)")
-        try:
-            sizes[key.strip()] = int(value)
-        except ValueError:
-            raise ValueError(f"--mesh {flag!r}: {key}={value!r} is not an integer") from None
-    return sizes.get("data", -1), sizes.get("model", 1)
-
-
 @gin.configurable
 def make_mesh(data: int = -1, model: int = 1, devices: Optional[Sequence[jax.Device]] = None) -> Mesh:
     """A 2-D mesh with axes ('data', 'model'); one size may be -1."""

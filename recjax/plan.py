@@ -109,8 +109,7 @@ def mesh_devices(data: int, model: int):
 def resolve_mesh(flag: str, num_devices: Optional[int]) -> tuple[int, int, int]:
     """'data=D,model=M' (one size may be -1) -> (data, model, total devices).
 
-    Parsed here, not with `recjax.partitioning.parse_mesh_flag`: that module imports jax, and the
-    device count must be set before jax is imported.
+    Parsed here, before anything imports jax: the fake device count must be set first.
     """
     sizes = {}
     for part in flag.split(","):

@@ -122,7 +122,43 @@ def test_evaluate_equals_exhaustive_scoring(env, results):
     want = metrics.rating_metrics(expected, true)
     got = by_kind["rating"].metrics
     assert got["rmse"] == pytest.approx(want["rmse"], abs=1e-6) and got["mae"] == pytest.approx(want["mae"], abs=1e-6)
-    assert 0.0 <= got["generated_parse_rate"] <= 1.0 and got["generated_rmse"] > 0
+    # Generated ratings: greedy decoding by hand (argmax of the full forward pass, padding banned,
+    # at most the longest rating + 2 tokens), parsed as a number, 3.0 where it is not one.
+    max_len = max(len(r) for r in ratings) + 2
+    generated = []
+    for e in ex:
+        seq = []
+        while len(seq) < max_len and (not seq or seq[-1] != 1):
+            dec = jnp.asarray([[0] + seq], jnp.int32)
+            batch = {"encoder_input_tokens": jnp.asarray([e["inputs"]], jnp.int32), "decoder_input_tokens": dec,
+                     "decoder_target_tokens": jnp.ones_like(dec)}
+            logits = np.array(model.logits(params, batch))[0, -1]
+            logits[0] = -np.inf
+            seq.append(int(np.argmax(logits)))
+        try:
+            value = float(tok.DecodeIds(seq[:-1])) if seq[-1] == 1 else None
+        except ValueError:
+            value = None
+        generated.append(value if value is not None and np.isfinite(value) else None)
+    fallback = np.array([3.0 if g is None else g for g in generated])
+    assert got["generated_rmse"] == pytest.approx(np.sqrt(np.mean((fallback - np.array(true)) ** 2)), abs=1e-9)
+    assert got["generated_mae"] == pytest.approx(np.mean(np.abs(fallback - np.array(true))), abs=1e-9)
+    assert got["generated_parse_rate"] == pytest.approx(np.mean([g is not None for g in generated]), abs=1e-12)
+
+
+def test_generated_rating_metrics_hand_computed():
+    """What the evaluator reports for generated ratings, on outputs written by hand: parsed as a
+    number, 3.0 (the middle of the scale) where the output is not one."""
+    from tasks.metric_fns import parse_rating, rating_metric_fn
+
+    outputs = [" 4 ", "4.5 stars", "nan", "2.5", "1"]
+    parsed = [parse_rating(o) for o in outputs]
+    assert parsed == [4.0, None, None, 2.5, 1.0]
+    got = rating_metric_fn([5.0, 1.0, 4.0, 2.0, 3.0], parsed)
+    # predictions 4, 3, 3, 2.5, 1 -> errors 1, 2, 1, 0.5, 2
+    assert got["rmse"] == pytest.approx(np.sqrt((1 + 4 + 1 + 0.25 + 4) / 5), abs=1e-12)
+    assert got["mae"] == pytest.approx((1 + 2 + 1 + 0.5 + 2) / 5, abs=1e-12)
+    assert got["rating_parse_rate"] == pytest.approx(3 / 5, abs=1e-12)
 
 
 def test_evaluate_options_are_checked():
