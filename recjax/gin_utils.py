@@ -190,3 +190,28 @@ def _missing_bindings_message(error: RuntimeError):
     name, keys = match.groups()
     hint = _MISSING_HINTS.get(name.rsplit(".", 1)[-1], f"bind them in a Gin file or with --gin.{name}.KEY=VALUE")
     return f"{name} needs {keys}: {hint}"
+
+
+def _evaluated(value):
+    """A bound value with its references (`%MACRO`, `@fn()`) evaluated, as Gin would on the call."""
+    if isinstance(value, gin.config.ConfigurableReference):
+        return value.scoped_configurable_fn() if value.evaluate else value.scoped_configurable_fn
+    if type(value) is dict:
+        return {k: _evaluated(v) for k, v in value.items()}
+    if type(value) in (list, tuple):
+        return type(value)(_evaluated(v) for v in value)
+    return value
+
+
+def bound_argument(configurable: str, name: str, default=None):
+    """The value the parsed Gin config binds for `configurable.name` (references evaluated), or
+    `default`; GinFlagError when it is %gin.REQUIRED and unset. For inspecting what an experiment's
+    files set (tests, reports); the binaries call their configurables instead."""
+    try:
+        bound = gin.query_parameter(f"{configurable}.{name}")
+    except ValueError:
+        return default
+    value = _evaluated(bound)
+    if value is gin.REQUIRED:
+        raise GinFlagError(f"{configurable}.{name} is %gin.REQUIRED and not set (bind its macro with --gin.KEY=VALUE)")
+    return value

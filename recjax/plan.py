@@ -9,9 +9,9 @@ The train step of `recjax train` (the same `Trainer`, optimizer, loss, sharding 
 microbatching) is lowered and compiled for abstract shapes on D*M fake CPU devices, and XLA's
 memory analysis gives the bytes each device would hold: params, optimizer state, the step's
 arguments / outputs and its temporaries (activations, gradients, collectives' buffers). Nothing
-is allocated and no data is read: the model, batch size, feature lengths, mesh strategy and
-microbatches are read from the Gin-bound arguments of `train_lib.train`, and the task set-up
-(`task_setup`) is never evaluated.
+is allocated and no data is read: the set-up is `train_lib.train(setup_only=True)`'s
+`TrainSetup` (the model, batch size, feature lengths, mesh strategy and microbatches Gin binds
+for `train`), with the task set-up and the evaluator never evaluated.
 
 The figures are the CPU compiler's. Params and optimizer state are exact (they follow from the
 shardings). Temporaries are what XLA's CPU pipeline allocates: no rematerialization, bfloat16
@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import inspect
 import json
 import os
 import re
@@ -44,23 +43,6 @@ class PlanError(ValueError):
     """A configuration the plan cannot be made for; str(e) is one line."""
 
 
-@dataclasses.dataclass(frozen=True)
-class TrainSetup:
-    """What the plan needs from the Gin-bound `train_lib.train` arguments."""
-
-    model_config: Any  # recjax.config.T5Config
-    loss_config: Any  # recjax.model.LossConfig
-    optimizer: Any  # optax.GradientTransformation
-    batch_size: int
-    task_feature_lengths: dict[str, int]
-    mesh_shape: tuple[int, int]
-    sharding_strategy: str
-    num_microbatches: int
-    pack: bool
-    seed: int
-
-
-# ----------------------------------------------------------------------------------------------
 # Fake devices (must be arranged before jax is imported).
 # ----------------------------------------------------------------------------------------------
 
@@ -139,107 +121,47 @@ def resolve_mesh(flag: str, num_devices: Optional[int]) -> tuple[int, int, int]:
 
 
 # ----------------------------------------------------------------------------------------------
-# Reading the Gin-bound arguments of train_lib.train (without calling it).
+# The train step's set-up, from train_lib.train's Gin-bound arguments.
 # ----------------------------------------------------------------------------------------------
 
-def _evaluate(value: Any) -> Any:
-    """A bound value with its references (`%MACRO`, `@fn()`) evaluated, as Gin would on the call."""
-    import gin
-
-    if isinstance(value, gin.config.ConfigurableReference):
-        # Gin evaluates the references inside a call's own arguments, so the result is final.
-        return value.scoped_configurable_fn() if value.evaluate else value.scoped_configurable_fn
-    if type(value) is dict:
-        return {k: _evaluate(v) for k, v in value.items()}
-    if type(value) in (list, tuple):
-        return type(value)(_evaluate(v) for v in value)
-    return value
-
-
-def train_argument(name: str) -> Any:
-    """The value `train_lib.train` would get for `name`: its Gin binding (evaluated) or its default."""
+def read_train_setup():
+    """`train_lib.train(setup_only=True)`: its TrainSetup from the parsed Gin config, with the
+    task set-up and the evaluator unbound (the plan reads no data and evaluates nothing)."""
     import gin
     import recjax.train_lib as train_lib
 
+    unbound = ("train_lib.train.task_setup", "train_lib.train.evaluator")
+    kept = {}
+    for key in unbound:
+        try:
+            kept[key] = gin.query_parameter(key)
+        except ValueError:
+            pass
+        gin.bind_parameter(key, None)
     try:
-        bound = gin.query_parameter(f"train_lib.train.{name}")
-    except ValueError:
-        wrapped = getattr(train_lib.train, "__wrapped__", train_lib.train)
-        default = inspect.signature(wrapped).parameters[name].default
-        if default is inspect.Parameter.empty or default is gin.REQUIRED:
-            raise PlanError(f"train_lib.train.{name} is not bound by the Gin files (the plan needs it)") from None
-        return default
-    value = _evaluate(bound)
-    if value is gin.REQUIRED:
-        raise PlanError(f"train_lib.train.{name} is %gin.REQUIRED and not set (bind its macro with --gin.KEY=VALUE)")
-    return value
-
-
-def read_train_setup() -> TrainSetup:
-    """The parts of the parsed Gin config that shape the train step (task_setup is not touched)."""
-    from recjax.model import LossConfig
-    from recjax.train_lib import _default_optimizer
-
-    lengths = train_argument("task_feature_lengths")
-    if not isinstance(lengths, Mapping) or not {"inputs", "targets"} <= set(lengths):
-        raise PlanError(f"train_lib.train.task_feature_lengths must map 'inputs' and 'targets' to lengths, "
-                        f"got {lengths!r}")
-    mesh_shape = tuple(int(x) for x in train_argument("mesh_shape"))
-    if len(mesh_shape) != 2:
-        raise PlanError(f"train_lib.train.mesh_shape must be (data, model), got {mesh_shape!r}")
-    optimizer = train_argument("optimizer")
-    loss_config = train_argument("loss_config")
-    return TrainSetup(
-        model_config=train_argument("model_config"),
-        loss_config=loss_config if loss_config is not None else LossConfig(),
-        optimizer=optimizer if optimizer is not None else _default_optimizer(),
-        batch_size=int(train_argument("batch_size")),
-        task_feature_lengths={k: int(v) for k, v in lengths.items()},
-        mesh_shape=mesh_shape,  # type: ignore[arg-type]
-        sharding_strategy=str(train_argument("sharding_strategy")),
-        num_microbatches=int(train_argument("num_microbatches")),
-        pack=bool(train_argument("pack")),
-        seed=int(train_argument("seed")),
-    )
+        return train_lib.train(setup_only=True, model_dir="", mixture_or_task_name="", train_steps=1)
+    except RuntimeError as e:  # Gin: "Required bindings for `train` not provided in config: [...]"
+        raise PlanError(gin_utils.first_line(e)) from None
+    finally:  # the parsed config as it was
+        for key, value in kept.items():
+            gin.bind_parameter(key, value)
 
 
 # ----------------------------------------------------------------------------------------------
 # The plan.
 # ----------------------------------------------------------------------------------------------
 
-def batch_shapes(batch_size: int, lengths: Mapping[str, int], pack: bool) -> dict[str, tuple[int, int]]:
-    """The features of SeqIO's EncDecFeatureConverter for one global batch."""
-    enc, dec = (batch_size, lengths["inputs"]), (batch_size, lengths["targets"])
-    shapes = {"encoder_input_tokens": enc, "decoder_input_tokens": dec,
-              "decoder_target_tokens": dec, "decoder_loss_weights": dec}
-    if pack:
-        shapes.update(encoder_segment_ids=enc, encoder_positions=enc,
-                      decoder_segment_ids=dec, decoder_positions=dec)
-    return shapes
-
-
-def check_batch(batch_size: int, data: int, num_microbatches: int) -> None:
-    if batch_size <= 0:
-        raise PlanError(f"batch size must be positive, got {batch_size}")
-    if num_microbatches < 1:
-        raise PlanError(f"num_microbatches must be >= 1, got {num_microbatches}")
-    if batch_size % num_microbatches or (batch_size // num_microbatches) % data:
-        raise PlanError(f"batch size {batch_size} must split into {num_microbatches} microbatch(es) each "
-                        f"divisible by the mesh's data axis ({data})")
-
-
-def make_plan(setup: TrainSetup, data: int, model: int) -> dict[str, Any]:
-    """Compiles the train step for a data x model mesh on abstract shapes; per-device bytes and more."""
+def make_plan(setup, data: int, model: int) -> dict[str, Any]:
+    """Compiles the train step of a `train_lib.TrainSetup` for a data x model mesh on abstract
+    shapes; per-device bytes and more."""
     from recjax import partitioning
-    from recjax.model import EncoderDecoderModel
-    from recjax.trainer import Trainer
 
-    check_batch(setup.batch_size, data, setup.num_microbatches)
     mesh = partitioning.make_mesh(data, model, devices=mesh_devices(data, model))
-    rules = partitioning.rules_for(setup.sharding_strategy)
-    trainer = Trainer(EncoderDecoderModel(setup.model_config, setup.loss_config), setup.optimizer, mesh, rules,
-                      num_microbatches=setup.num_microbatches, seed=setup.seed)
-    shapes = batch_shapes(setup.batch_size, setup.task_feature_lengths, setup.pack)
+    try:
+        trainer = setup.make_trainer(mesh)  # `train`'s own Trainer, batch and microbatch checks
+    except ValueError as e:
+        raise PlanError(str(e).splitlines()[0]) from None
+    shapes = setup.batch_shapes()
     start = time.time()
     try:
         memory = trainer.memory_plan(shapes)

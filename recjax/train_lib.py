@@ -10,6 +10,7 @@ it ends with the parameters an uninterrupted run would have.
 """
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import os
@@ -187,6 +188,53 @@ def _evaluate_loss(trainer: Trainer, params, cfg: DatasetConfig, num_batches: in
     return {"loss": totals.get("loss_sum", 0.0) / tokens, "accuracy": totals.get("correct_tokens", 0.0) / tokens}
 
 
+@dataclasses.dataclass(frozen=True)
+class TrainSetup:
+    """What shapes the train step, from `train`'s (Gin-bound) arguments: `train` builds its
+    Trainer from it, and `recjax plan` compiles the same step from it
+    (`train(setup_only=True)`), so the two cannot drift apart."""
+
+    model_config: T5Config
+    loss_config: LossConfig
+    optimizer: optax.GradientTransformation
+    batch_size: int
+    task_feature_lengths: Mapping[str, int]
+    mesh_shape: tuple[int, int]
+    sharding_strategy: str
+    num_microbatches: int
+    pack: bool
+    seed: int
+
+    def __post_init__(self):
+        _check_counts(batch_size=self.batch_size, num_microbatches=self.num_microbatches)
+        lengths = self.task_feature_lengths
+        if not isinstance(lengths, Mapping) or not {"inputs", "targets"} <= set(lengths):
+            raise ValueError(f"train_lib.train.task_feature_lengths must map 'inputs' and 'targets' to lengths, "
+                             f"got {lengths!r}")
+        if len(tuple(self.mesh_shape)) != 2:
+            raise ValueError(f"train_lib.train.mesh_shape must be (data, model), got {self.mesh_shape!r}")
+
+    def batch_shapes(self) -> dict[str, tuple[int, int]]:
+        """The features of SeqIO's EncDecFeatureConverter for one global batch."""
+        lengths = self.task_feature_lengths
+        enc, dec = (self.batch_size, int(lengths["inputs"])), (self.batch_size, int(lengths["targets"]))
+        shapes = {"encoder_input_tokens": enc, "decoder_input_tokens": dec,
+                  "decoder_target_tokens": dec, "decoder_loss_weights": dec}
+        if self.pack:
+            shapes.update(encoder_segment_ids=enc, encoder_positions=enc,
+                          decoder_segment_ids=dec, decoder_positions=dec)
+        return shapes
+
+    def make_trainer(self, mesh) -> Trainer:
+        """The partitioned train step on `mesh`; the batch is checked against the mesh and the
+        microbatches before any input pipeline starts."""
+        trainer = Trainer(EncoderDecoderModel(self.model_config, self.loss_config), self.optimizer, mesh,
+                          partitioning.rules_for(self.sharding_strategy), num_microbatches=self.num_microbatches,
+                          seed=self.seed)
+        trainer.check_batch_size(self.batch_size)
+        return trainer
+
+
 def _check_counts(**counts: Any) -> None:
     """Step counts and sizes come from Gin (e.g. `--gin.TRAIN_STEPS=None`): refuse anything but a
     positive int before any work, naming the binding."""
@@ -221,28 +269,33 @@ def train(model_dir: str = gin.REQUIRED,
           eval_batches: int = 8,
           evaluator: Optional[Callable[..., Mapping[str, float]]] = None,
           progress: bool = True,
-          extra_callbacks: Sequence[Callable[[int, TrainState, dict], None]] = ()) -> TrainState:
+          extra_callbacks: Sequence[Callable[[int, TrainState, dict], None]] = (),
+          setup_only: bool = False) -> TrainState:
     """Trains `model_config` on a SeqIO task or mixture; returns the final state.
 
     `task_setup` is whatever registers the tasks (a Gin reference such as
     `@tasks.register_dataset()`, evaluated when `train` is called). `evaluator`, when given, is
     called as `evaluator(params=..., step=...)` every `eval_period` steps and at the end and its
-    metrics are logged under the evaluator's `split` (`validation` when it has none). `use_cached_tasks` exists for T5X compatibility:
-    recjax's tasks are built on the fly and cannot be cached.
+    metrics are logged under the evaluator's `split` (`validation` when it has none).
+    `use_cached_tasks` exists for T5X compatibility: recjax's tasks are built on the fly and
+    cannot be cached. `setup_only`: return the `TrainSetup` and do nothing else (`recjax plan`).
     """
     del task_setup, use_cached_tasks  # task_setup acted when Gin evaluated it
-    _check_counts(train_steps=train_steps, batch_size=batch_size, num_microbatches=num_microbatches,
-                  checkpoint_period=checkpoint_period, log_period=log_period, eval_batches=eval_batches)
-    if eval_period is not None:
-        _check_counts(eval_period=eval_period)
+    if not setup_only:
+        _check_counts(train_steps=train_steps, batch_size=batch_size, num_microbatches=num_microbatches,
+                      checkpoint_period=checkpoint_period, log_period=log_period, eval_batches=eval_batches)
+        if eval_period is not None:
+            _check_counts(eval_period=eval_period)
+    setup = TrainSetup(model_config, loss_config if loss_config is not None else LossConfig(),
+                       optimizer if optimizer is not None else _default_optimizer(), batch_size,
+                       dict(task_feature_lengths) if isinstance(task_feature_lengths, Mapping) else task_feature_lengths,
+                       tuple(mesh_shape), sharding_strategy, num_microbatches, pack, seed)
+    if setup_only:
+        return setup
     check_vocabulary_fits(mixture_or_task_name, model_config.vocab_size)
     mesh = partitioning.make_mesh(*mesh_shape)
     partitioning.check_batch_divisible(batch_size, mesh)
-    rules = partitioning.rules_for(sharding_strategy)
-    model = EncoderDecoderModel(model_config, loss_config)
-    optimizer = optimizer if optimizer is not None else _default_optimizer()
-    trainer = Trainer(model, optimizer, mesh, rules, num_microbatches=num_microbatches, seed=seed)
-    trainer.check_batch_size(batch_size)  # before the input pipeline starts
+    trainer = setup.make_trainer(mesh)  # checks the batch before the input pipeline starts
     train_cfg = DatasetConfig(mixture_or_task_name, dict(task_feature_lengths), "train", batch_size,
                               shuffle=True, seed=seed, pack=pack)
 

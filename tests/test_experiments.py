@@ -54,10 +54,10 @@ def test_experiment_parses_into_its_run(name, fresh_gin):
     assert setup.model_config.dtype == "bfloat16"
     assert setup.sharding_strategy == ("fsdp" if size == "xl" else "data_parallel")
     assert setup.batch_size == 128 and setup.task_feature_lengths == {"inputs": 512, "targets": 32}
-    assert plan.train_argument("mixture_or_task_name") == f"{dataset}_{mixture}"
+    assert gin_utils.bound_argument("train_lib.train", "mixture_or_task_name") == f"{dataset}_{mixture}"
     assert mixture in MIXTURE_SUFFIXES  # a mixture tasks.register_dataset registers
-    assert plan.train_argument("model_dir") == f"runs/{name}"
-    assert plan.train_argument("initial_checkpoint_path") == "/nonexistent/flan_t5"
+    assert gin_utils.bound_argument("train_lib.train", "model_dir") == f"runs/{name}"
+    assert gin_utils.bound_argument("train_lib.train", "initial_checkpoint_path") == "/nonexistent/flan_t5"
     # The dataset's tasks are registered by the run (not evaluated here: that reads the data).
     setup_ref = gin.query_parameter("train_lib.train.task_setup")
     assert setup_ref.selector == "tasks.register_dataset"
@@ -67,8 +67,8 @@ def test_experiment_parses_into_its_run(name, fresh_gin):
 
 def test_initial_checkpoint_is_required(fresh_gin):
     gin_utils.parse_gin(["gin/experiments/toys_base_rec.gin"], [])
-    with pytest.raises(plan.PlanError, match="initial_checkpoint_path is %gin.REQUIRED"):
-        plan.train_argument("initial_checkpoint_path")
+    with pytest.raises(gin_utils.GinFlagError, match="initial_checkpoint_path is %gin.REQUIRED"):
+        gin_utils.bound_argument("train_lib.train", "initial_checkpoint_path")
 
 
 # The model shrunk (layers, widths, vocabulary) and a small batch: what is checked is that the
@@ -104,7 +104,8 @@ def _repro_run(name):
     gin.clear_config()
     gin_utils.parse_gin([f"gin/repro/{name}.gin"], [])
     setup = plan.read_train_setup()
-    return setup, {key: plan.train_argument(key) for key in ("mixture_or_task_name", "model_dir", "train_steps")}, \
+    return setup, {key: gin_utils.bound_argument("train_lib.train", key)
+                   for key in ("mixture_or_task_name", "model_dir", "train_steps")}, \
         {"num_negatives": gin.query_parameter("tasks.register_dataset.num_negatives"),
          "max_history": gin.query_parameter("%MAX_HISTORY"), "lr": gin.query_parameter("%LEARNING_RATE")}
 
@@ -135,7 +136,7 @@ def test_includes_resolve_with_a_runs_folder_on_sys_path(tmp_path, monkeypatch, 
     monkeypatch.syspath_prepend(str(tmp_path))
     importlib.invalidate_caches()
     gin_utils.parse_gin(["gin/experiments/beauty_base_rec.gin"], [DUMMY_CHECKPOINT])
-    assert plan.train_argument("mixture_or_task_name") == "beauty_rec"
+    assert gin_utils.bound_argument("train_lib.train", "mixture_or_task_name") == "beauty_rec"
 
 
 def test_identifier_runs_differ_only_in_the_dataset_and_its_vocabulary(fresh_gin):

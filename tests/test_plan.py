@@ -90,8 +90,10 @@ def test_data_parallel_replicates_params_and_prints_a_table(capsys):
 @pytest.mark.parametrize("argv, message", [
     (["--mesh", "data=3,model=-1"], "data=3 does not divide the 8 devices"),
     (["--mesh", "data=4,model=4"], "mesh data=4,model=4 needs 16 devices but this process has 8"),
-    (["--mesh", "data=4,model=1", "--batch_size", "6"], "batch size 6 must split into 1 microbatch(es) each "
-                                                         "divisible by the mesh's data axis (4)"),
+    # the train step's own checks (TrainSetup.make_trainer): the same words as `recjax train`
+    (["--mesh", "data=4,model=1", "--batch_size", "6"], "batch size 6 is not divisible by the mesh's data axis (4)"),
+    (["--mesh", "data=2,model=1", "--batch_size", "8", "--num_microbatches", "3"],
+     "batch size 8 must split into 3 microbatches that are each divisible by the data axis (2)"),
     (["--mesh", "data=4,model=2", "--gin.SHARDING_STRATEGY='fsdp'", "--gin.T5Config.num_heads=3"],
      "cannot shard the model on data=4,model=2 with 'fsdp'"),
     (["--mesh", "data=2,model=1", "--gin.SHARDING_STRATEGY='zero'"], "unknown sharding strategy 'zero'"),
