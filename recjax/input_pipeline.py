@@ -51,8 +51,11 @@ def get_mixture_or_task(name: str) -> seqio.Task | seqio.Mixture:
     except ValueError:
         known = sorted(list(seqio.TaskRegistry.names()) + list(seqio.MixtureRegistry.names()))
         shown = ", ".join(known[:30]) + (" ..." if len(known) > 30 else "")
-        raise ValueError(f"unknown SeqIO task or mixture {name!r}; registered: {shown or 'none'} "
-                         f"(is the Gin file that registers the dataset's tasks included?)") from None
+        if not known:
+            raise ValueError(f"unknown SeqIO task or mixture {name!r}: no task is registered; include the "
+                             f"dataset's gin/tasks/*.gin file (e.g. --gin_file=gin/tasks/beauty.gin), which "
+                             f"registers its tasks") from None
+        raise ValueError(f"unknown SeqIO task or mixture {name!r}; registered: {shown}") from None
 
 
 def check_vocabulary_fits(name: str, model_vocab_size: int) -> None:

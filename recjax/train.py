@@ -31,6 +31,7 @@ def main(argv: list[str]) -> int:
     from recjax import multihost
     multihost.initialize(args.coordinator_address, args.num_processes, args.process_id, force=args.multihost)
 
+    import recjax.input_pipeline  # noqa: F401  (its configurables exist before Gin locks the config)
     import recjax.train_lib as train_lib  # registers the configurables the gin files bind
 
     def run(_):

@@ -29,7 +29,6 @@ from recjax import checkpoints, partitioning
 from recjax.exit_codes import first_line
 from recjax.config import T5Config
 from recjax.data.atomic import atomic_write
-from recjax.input_pipeline import BatchIterator, DatasetConfig, check_vocabulary_fits
 from recjax.model import EncoderDecoderModel, LossConfig
 from recjax.trainer import Trainer, TrainState
 
@@ -176,7 +175,9 @@ def _restore_train_state(manager: ocp.CheckpointManager, step: int, trainer: Tra
                                      restored[checkpoints.OPT_STATE_ITEM]), data_state
 
 
-def _evaluate_loss(trainer: Trainer, params, cfg: DatasetConfig, num_batches: int) -> dict[str, float]:
+def _evaluate_loss(trainer: Trainer, params, cfg, num_batches: int) -> dict[str, float]:
+    from recjax.input_pipeline import BatchIterator
+
     totals: dict[str, float] = {}
     for i, batch in enumerate(BatchIterator(cfg)):
         if i >= num_batches:
@@ -292,6 +293,10 @@ def train(model_dir: str = gin.REQUIRED,
                        tuple(mesh_shape), sharding_strategy, num_microbatches, pack, seed)
     if setup_only:
         return setup
+    # The input pipeline (SeqIO, TensorFlow) is imported here, not with this module: the set-up
+    # and the model side (`recjax plan`, checkpoints, decoding) work without TensorFlow.
+    from recjax.input_pipeline import BatchIterator, DatasetConfig, check_vocabulary_fits
+
     check_vocabulary_fits(mixture_or_task_name, model_config.vocab_size)
     mesh = partitioning.make_mesh(*mesh_shape)
     partitioning.check_batch_divisible(batch_size, mesh)
