@@ -21,7 +21,7 @@ import numpy as np
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-from ids_report import popularity_rows  # noqa: E402
+from ids_report import finish_plot, hit_curve, popularity_rows  # noqa: E402
 
 from recjax import compare  # noqa: E402
 from recjax.data import load_prepared  # noqa: E402
@@ -139,20 +139,12 @@ def main() -> int:
         ax_loss.plot(steps, losses, color=colors[cond], lw=1, alpha=0.8, label=f"{cond} seed {seed}")
         task = next((t for t in run["rows"] if compare.kind_of(t) == "retrieval"), None)
         if task:
-            ranks = np.array([r["target_rank"] for r in run["rows"][task].values()])
-            ax_hit.plot(range(1, 21), [np.mean((ranks >= 0) & (ranks < k)) for k in range(1, 21)], color=colors[cond],
-                        label=f"{cond} seed {seed}")
+            ax_hit.plot(range(1, 21), hit_curve(run["rows"][task]), color=colors[cond], label=f"{cond} seed {seed}")
     task = next(t for t in pop if compare.kind_of(t) == "retrieval")
-    ranks = np.array([r["target_rank"] for r in pop[task].values()])
-    ax_hit.plot(range(1, 21), [np.mean((ranks >= 0) & (ranks < k)) for k in range(1, 21)], "k--", label="popularity")
+    ax_hit.plot(range(1, 21), hit_curve(pop[task]), "k--", label="popularity")
     ax_loss.set(xlabel="step", ylabel="train loss per target token", title="training (aux: loss over all 5 tasks)")
     ax_hit.set(xlabel="k", ylabel="test hit@k (22,363 users)", title="retrieval over all items (beam 20)")
-    for ax in (ax_loss, ax_hit):
-        ax.grid(alpha=0.3)
-        ax.legend(fontsize=7)
-    fig.tight_layout()
-    fig.savefig(args.plot, dpi=100)
-    print(f"\nwrote {args.plot}")
+    finish_plot(fig, (ax_loss, ax_hit), args.plot)
     return 0
 
 

@@ -32,6 +32,21 @@ LABELS = {"random": "random (numeric)", "collaborative": "collaborative (CID)",
           "semantic_rqkmeans": "semantic RQ-KMeans (text)", "semantic_rqvae": "semantic RQ-VAE (text)"}
 
 
+def hit_curve(rows: dict[int, dict], depth: int = 20) -> list[float]:
+    """hit@k for k = 1..depth from prediction rows (target_rank -1: not in the returned items)."""
+    ranks = np.array([r["target_rank"] for r in rows.values()])
+    return [float(np.mean((ranks >= 0) & (ranks < k))) for k in range(1, depth + 1)]
+
+
+def finish_plot(fig, axes, path: str) -> None:
+    for ax in axes:
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    print(f"\nwrote {path}")
+
+
 def popularity_rows(dataset, rows: dict[str, dict[int, dict]]) -> dict[str, dict[int, dict]]:
     """Popularity's predictions on the users (and candidates) of `rows`, in the same format."""
     counts = Popularity(dataset.num_items).fit(dataset.train_sequences()).counts
@@ -176,19 +191,12 @@ def main() -> int:
         ax_loss.plot([r["step"] for r in train], [r["loss"] for r in train], label=label, lw=1)
         if scheme in preds:
             task = next(t for t in preds[scheme] if t.endswith("retrieval"))
-            ranks = np.array([r["target_rank"] for r in preds[scheme][task].values()])
-            ax_hit.plot(range(1, 21), [np.mean((ranks >= 0) & (ranks < k)) for k in range(1, 21)], label=LABELS[scheme])
+            ax_hit.plot(range(1, 21), hit_curve(preds[scheme][task]), label=LABELS[scheme])
     task = next(t for t in pop if t.endswith("retrieval"))
-    ranks = np.array([r["target_rank"] for r in pop[task].values()])
-    ax_hit.plot(range(1, 21), [np.mean((ranks >= 0) & (ranks < k)) for k in range(1, 21)], "k--", label="popularity")
+    ax_hit.plot(range(1, 21), hit_curve(pop[task]), "k--", label="popularity")
     ax_loss.set(xlabel="step", ylabel="train loss per target token (EOS included)", title="training (beauty_rec)")
     ax_hit.set(xlabel="k", ylabel="test hit@k", title="retrieval over all items (beam 20)")
-    for ax in (ax_loss, ax_hit):
-        ax.grid(alpha=0.3)
-        ax.legend(fontsize=8)
-    fig.tight_layout()
-    fig.savefig(args.plot, dpi=100)
-    print(f"\nwrote {args.plot}")
+    finish_plot(fig, (ax_loss, ax_hit), args.plot)
     return 0
 
 
