@@ -38,13 +38,13 @@ def load_inputs(num_users: int, seed: int):
     import sentencepiece as spm
 
     from recjax.data.pipeline import build
-    from tasks import templates
+    from tasks import kinds, templates
 
     dataset, _ = build("p5", str(SHARED / "beauty"), "beauty")
     sp = spm.SentencePieceProcessor(model_file=str(SHARED / "t5_tokenizer" / "spiece_rebuilt.model"))
     histories, targets = dataset.loo_split("test")
     users = np.random.default_rng(seed).permutation(dataset.num_users)[:num_users]
-    template = templates.TEMPLATES["retrieval"][0]
+    template = kinds.get("retrieval").templates[0]
     texts = [templates.item_text(i, t) for i, t in zip(dataset.item_ids, dataset.item_titles)]
     inputs = []
     for u in users:
@@ -56,7 +56,7 @@ def load_inputs(num_users: int, seed: int):
 
 
 def batches(inputs, batch):
-    from recjax.evaluation import input_bucket
+    from recjax.serving import input_bucket
 
     order = np.argsort([len(x) for x in inputs], kind="stable")
     for start in range(0, len(order) - batch + 1, batch):

@@ -32,8 +32,8 @@ def main() -> int:
     import tasks
     from recjax import gin_utils, partitioning
     from recjax.eval import restore_for_eval
-    from recjax.evaluation import (EvalOptions, Placement, _evaluate_ranking, _evaluate_retrieval, catalog_of,
-                                   load_examples)
+    from recjax.evaluation import EvalOptions, _evaluate_ranking, _evaluate_retrieval, catalog_of, load_examples
+    from recjax.serving import Placement
 
     gin_utils.parse_gin(args.gin_file, [], [])
     registered = tasks.register_dataset()

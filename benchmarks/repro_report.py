@@ -104,7 +104,7 @@ def popularity_on_ranking_examples(gin_file: str, data_dir: str, ds, popularity,
     import tasks
     from recjax import gin_utils, metrics
     from recjax.evaluation import load_examples
-    from tasks.metric_fns import candidates_and_positive
+    from tasks import candidates_and_positive
 
     gin_utils.parse_gin([gin_file], [f"DATA_DIR = {data_dir!r}"])
     tasks.register_dataset()  # with the Gin file's bindings

@@ -16,6 +16,7 @@ mesh with the shardings of SHARDING_STRATEGY; the batch is split over the mesh's
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import os
 import sys
 import time
@@ -85,7 +86,7 @@ def evaluate_checkpoint(checkpoint_path: str, mixture_or_task_name: str, output_
             "split": split, "wall_seconds": round(time.time() - start, 1),
             "devices": f"{len(jax.devices())} x {jax.devices()[0].device_kind}",
             "mesh": dict(mesh.shape), "sharding_strategy": sharding_strategy,
-            "options": {k: v for k, v in vars(options).items()}, "model_config": model.config.to_dict()}
+            "options": dataclasses.asdict(options), "model_config": model.config.to_dict()}
     if jax.process_index() == 0:
         paths = report.write_report(output_dir, results, info)
         if predictions_path:

@@ -5,12 +5,12 @@
     # {"beauty_retrieval": {"hit@5": ..., "ndcg@10": ..., "valid_id_rate": 1.0, ...},
     #  "beauty_ranking": {"hr@1": ..., ...}, ...}
 
-Per task kind (auxiliary tasks of a mixture are skipped: their metrics are the recommendation
-tasks'):
+Per task kind, by its `TaskKind.evaluation` (auxiliary tasks of a mixture have none and are
+skipped: their metrics are the recommendation tasks'):
 - retrieval: beam search over ALL items (beam `beam_size`, top `top_k`), constrained to the trie
   of valid item IDs and excluding the user's history (`history_ids`) unless told otherwise;
   hit@5/10, ndcg@5/10 and `valid_id_rate` (1.0 when constrained) through the task's own SeqIO
-  metric fn (`tasks.metric_fns.retrieval_metric_fn`, which also drops history items from free
+  metric fn (`tasks.kinds.retrieval`'s, `tasks.metric_fns.retrieval_metric_fn`, which also drops history items from free
   generations).
 - ranking: every candidate of `candidate_ids` scored by the log-likelihood of its ID as the
   target, encoder once per user; hr@1/5/10, ndcg@5/10 by `recjax.metrics.ranking_metrics` (ties
@@ -36,7 +36,7 @@ from typing import Any, Optional
 import gin
 import jax
 import numpy as np
-from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
+from jax.sharding import Mesh
 from tqdm.auto import tqdm
 
 from recjax import metrics as rec_metrics
@@ -48,8 +48,8 @@ from recjax.decoding.candidate_scoring import score_candidates
 from recjax.decoding.item_decoder import search_items
 from recjax.model import EncoderDecoderModel
 from recjax.network import Transformer
+from recjax.serving import Placement, decode_batches, num_batches
 
-REC_KINDS = ("retrieval", "ranking", "rating")
 SEARCHES = ("beam", "exact")
 EXACT_BEAM_GROWTH = 4  # exact search: each re-decoding of uncertified users widens the beam 4x
 RATING_VALUES = (1, 2, 3, 4, 5)
@@ -75,11 +75,9 @@ class EvalOptions:
 
     batch_size: int = 64
     ranking_batch_size: int = 16  # users per ranking batch: rows = users * candidates (100) per step
-    beam_size: int = 20
-    top_k: int = 20
-    constrained: bool = True
-    exclude_history: bool = True
-    alpha: float = 0.0
+    # Retrieval's search (beam_size, top_k, constrained, exclude_history, alpha): bound in Gin as
+    # recjax.decoding.DecodeOptions.* (they were EvalOptions.* before; the README says so).
+    decode: DecodeOptions = dataclasses.field(default_factory=DecodeOptions)
     inputs_length: Optional[int] = None
     max_examples: Optional[int] = None
     sample_seed: int = 0
@@ -91,18 +89,15 @@ class EvalOptions:
         if self.batch_size < 1 or self.ranking_batch_size < 1:
             raise ValueError(f"EvalOptions.batch_size and ranking_batch_size must be >= 1, got {self.batch_size}, "
                              f"{self.ranking_batch_size}")
-        if self.top_k < 10:
-            raise ValueError(f"EvalOptions.top_k must be >= 10 (hit@10 and ndcg@10), got {self.top_k}")
+        if self.decode.top_k < 10:
+            raise ValueError(f"DecodeOptions.top_k must be >= 10 for evaluation (hit@10 and ndcg@10), "
+                             f"got {self.decode.top_k}")
         if self.search not in SEARCHES:
             raise ValueError(f"EvalOptions.search must be one of {SEARCHES}, got {self.search!r}")
-        if self.search == "exact" and (self.alpha != 0.0 or not self.constrained):
+        if self.search == "exact" and (self.decode.alpha != 0.0 or not self.decode.constrained):
             raise ValueError("EvalOptions.search='exact' needs constrained decoding with alpha = 0 (log-likelihood order)")
         if self.max_examples is not None and self.max_examples < 1:
             raise ValueError(f"EvalOptions.max_examples must be >= 1 or None, got {self.max_examples}")
-
-    def decode_options(self) -> DecodeOptions:
-        return DecodeOptions(beam_size=self.beam_size, top_k=self.top_k, constrained=self.constrained,
-                             exclude_history=self.exclude_history and self.constrained, alpha=self.alpha)
 
 
 @dataclasses.dataclass
@@ -180,15 +175,15 @@ def _task_members(task_or_mixture) -> list:
     return [task_or_mixture]
 
 
-def _kind_and_dataset(task_name: str) -> tuple[str, str]:
+def _kind_and_dataset(task_name: str):
+    """The task's TaskKind and its dataset's name (through the public tasks API)."""
     import tasks
 
-    kind = tasks.task_kind(task_name)
-    return kind, task_name[: -len(kind) - 1]
+    return tasks.kind_of(task_name), tasks.dataset_of(task_name).name
 
 
 # ------------------------------------------------------------------------------------------------
-# Examples and batches.
+# Examples (batches and placement: recjax.serving).
 # ------------------------------------------------------------------------------------------------
 
 def _text(value) -> str:
@@ -215,69 +210,6 @@ def load_examples(task, split: str, max_examples: Optional[int] = None, sample_s
     return [out[i] for i in sample_indices(len(out), max_examples, sample_seed)]
 
 
-def _trim(tokens: np.ndarray, length: Optional[int]) -> np.ndarray:
-    if length is None or len(tokens) <= length:
-        return tokens
-    return np.append(tokens[:length - 1], EOS_ID).astype(tokens.dtype)  # seqio's append_eos_after_trim
-
-
-def input_bucket(length: int) -> int:
-    """Padded encoder length: 32, 64, 128, then multiples of 64 (few compiled shapes, little padding)."""
-    if length <= 128:
-        return max(32, 1 << (int(length) - 1).bit_length())
-    return -(-int(length) // 64) * 64
-
-
-def batches(examples: Sequence[dict], batch_size: int, inputs_length: Optional[int]):
-    """Yields (rows, encoder_input_tokens [batch_size, bucket]) over examples sorted by length;
-    `rows` are the example indices of the real rows (the padding rows repeat the first one)."""
-    inputs = [_trim(np.asarray(ex["inputs"], np.int32), inputs_length) for ex in examples]
-    order = np.argsort([len(x) for x in inputs], kind="stable")
-    for start in range(0, len(order), batch_size):
-        rows = order[start:start + batch_size]
-        padded_rows = np.concatenate([rows, np.full(batch_size - len(rows), rows[0])])
-        width = input_bucket(max(len(inputs[r]) for r in rows))
-        enc = np.zeros((batch_size, width), np.int32)
-        for i, r in enumerate(padded_rows):
-            enc[i, :len(inputs[r])] = inputs[r]
-        yield rows, padded_rows, enc
-
-
-# ------------------------------------------------------------------------------------------------
-# Device placement.
-# ------------------------------------------------------------------------------------------------
-
-class Placement:
-    """Global arrays on the mesh: batch rows over `data`, the rest replicated."""
-
-    def __init__(self, mesh: Mesh):
-        self.mesh = mesh
-        self.batch = partitioning.batch_sharding(mesh)
-        self.replicated = NamedSharding(mesh, P())
-
-    def shard_batch(self, array: np.ndarray) -> jax.Array:
-        return jax.make_array_from_callback(array.shape, self.batch, lambda index: array[index])
-
-    def replicate(self, tree):
-        return jax.tree_util.tree_map(
-            lambda a: jax.make_array_from_callback(np.shape(a), self.replicated, lambda index: np.asarray(a)[index]),
-            tree)
-
-    def params(self, params):
-        """Keep a trainer's sharded params as they are; place host arrays replicated."""
-        leaves = jax.tree_util.tree_leaves(params)
-        if all(isinstance(x, jax.Array) and not isinstance(x.sharding, jax.sharding.SingleDeviceSharding)
-               for x in leaves):
-            return params
-        return self.replicate(jax.tree_util.tree_map(np.asarray, params))
-
-    def fetch(self, tree):
-        if jax.process_count() > 1:
-            from jax.experimental import multihost_utils
-            return multihost_utils.process_allgather(tree, tiled=True)
-        return jax.tree_util.tree_map(np.asarray, tree)
-
-
 # ------------------------------------------------------------------------------------------------
 # Per task kind.
 # ------------------------------------------------------------------------------------------------
@@ -285,10 +217,6 @@ class Placement:
 def _progress(iterable, total: int, desc: str, enabled: bool):
     return tqdm(iterable, total=total, desc=desc, unit="batch", leave=False, dynamic_ncols=True,
                 disable=not enabled or jax.process_index() != 0)
-
-
-def _num_batches(n: int, batch_size: int) -> int:
-    return -(-n // batch_size)
 
 
 def _decode_retrieval(model, params, examples, histories, catalog: Catalog, decode: DecodeOptions,
@@ -301,8 +229,8 @@ def _decode_retrieval(model, params, examples, histories, catalog: Catalog, deco
     items, log_probs, bound = np.full((n, k), -1, np.int64), np.full((n, k), -np.inf), np.full(n, -np.inf)
     texts: list[Optional[list[str]]] = [None] * n
     with jax.set_mesh(place.mesh):
-        for rows, padded, enc in _progress(batches(examples, batch_size, inputs_length),
-                                           _num_batches(n, batch_size), desc, progress):
+        for rows, padded, enc in _progress(decode_batches(examples, batch_size, inputs_length),
+                                           num_batches(n, batch_size), desc, progress):
             exclude = None
             if decode.exclude_history:
                 exclude = place.shard_batch(exclusion_matrix([histories[r] for r in padded], width))
@@ -315,7 +243,7 @@ def _decode_retrieval(model, params, examples, histories, catalog: Catalog, deco
 
 def _evaluate_retrieval(model, params, task, examples, catalog: Catalog, options: EvalOptions,
                         place: Placement) -> tuple[dict, dict, dict]:
-    decode = options.decode_options()
+    decode = options.decode
     histories = [[catalog.index(i) for i in ex["history_ids"].split()] for ex in examples]
     width = max(8, -(-max(len(set(h)) for h in histories) // 8) * 8)  # one static shape per run
     items, log_probs, bound, predictions = _decode_retrieval(
@@ -340,7 +268,7 @@ def _evaluate_retrieval(model, params, task, examples, catalog: Catalog, options
     result.update(extra_metrics)
     ranked = [[p for p in pred if p not in set(t["history"])] for pred, t in zip(predictions, targets)]
     ranks = rec_metrics.target_ranks(ranked, [t["target"] for t in targets])
-    curve = [float(np.mean((ranks >= 0) & (ranks < k))) for k in range(1, options.top_k + 1)]
+    curve = [float(np.mean((ranks >= 0) & (ranks < k))) for k in range(1, decode.top_k + 1)]
     rows = [{"user": int(ex["user"]), "target": t["target"], "target_rank": int(rank), "ranked": list(r)}
             for ex, t, rank, r in zip(examples, targets, ranks, ranked)]
     _add_original_ids(rows, catalog)
@@ -356,7 +284,7 @@ def _exact_search(model, params, name: str, examples, histories, catalog: Catalo
     a 4x wider beam (the batch shrinks in proportion) until certified, or until the beam holds
     the whole catalog (exhaustive). Returns the updated predictions and beam_recall@10 /
     mean_final_beam; `items`, `log_probs`, `bound` are updated in place."""
-    decode = options.decode_options()
+    decode = options.decode
     k = decode.top_k
     beam_top10 = [set(row[:10].tolist()) for row in items]
     final_beam = np.full(len(examples), decode.beam_size)
@@ -426,7 +354,7 @@ def _scorer(config):
 
 def _evaluate_ranking(model, params, task, examples, catalog: Catalog, options: EvalOptions,
                       place: Placement) -> tuple[dict, dict, dict]:
-    from tasks.metric_fns import candidates_and_positive
+    from tasks import candidates_and_positive
 
     cands, positive = [], np.zeros(len(examples), np.int64)
     for e, ex in enumerate(examples):
@@ -443,8 +371,8 @@ def _evaluate_ranking(model, params, task, examples, catalog: Catalog, options: 
     score = _scorer(model.config)
     size = options.ranking_batch_size
     with jax.set_mesh(place.mesh):
-        for rows, padded, enc in _progress(batches(examples, size, options.inputs_length),
-                                           _num_batches(len(examples), size), task.name, options.progress):
+        for rows, padded, enc in _progress(decode_batches(examples, size, options.inputs_length),
+                                           num_batches(len(examples), size), task.name, options.progress):
             tokens = catalog.trie.item_tokens[cands[padded]]  # [batch, candidates, depth]
             out = place.fetch(score(params, place.shard_batch(enc), place.shard_batch(tokens)))
             scores[rows] = out[:len(rows)]
@@ -477,7 +405,7 @@ def _greedy(config, max_decode_len: int):
 
 def _evaluate_rating(model, params, task, examples, catalog: Catalog, options: EvalOptions,
                      place: Placement) -> tuple[dict, dict, dict]:
-    from tasks.metric_fns import rating_metric_fn
+    from tasks import parse_rating, rating_metric_fn
 
     true = np.array([float(ex["targets_pretokenized"]) for ex in examples])
     candidates = _rating_targets(catalog)
@@ -486,10 +414,9 @@ def _evaluate_rating(model, params, task, examples, catalog: Catalog, options: E
     generated: list[Optional[float]] = [None] * len(examples)
     score = _scorer(model.config)
     greedy = _greedy(model.config, candidates.shape[1] + 2) if options.rating_generated else None
-    from tasks.metric_fns import parse_rating
     with jax.set_mesh(place.mesh):
-        for rows, padded, enc in _progress(batches(examples, options.batch_size, options.inputs_length),
-                                           _num_batches(len(examples), options.batch_size), task.name,
+        for rows, padded, enc in _progress(decode_batches(examples, options.batch_size, options.inputs_length),
+                                           num_batches(len(examples), options.batch_size), task.name,
                                            options.progress):
             enc_global = place.shard_batch(enc)
             tokens = np.broadcast_to(candidates, (len(padded),) + candidates.shape).copy()
@@ -508,6 +435,7 @@ def _evaluate_rating(model, params, task, examples, catalog: Catalog, options: E
     return result, {}, extra
 
 
+# TaskKind.evaluation -> how it is scored (tasks.kinds.EVALUATIONS).
 _EVALUATORS = {"retrieval": _evaluate_retrieval, "ranking": _evaluate_ranking, "rating": _evaluate_rating}
 
 
@@ -527,14 +455,14 @@ def evaluate_tasks(model: EncoderDecoderModel, params, task_or_mixture, split: s
     members = _task_members(task_or_mixture)
     for task in members:
         kind, dataset_name = _kind_and_dataset(task.name)
-        if kind not in REC_KINDS:
+        if kind.evaluation is None:  # an auxiliary task: its metrics are the recommendation tasks'
             continue
         start = time.time()
         catalog = catalog_of(dataset_name, model.config.vocab_size)
         examples = load_examples(task, split, options.max_examples, options.sample_seed)
-        metrics, curves, extra = _EVALUATORS[kind](model, params, task, examples, catalog, options, place)
+        metrics, curves, extra = _EVALUATORS[kind.evaluation](model, params, task, examples, catalog, options, place)
         metrics = {k: float(v) for k, v in metrics.items()}
-        results.append(TaskResult(task.name, kind, metrics, curves, len(examples), time.time() - start, extra))
+        results.append(TaskResult(task.name, kind.name, metrics, curves, len(examples), time.time() - start, extra))
     if not results:
         names = ", ".join(t.name for t in members)
         raise ValueError(f"{getattr(task_or_mixture, 'name', task_or_mixture)}: no recommendation task "

@@ -31,7 +31,6 @@ from typing import Any, Optional
 import numpy as np
 
 from recjax import gin_utils
-from recjax.config import EOS_ID
 from recjax.data import jsonl
 from recjax.data.jsonl import LineError
 
@@ -93,7 +92,7 @@ def recommend(model, params, catalog, requests: list[Request], *, builder, templ
 
     from recjax import partitioning
     from recjax.decoding import DecodeOptions, ItemDecoder, exclusion_matrix
-    from recjax.evaluation import Placement, batches
+    from recjax.serving import Placement, decode_batches, encode, num_batches
 
     mesh = mesh if mesh is not None else partitioning.make_mesh()
     partitioning.check_batch_divisible(batch_size, mesh, "--batch_size")
@@ -102,14 +101,12 @@ def recommend(model, params, catalog, requests: list[Request], *, builder, templ
     options = DecodeOptions(beam_size=max(beam_size, top_k), top_k=top_k, exclude_history=exclude_history)
     decoder = ItemDecoder(model.module, catalog.trie, options)
     trie_arrays = place.replicate(catalog.trie.arrays_numpy())
-    tokenize = catalog.tokenizer.EncodeAsIds
-    examples = [{"inputs": np.asarray(tokenize(render_inputs(r, builder, template_index)) + [EOS_ID],
-                                      np.int32)} for r in requests]
+    examples = [{"inputs": encode(catalog.tokenizer, render_inputs(r, builder, template_index))} for r in requests]
     width = max(8, -(-max(len(set(r.items)) for r in requests) // 8) * 8)
     out: list[list[dict]] = [[] for _ in requests]
     from tqdm.auto import tqdm
     with jax.set_mesh(mesh):
-        for rows, padded, enc in tqdm(batches(examples, batch_size, inputs_length), total=-(-len(requests) // batch_size),
+        for rows, padded, enc in tqdm(decode_batches(examples, batch_size, inputs_length), total=num_batches(len(requests), batch_size),
                                       desc="infer", unit="batch", disable=not progress, leave=False):
             exclude = exclusion_matrix([requests[r].items for r in padded], width) if exclude_history else None
             result = place.fetch(decoder.search(params, place.shard_batch(enc), trie_arrays,

@@ -61,9 +61,9 @@ def inspect_task(task, split: str, num_examples: int, stats_examples: int, seed:
     """Prints examples and length statistics of one seqio Task; returns the statistics."""
     import numpy as np
 
-    from tasks.registry import task_kind
+    import tasks
 
-    kind = task_kind(task.name)
+    kind = tasks.task_kind(task.name)
     per_epoch = task.source.num_examples(split)
     print(f"== {task.name} ({split}): {per_epoch:,} examples per epoch", file=out)
     # Untrimmed, so the lengths are the real ones; user order seeded, no shuffle buffer to fill.

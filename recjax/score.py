@@ -33,7 +33,7 @@ def score_file(checkpoint: str, vocab: str, input_path: str, output_path: str, *
     input, vocabulary or checkpoint; per-line problems become error records instead.
     """
     from recjax import checkpoints
-    from tasks.vocab import load_vocabulary
+    from tasks import load_vocabulary
 
     if batch_size < 1:
         raise ValueError(f"--batch_size must be >= 1, got {batch_size}")

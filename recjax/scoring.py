@@ -6,7 +6,7 @@ followed by EOS (`add_eos=True`); a too-long input is trimmed and then given its
 cut target is not the likelihood of the target, so a target longer than the limit is an error
 for that line.
 
-Examples are grouped by (input bucket, target bucket), each bucket a power of two, and every
+Examples are grouped by (input bucket, target bucket) (`recjax.serving.bucket_length`), and every
 batch is padded to the full batch size, so jit compiles one program per bucket pair that occurs
 (a handful), whatever the number of lines.
 """
@@ -14,11 +14,11 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-import math
 from typing import Any, Iterable, Iterator, Mapping, Optional, Sequence
 
 import numpy as np
 
+from recjax import serving
 from recjax.data import jsonl
 
 MIN_BUCKET = 8
@@ -55,23 +55,14 @@ def parse_line(text: str) -> tuple[str, str]:
 def tokenize(vocabulary, inputs: str, targets: str, *, line: int, max_inputs_length: Optional[int] = None,
              max_targets_length: Optional[int] = None) -> Example:
     """SeqIO's token ids (EOS appended) of one example; trims inputs, refuses over-long targets."""
-    eos = vocabulary.eos_id
-    input_ids = list(vocabulary.encode(inputs)) + [eos]
-    target_ids = list(vocabulary.encode(targets)) + [eos]
-    truncated = False
-    if max_inputs_length is not None and len(input_ids) > max_inputs_length:
-        input_ids = input_ids[: max_inputs_length - 1] + [eos]  # append_eos_after_trim
-        truncated = True
+    full_inputs = serving.encode(vocabulary.tokenizer, inputs)
+    input_ids = serving.trim(full_inputs, max_inputs_length).tolist()
+    target_ids = serving.encode(vocabulary.tokenizer, targets).tolist()
+    truncated = len(input_ids) < len(full_inputs)
     if max_targets_length is not None and len(target_ids) > max_targets_length:
         raise ScoreInputError(f"targets are {len(target_ids)} tokens with EOS, more than --max_targets_length "
                               f"{max_targets_length} (a cut target would get a wrong likelihood)")
     return Example(line, inputs, targets, input_ids, target_ids, truncated)
-
-
-def bucket_length(length: int, maximum: Optional[int] = None) -> int:
-    """The padded length of a sequence: the next power of two >= MIN_BUCKET, capped at `maximum`."""
-    bucket = max(MIN_BUCKET, 1 << max(0, math.ceil(math.log2(max(length, 1)))))
-    return min(bucket, maximum) if maximum is not None else bucket
 
 
 def make_batches(examples: Sequence[Example], batch_size: int, *, max_inputs_length: Optional[int] = None,
@@ -84,7 +75,8 @@ def make_batches(examples: Sequence[Example], batch_size: int, *, max_inputs_len
     """
     groups: dict[tuple[int, int], list[Example]] = {}
     for ex in examples:
-        key = (bucket_length(len(ex.input_ids), max_inputs_length), bucket_length(len(ex.target_ids), max_targets_length))
+        key = (serving.bucket_length(len(ex.input_ids), MIN_BUCKET, max_inputs_length),
+               serving.bucket_length(len(ex.target_ids), MIN_BUCKET, max_targets_length))
         groups.setdefault(key, []).append(ex)
     for (in_len, tgt_len), members in sorted(groups.items()):
         for start in range(0, len(members), batch_size):
@@ -183,5 +175,5 @@ def output_records(results: Mapping[int, dict[str, Any]], errors: Mapping[int, s
     """One record per non-blank input line, in input order: a score or `{"line": N, "error": ...}`."""
     records = []
     for line in sorted(set(results) | set(errors)):
-        records.append(results[line] if line in results else {"line": line, "error": errors[line]})
+        records.append(results[line] if line in results else jsonl.error_record(line, errors[line]))
     return records

@@ -4,16 +4,24 @@ auxiliary tasks of Cao et al. 2024 (MIM, MLM, BPR), for any prepared dataset.
     import tasks
     tasks.register_dataset(data_dir, "beauty", vocab_path)   # or from Gin, see gin/tasks/*.gin
     seqio.get_mixture_or_task("beauty_rec_aux").get_dataset(...)
+
+The public API, what recjax's evaluation, infer, inspect and score use: registration and lookup
+(`register_dataset`, `registered`, `get_mixture_or_task`, `kind_of`, `dataset_of`), the task
+kinds (`tasks.kinds`: one module per kind, `TaskKind`), the example features' readers
+(`candidates_and_positive`, `parse_rating`, `rating_metric_fn`) and the vocabulary helpers.
 """
-from tasks.examples import AUX_TASKS, REC_TASKS, SPLITS, TASK_KINDS, TaskOptions
-from tasks.registry import (MIXTURE_SUFFIXES, RegisteredDataset, get_mixture_or_task, item_ids_record,
-                            register_dataset, registered, task_kind)
-from tasks.templates import TEMPLATES, TEMPLATES_VERSION
+from tasks import kinds
+from tasks.examples import SPLITS, ExampleBuilder, TaskOptions
+from tasks.kinds import TaskKind
+from tasks.metric_fns import candidates_and_positive, parse_rating, rating_metric_fn
+from tasks.registry import (RegisteredDataset, dataset_of, get_mixture_or_task, item_ids_record, kind_of,
+                            mixture_suffixes, register_dataset, registered, task_kind)
+from tasks.templates import TEMPLATES_VERSION
 from tasks.vocab import dataset_vocabulary, load_vocabulary, train_sentencepiece
 
 __all__ = [
-    "AUX_TASKS", "MIXTURE_SUFFIXES", "REC_TASKS", "SPLITS", "TASK_KINDS", "TEMPLATES",
-    "TEMPLATES_VERSION", "RegisteredDataset", "TaskOptions", "dataset_vocabulary",
-    "get_mixture_or_task", "item_ids_record", "load_vocabulary", "register_dataset", "registered", "task_kind",
-    "train_sentencepiece",
+    "SPLITS", "TEMPLATES_VERSION", "ExampleBuilder", "RegisteredDataset", "TaskKind", "TaskOptions",
+    "candidates_and_positive", "dataset_of", "dataset_vocabulary", "get_mixture_or_task", "item_ids_record",
+    "kind_of", "kinds", "load_vocabulary", "mixture_suffixes", "parse_rating", "rating_metric_fn",
+    "register_dataset", "registered", "task_kind", "train_sentencepiece",
 ]

@@ -9,11 +9,13 @@ Leakage rule: a training example of user u is built from `train_sequences()[u]` 
 only; negatives are drawn from the items u never interacted with (so never u's validation or test
 item); rating records of u's validation and test items are left out of the rating train split.
 
-Per user and epoch, the train split has: retrieval, ranking and BPR one example per prefix of the
-training sequence (history t[:p], target t[p], p >= 1); MIM and MLM one example over the most
-recent `max_history` training items; rating one example per rating train record. Validation and
-test have one example per user (leave-one-out: valid target seq[-2], test target seq[-1]), and
-the rating records of P5's 80/10/10 split.
+What each kind builds lives in its module (tasks/kinds/); this module holds what they share:
+the epochs and random streams, the shown history, the negative pool, the leave-one-out cases and
+the row format. Per user and epoch, a kind counted by "prefixes" (retrieval, ranking, BPR) has one
+train example per prefix of the training sequence (history t[:p], target t[p], p >= 1) and one
+validation / test example (leave-one-out: valid target seq[-2], test target seq[-1]); "users"
+(MIM, MLM) one example over the most recent `max_history` items; "rating_records" one example per
+record of P5's 80/10/10 rating split.
 """
 from __future__ import annotations
 
@@ -22,14 +24,11 @@ from collections.abc import Iterator
 
 import numpy as np
 
-from tasks import span_corruption, templates
+from tasks import kinds, span_corruption, templates
+from tasks.kinds import TaskKind
 
-TASK_KINDS = ("retrieval", "ranking", "rating", "mim", "mlm", "bpr")
-REC_TASKS = ("retrieval", "ranking", "rating")
-AUX_TASKS = ("mim", "mlm", "bpr")
 SPLITS = ("train", "validation", "test")
 
-_TASK_CODE = {k: i for i, k in enumerate(TASK_KINDS)}
 _SPLIT_CODE = {s: i for i, s in enumerate(SPLITS)}
 _LOO_SPLIT = {"validation": "valid", "test": "test"}
 _RATING_SPLIT = {"train": "train", "validation": "valid", "test": "test"}
@@ -90,7 +89,7 @@ class ExampleBuilder:
         self.num_items = dataset.num_items
         self.num_users = dataset.num_users
         self.item_ids = list(dataset.item_ids)
-        self._id_array = np.array(dataset.item_ids, dtype=object)  # fancy-indexable for joins
+        self.id_array = np.array(dataset.item_ids, dtype=object)  # fancy-indexable for joins
         self.item_texts = ([templates.item_text(i, t) for i, t in zip(dataset.item_ids, dataset.item_titles)]
                            if options.item_text else list(dataset.item_ids))
         self.full = dataset.sequences
@@ -100,7 +99,6 @@ class ExampleBuilder:
         self._ratings_by_user: dict[str, list[list[tuple[int, float]]]] = {}
         self.tokenizer = tokenizer
         self.sentinel_ids = sentinel_ids
-        self._prefix_tokens: dict[int, list[int]] = {}
         if min(len(s) for s in self.full) < 3:
             short = int(np.argmin([len(s) for s in self.full]))
             raise ValueError(f"dataset {dataset.name!r}: user {short} has {len(self.full[short])} "
@@ -116,27 +114,28 @@ class ExampleBuilder:
     # ------------------------------------------------------------------ sizes and streams
 
     def tasks(self) -> tuple[str, ...]:
-        """The task kinds this dataset supports (rating only where ratings exist)."""
-        return tuple(k for k in TASK_KINDS if k != "rating" or self.has_ratings)
+        """The task kinds this dataset supports (those that need ratings only where ratings exist)."""
+        return tuple(k.name for k in kinds.all_kinds() if not k.needs_ratings or self.has_ratings)
 
     def num_examples(self, task: str, split: str) -> int:
         """Examples in one epoch of (task, split) (the same for every epoch)."""
-        self._check(task, split)
-        if task == "rating":
-            return sum(len(r) for r in self._rating_records(split))
-        if split != "train" or task in ("mim", "mlm"):
+        kind = self._check(task, split)
+        if kind.count == "rating_records":
+            return sum(len(r) for r in self.rating_records(split))
+        if split != "train" or kind.count == "users":
             return self.num_users
         return int(sum(max(len(t) - 1, 0) for t in self.train))
 
-    def _rng(self, seed: int, epoch: int, split: str, task: str, user: int) -> np.random.Generator:
-        return np.random.default_rng([seed, epoch, _SPLIT_CODE[split], _TASK_CODE[task], user])
+    def _rng(self, seed: int, epoch: int, split: str, kind: TaskKind, user: int) -> np.random.Generator:
+        return np.random.default_rng([seed, epoch, _SPLIT_CODE[split], kind.stream, user])
 
-    def _check(self, task: str, split: str) -> None:
+    def _check(self, task: str, split: str) -> TaskKind:
         if task not in self.tasks():
             raise ValueError(f"unknown task kind {task!r} for dataset {self.dataset.name!r}; "
                              f"expected one of {self.tasks()}")
         if split not in SPLITS:
             raise ValueError(f"unknown split {split!r}; expected one of {SPLITS}")
+        return kinds.get(task)
 
     # ------------------------------------------------------------------ epochs
 
@@ -145,32 +144,29 @@ class ExampleBuilder:
         """One epoch of (task, split) as column chunks ({feature: [n] array}), users
         `shard_index::num_shards`. With `shuffle`, users and the examples inside a chunk come in
         a seeded order."""
-        self._check(task, split)
+        kind = self._check(task, split)
         if split != "train":
             epoch = EVAL_EPOCH
         users = np.arange(self.num_users)[shard_index::num_shards]
-        order_rng = self._rng(seed, epoch, split, task, _ORDER_STREAM)
+        order_rng = self._rng(seed, epoch, split, kind, _ORDER_STREAM)
         if shuffle:
             users = order_rng.permutation(users)
         step = self.options.users_per_chunk
         for start in range(0, len(users), step):
-            rows: list[dict] = []
-            for user in users[start:start + step]:
-                rows.extend(self._user_rows(task, split, int(user), epoch, seed))
+            chunk = [(int(u), self._rng(seed, epoch, split, kind, int(u))) for u in users[start:start + step]]
+            rows = kind.build(self, split, chunk)
             if not rows:
                 continue
-            if task == "mlm":
-                self._corrupt_spans(rows)
             if shuffle:
                 rows = [rows[i] for i in order_rng.permutation(len(rows))]
-            yield self._columns(task, rows)
+            yield self._columns(kind, rows)
 
-    def _columns(self, task: str, rows: list[dict]) -> dict[str, np.ndarray]:
+    def _columns(self, kind: TaskKind, rows: list[dict]) -> dict[str, np.ndarray]:
         out: dict[str, np.ndarray] = {}
         for key in META_STRING_FEATURES:
             out[key] = np.array([r[key] for r in rows], dtype=object)
         out["user"] = np.array([r["user"] for r in rows], dtype=np.int32)
-        if task == "mlm":
+        if kind.tokenized:
             for key in ("inputs", "targets"):
                 out[key + "_values"] = np.concatenate([r[key] for r in rows]).astype(np.int32)
                 out[key + "_lengths"] = np.array([len(r[key]) for r in rows], dtype=np.int64)
@@ -184,54 +180,44 @@ class ExampleBuilder:
 
     def user_examples(self, task: str, split: str, user: int, epoch: int, seed: int) -> list[dict]:
         """All examples of `user` for (task, split) in epoch `epoch` (deterministic)."""
-        self._check(task, split)
-        rows = self._user_rows(task, split, user, EVAL_EPOCH if split != "train" else epoch, seed)
-        if task == "mlm":
-            self._corrupt_spans(rows)
-        return rows
+        kind = self._check(task, split)
+        epoch = EVAL_EPOCH if split != "train" else epoch
+        return kind.build(self, split, [(user, self._rng(seed, epoch, split, kind, user))])
 
-    def _user_rows(self, task: str, split: str, user: int, epoch: int, seed: int) -> list[dict]:
-        rng = self._rng(seed, epoch, split, task, user)
-        return getattr(self, f"_{task}")(split, user, rng)
+    # ------------------------------------------------------------------ what the kinds share
 
-    def _template(self, task: str, rng: np.random.Generator) -> templates.Template:
-        choices = templates.TEMPLATES[task]
+    def choose_template(self, kind: TaskKind, rng: np.random.Generator) -> templates.Template:
+        """The example's phrasing: `template_index` if fixed, else drawn from its stream."""
         index = self.options.template_index
         if index is None:
-            index = int(rng.integers(len(choices)))
-        return choices[index % len(choices)]
+            index = int(rng.integers(len(kind.templates)))
+        return kind.templates[index % len(kind.templates)]
 
-    def _history(self, items: np.ndarray, max_items: int | None = None) -> str:
+    def history_text(self, items: np.ndarray, max_items: int | None = None) -> str:
         """The shown history: the most recent max_history items, oldest first."""
         max_items = max_items or self.options.max_history
         shown = items[len(items) - min(len(items), max_items):]
         return templates.history_text([self.item_texts[i] for i in shown])
 
     def retrieval_inputs(self, items, template_index: int = 0, titles=None) -> str:
-        """The retrieval input for a history of item indices (oldest first), exactly as the task
-        renders it with template `template_index`; `titles` (one per item) replace the catalog's
-        texts. What `recjax infer` sends the model, so serving cannot drift from training."""
-        items = np.asarray(items, np.int64)
-        keep = len(items) - min(len(items), self.options.max_history)
-        if titles is None or not self.options.item_text:
-            history = self._history(items)
-        else:
-            history = templates.history_text([templates.item_text(self.item_ids[i], t)
-                                              for i, t in zip(items[keep:], list(titles)[keep:])])
-        choices = templates.TEMPLATES["retrieval"]
-        inputs, _ = choices[template_index % len(choices)].render(history=history, target="")
-        return inputs
+        """The retrieval input of a history of item indices with template `template_index` (what
+        `recjax infer` sends the model; see tasks.kinds.retrieval.render_inputs)."""
+        from tasks.kinds import retrieval
 
-    def _ids(self, items) -> str:
-        return " ".join(self._id_array[np.asarray(items, dtype=np.int64)].tolist())
+        return retrieval.render_inputs(self, items, retrieval.TEMPLATES[template_index % len(retrieval.TEMPLATES)],
+                                       titles)
 
-    def _pool(self, user: int) -> np.ndarray:
+    def ids(self, items) -> str:
+        """Item indices -> their IDs joined by spaces (the `*_ids` features)."""
+        return " ".join(self.id_array[np.asarray(items, dtype=np.int64)].tolist())
+
+    def negative_pool(self, user: int) -> np.ndarray:
         """Items `user` never interacted with (in any split): where negatives come from."""
         allowed = np.ones(self.num_items, dtype=bool)
         allowed[self.full[user]] = False
         return np.flatnonzero(allowed).astype(np.int32)
 
-    def _next_item_cases(self, split: str, user: int) -> list[tuple[np.ndarray, int]]:
+    def next_item_cases(self, split: str, user: int) -> list[tuple[np.ndarray, int]]:
         """(history, target) pairs: every prefix of the training sequence, or the LOO pair."""
         if split == "train":
             t = self.train[user]
@@ -239,121 +225,23 @@ class ExampleBuilder:
         histories, targets = self.loo[split]
         return [(histories[user], int(targets[user]))]
 
-    def _row(self, task, template, user, inputs, targets, target_id="", history=(), candidates=()):
-        return {"task": task, "template": template.id, "user": user, "inputs": inputs,
-                "targets": targets, "target_id": target_id, "history_ids": self._ids(history),
-                "candidate_ids": self._ids(candidates)}
+    def row(self, kind: TaskKind, template, user, inputs, targets, target_id="", history=(), candidates=()) -> dict:
+        """One example: inputs/targets and the metadata features (META_*_FEATURES)."""
+        return {"task": kind.name, "template": template.id, "user": user, "inputs": inputs,
+                "targets": targets, "target_id": target_id, "history_ids": self.ids(history),
+                "candidate_ids": self.ids(candidates)}
 
-    def _retrieval(self, split, user, rng):
-        rows = []
-        for history, target in self._next_item_cases(split, user):
-            template = self._template("retrieval", rng)
-            inputs, targets = template.render(history=self._history(history), target=self.item_ids[target])
-            rows.append(self._row("retrieval", template, user, inputs, targets,
-                                  self.item_ids[target], history))
-        return rows
-
-    def _ranking(self, split, user, rng):
-        rows = []
-        pool = self._pool(user)
-        k = self.options.num_negatives
-        for history, target in self._next_item_cases(split, user):
-            template = self._template("ranking", rng)
-            negatives = rng.choice(pool, size=k, replace=False)
-            at = int(rng.integers(k + 1))
-            candidates = np.concatenate([negatives[:at], [target], negatives[at:]])  # [k + 1]
-            candidate_ids = self._id_array[candidates].tolist()
-            if self.options.ranking_candidate_text:
-                shown = templates.HISTORY_SEPARATOR.join(self.item_texts[i] for i in candidates)
-            else:
-                shown = templates.ID_SEPARATOR.join(candidate_ids)
-            inputs, targets = template.render(history=self._history(history, self.options.ranking_max_history),
-                                              candidates=shown,
-                                              target=self.item_ids[target])
-            row = self._row("ranking", template, user, inputs, targets, self.item_ids[target], history)
-            row["candidate_ids"] = " ".join(candidate_ids)
-            rows.append(row)
-        return rows
-
-    def _bpr(self, split, user, rng):
-        rows = []
-        pool = self._pool(user)
-        for history, target in self._next_item_cases(split, user):
-            template = self._template("bpr", rng)
-            negative = int(pool[rng.integers(len(pool))])
-            pair = (target, negative) if rng.integers(2) == 0 else (negative, target)
-            inputs, targets = template.render(
-                history=self._history(history), item_a=self.item_texts[pair[0]],
-                item_b=self.item_texts[pair[1]], target=self.item_ids[target])
-            rows.append(self._row("bpr", template, user, inputs, targets,
-                                  self.item_ids[target], history, pair))
-        return rows
-
-    def _cloze_sequence(self, split, user) -> tuple[np.ndarray, np.ndarray | None]:
-        """MIM/MLM sequence: train -> the training sequence; eval -> LOO history + its target."""
+    def cloze_sequence(self, split: str, user: int) -> np.ndarray:
+        """MIM/MLM sequence, its most recent max_history items: train -> the training sequence;
+        validation/test -> the leave-one-out history + its target."""
         if split == "train":
             seq = self.train[user]
-            return seq[len(seq) - min(len(seq), self.options.max_history):], None
-        histories, targets = self.loo[split]
-        seq = np.append(histories[user], targets[user]).astype(np.int32)
-        return seq[len(seq) - min(len(seq), self.options.max_history):], seq
-
-    def _mim(self, split, user, rng):
-        seq, _ = self._cloze_sequence(split, user)
-        template = self._template("mim", rng)
-        if split == "train":
-            mask = rng.random(len(seq)) < self.options.mim_mask_prob  # [len]
-            if not mask.any():
-                mask[rng.integers(len(seq))] = True
-            if mask.all() and len(seq) > 1:
-                mask[rng.integers(len(seq))] = False  # keep some context
         else:
-            mask = np.zeros(len(seq), dtype=bool)
-            mask[-1] = True  # BERT4Rec's evaluation: predict the held-out last item
-        shown = [templates.MASK_TOKEN if m else self.item_texts[i] for i, m in zip(seq, mask)]
-        masked = seq[mask]
-        inputs, targets = template.render(
-            masked_history=templates.history_text(shown), num_masked=int(mask.sum()),
-            masked_ids=templates.ID_SEPARATOR.join(self.item_ids[i] for i in masked))
-        return [self._row("mim", template, user, inputs, targets, self._ids(masked), seq[~mask])]
+            histories, targets = self.loo[split]
+            seq = np.append(histories[user], targets[user]).astype(np.int32)
+        return seq[len(seq) - min(len(seq), self.options.max_history):]
 
-    def _mlm(self, split, user, rng):
-        """One row with the history text; `_corrupt_spans` tokenizes a chunk of them at once."""
-        if self.tokenizer is None or self.sentinel_ids is None:
-            raise ValueError("the MLM task needs a tokenizer with sentinels (register with a vocabulary)")
-        seq, _ = self._cloze_sequence(split, user)
-        template = self._template("mlm", rng)
-        row = self._row("mlm", template, user, None, None, "", seq)
-        row["_text"] = templates.history_text([self.item_texts[i] for i in seq])
-        row["_rng"] = rng  # the user's stream, continued by the span corruption
-        row["_prefix"] = template
-        return [row]
-
-    def _corrupt_spans(self, rows: list[dict]) -> None:
-        """T5 span corruption of the history text of MLM rows, in place (batched tokenization)."""
-        limit = min(self.options.mlm_max_tokens, span_corruption.max_corruptible_length(
-            len(self.sentinel_ids), self.options.mlm_noise_density, self.options.mlm_mean_noise_span_length))
-        token_lists = self.tokenizer.encode([r.pop("_text") for r in rows])
-        corrupted_all, targets_all = [], []
-        for row, tokens in zip(rows, token_lists):
-            template = row.pop("_prefix")
-            tokens = np.asarray(tokens[-limit:], dtype=np.int32)  # keep the most recent text
-            corrupted, targets = span_corruption.span_corrupt(
-                tokens, row.pop("_rng"), self.sentinel_ids, self.options.mlm_noise_density,
-                self.options.mlm_mean_noise_span_length)
-            if template.index not in self._prefix_tokens:
-                self._prefix_tokens[template.index] = self.tokenizer.encode(template.inputs.strip())
-            row["inputs"] = np.concatenate([self._prefix_tokens[template.index], corrupted]).astype(np.int32)
-            row["targets"] = targets
-            row["inputs_pretokenized"] = template.inputs
-            corrupted_all.append(corrupted.tolist())
-            targets_all.append(targets.tolist())
-        for row, corrupted, targets in zip(rows, self.tokenizer.decode(corrupted_all),
-                                           self.tokenizer.decode(targets_all)):
-            row["inputs_pretokenized"] += corrupted
-            row["targets_pretokenized"] = targets
-
-    def _rating_records(self, split: str) -> list[list[tuple[int, float]]]:
+    def rating_records(self, split: str) -> list[list[tuple[int, float]]]:
         """Per user [(item, rating)] of the rating split; the train split without the user's
         leave-one-out validation and test items (they must not leak into training)."""
         if split not in self._ratings_by_user:
@@ -365,15 +253,3 @@ class ExampleBuilder:
                 per_user[u].append((i, r))
             self._ratings_by_user[split] = per_user
         return self._ratings_by_user[split]
-
-    def _rating(self, split, user, rng):
-        rows = []
-        seq = self.full[user]
-        position = {int(item): p for p, item in enumerate(seq)}
-        for item, rating in self._rating_records(split)[user]:
-            template = self._template("rating", rng)
-            history = seq[:min(position[item], len(seq) - 2)]  # training items before it
-            inputs, targets = template.render(history=self._history(history),
-                                              item=self.item_texts[item], rating=templates.rating_text(rating))
-            rows.append(self._row("rating", template, user, inputs, targets, self.item_ids[item], history))
-        return rows

@@ -17,13 +17,17 @@ import re
 import gin
 import seqio
 
-from tasks import metric_fns
-from tasks.examples import AUX_TASKS, REC_TASKS, TASK_KINDS, ExampleBuilder, TaskOptions
+from tasks import kinds
+from tasks.examples import ExampleBuilder, TaskOptions
 from tasks.source import EpochDataSource
 from tasks.vocab import DEFAULT_EXTRA_IDS, item_code_vocabulary, load_vocabulary, sentinel_ids as find_sentinels
 
 DEFAULT_SHUFFLE_BUFFER = 1_000  # on top of the in-source shuffle of users and examples
-MIXTURE_SUFFIXES = ("rec", "rec_aux") + tuple(f"rec_{aux}" for aux in AUX_TASKS)
+
+
+def mixture_suffixes() -> tuple[str, ...]:
+    """rec, rec_aux, and rec_<kind> for each auxiliary kind."""
+    return ("rec", "rec_aux") + tuple(f"rec_{aux}" for aux in kinds.names(auxiliary=True))
 
 
 @dataclasses.dataclass
@@ -51,11 +55,11 @@ def _output_features(vocabulary) -> dict[str, seqio.Feature]:
 
 
 def _check_rates(rates: dict[str, float] | None) -> dict[str, float]:
-    out = {kind: 1.0 for kind in TASK_KINDS}
+    out = {kind: 1.0 for kind in kinds.names()}
     for kind, rate in (rates or {}).items():
         if kind not in out:
             raise ValueError(f"tasks.register_dataset.mixture_rates: unknown task kind {kind!r}; "
-                             f"expected some of {TASK_KINDS}")
+                             f"expected some of {kinds.names()}")
         if not isinstance(rate, (int, float)) or rate <= 0:
             raise ValueError(f"tasks.register_dataset.mixture_rates[{kind!r}] must be a positive number, got {rate!r}")
         out[kind] = float(rate)
@@ -124,34 +128,28 @@ def register_dataset(data_dir: str = gin.REQUIRED, name: str = gin.REQUIRED,
     valid_ids = dataset.item_ids
 
     task_names: dict[str, str] = {}
-    for kind in builder.tasks():
-        task_name = f"{name}_{kind}"
+    for kind_name in builder.tasks():
+        kind = kinds.get(kind_name)
+        task_name = f"{name}_{kind.name}"
         _remove(task_name)
         # The source yields token ids already (tokenized per chunk; MLM's span corruption works
-        # on tokens), so EOS is all that is left to add.
-        preprocessors = [seqio.preprocessors.append_eos_after_trim]
-        if kind == "retrieval":
-            postprocess, fns = metric_fns.recommendation_postprocess, [metric_fns.retrieval_metric_fn(valid_ids)]
-        elif kind == "ranking":
-            postprocess, fns = metric_fns.recommendation_postprocess, [metric_fns.ranking_metric_fn]
-        elif kind == "rating":
-            postprocess, fns = metric_fns.rating_postprocess, [metric_fns.rating_metric_fn]
-        else:  # auxiliary tasks train the model; their metrics are the recommendation tasks'
-            postprocess, fns = None, []
+        # on tokens), so EOS is all that is left to add. Auxiliary kinds have no metric fns:
+        # their metrics are the recommendation tasks'.
         seqio.TaskRegistry.add(
-            task_name, source=EpochDataSource(builder, kind, seed, vocabulary), output_features=features,
-            preprocessors=preprocessors, postprocess_fn=postprocess, metric_fns=fns,
-            shuffle_buffer_size=shuffle_buffer_size)
-        task_names[kind] = task_name
+            task_name, source=EpochDataSource(builder, kind.name, seed, vocabulary), output_features=features,
+            preprocessors=[seqio.preprocessors.append_eos_after_trim], postprocess_fn=kind.postprocess_fn,
+            metric_fns=kind.metric_fns(valid_ids), shuffle_buffer_size=shuffle_buffer_size)
+        task_names[kind.name] = task_name
 
-    rec = [k for k in REC_TASKS if k in task_names]
-    members = {"rec": rec, "rec_aux": rec + list(AUX_TASKS)}
-    members.update({f"rec_{aux}": rec + [aux] for aux in AUX_TASKS})
+    rec = [k for k in kinds.names(auxiliary=False) if k in task_names]
+    auxiliary = [k for k in kinds.names(auxiliary=True) if k in task_names]
+    members = {"rec": rec, "rec_aux": rec + auxiliary}
+    members.update({f"rec_{aux}": rec + [aux] for aux in auxiliary})
     mixture_names: dict[str, str] = {}
-    for suffix, kinds in members.items():
+    for suffix, member_kinds in members.items():
         mixture_name = f"{name}_{suffix}"
         _remove(mixture_name)
-        seqio.MixtureRegistry.add(mixture_name, [(task_names[k], rates[k]) for k in kinds])
+        seqio.MixtureRegistry.add(mixture_name, [(task_names[k], rates[k]) for k in member_kinds])
         mixture_names[suffix] = mixture_name
 
     registered = RegisteredDataset(name, task_names, mixture_names, builder, vocabulary, str(data_dir))
@@ -195,9 +193,22 @@ def item_ids_record(name: str) -> dict | None:
 
 
 def task_kind(task_name: str) -> str:
-    """NAME_<kind> -> kind, for a task registered here."""
+    """NAME_<kind> -> kind name, for a task registered here."""
+    return kind_of(task_name).name
+
+
+def kind_of(task_name: str) -> kinds.TaskKind:
+    """NAME_<kind> -> its TaskKind (templates, evaluation, metric fns), for a task registered here."""
     for _, entry in _REGISTERED.values():
         for kind, registered_name in entry.tasks.items():
             if registered_name == task_name:
-                return kind
+                return kinds.get(kind)
+    raise ValueError(f"{task_name!r} is not a task registered by tasks.register_dataset")
+
+
+def dataset_of(task_name: str) -> RegisteredDataset:
+    """The registered dataset a task NAME_<kind> belongs to."""
+    for _, entry in _REGISTERED.values():
+        if task_name in entry.tasks.values():
+            return entry
     raise ValueError(f"{task_name!r} is not a task registered by tasks.register_dataset")

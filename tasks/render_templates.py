@@ -16,29 +16,9 @@ import argparse
 import sys
 
 from recjax.data.atomic import atomic_write
-from tasks import templates
-from tasks.examples import TASK_KINDS, ExampleBuilder, TaskOptions
+from tasks import kinds, templates
+from tasks.examples import ExampleBuilder, TaskOptions
 from tasks.vocab import sentinel_ids
-
-_DESCRIPTIONS = {
-    "retrieval": "Write the next item's ID (scored over all items). Train: every prefix of the "
-                 "training sequence; validation/test: leave-one-out.",
-    "ranking": "1 positive + `num_negatives` (99) items the user never interacted with, shuffled "
-               "(seeded per user); write the chosen item's ID. Candidates are IDs only (100 IDs "
-               "with text would not fit 512 tokens) and the history shows the `ranking_max_history` "
-               "(8) most recent items.",
-    "rating": "Write the 1-5 star rating (only datasets with ratings; P5's 80/10/10 split, minus "
-              "the user's leave-one-out items in train).",
-    "mim": "Masked item modeling (BERT4Rec's cloze in words): each history item is masked with "
-           "probability `mim_mask_prob` (0.2, at least one); write the masked items' IDs in "
-           "order. Validation/test mask the held-out item, appended last.",
-    "mlm": "T5 span corruption (noise density 0.15, mean span 3) over the token ids of the "
-           "history text (its most recent `mlm_max_tokens`, 128); the instruction is not "
-           "corrupted; the target is T5's `<extra_id_k> span ...` sequence.",
-    "bpr": "Bayesian personalized ranking in words: the true next item and one sampled item the "
-           "user never interacted with, in random order; write the preferred (true) item's ID.",
-}
-
 
 def _example(builder: ExampleBuilder, task: str, split: str, seed: int, start: int) -> dict:
     """The first example of the first user from `start` on with one (a different user per template)."""
@@ -58,12 +38,13 @@ def render(builders: dict[str, ExampleBuilder], names: dict[str, str], seed: int
              "(`ID (text)`); the history is the time-ordered sequence, oldest first, truncated from the",
              "oldest end to `max_history` items (Gin). The phrasing of each example is drawn from its",
              "seeded random stream, or fixed with `tasks.register_dataset.template_index`.", ""]
-    for task in TASK_KINDS:
+    for kind in kinds.all_kinds():
+        task = kind.name
         builder = builders[task]
-        lines += [f"## {task}", "", _DESCRIPTIONS[task], "",
+        lines += [f"## {task}", "", kind.description, "",
                   f"Examples rendered from **{names[task]}**.", ""]
-        split = "train" if task in ("mim", "mlm") else "validation"
-        for template in templates.TEMPLATES[task]:
+        split = kind.template_split
+        for template in kind.templates:
             fixed = ExampleBuilder(builder.dataset, TaskOptions(template_index=template.index),
                                    tokenizer=builder.tokenizer, sentinel_ids=builder.sentinel_ids)
             row = _example(fixed, task, split, seed, start=101 * template.index)
@@ -91,10 +72,10 @@ def main(argv: list[str] | None = None) -> int:
     main_ds, rating_ds = load_prepared(args.data_dir), load_prepared(args.rating_data_dir)
     main_builder = ExampleBuilder(main_ds, tokenizer=vocab.tokenizer, sentinel_ids=sentinels)
     rating_builder = ExampleBuilder(rating_ds, tokenizer=vocab.tokenizer, sentinel_ids=sentinels)
-    builders = {k: rating_builder if k == "rating" else main_builder for k in TASK_KINDS}
-    names = {k: (f"{rating_ds.name} (synthetic, {rating_ds.num_users} users)" if k == "rating"
-                 else f"{main_ds.name} ({main_ds.num_users:,} users, {main_ds.num_items:,} items)")
-             for k in TASK_KINDS}
+    builders = {k.name: rating_builder if k.needs_ratings else main_builder for k in kinds.all_kinds()}
+    names = {k.name: (f"{rating_ds.name} (synthetic, {rating_ds.num_users} users)" if k.needs_ratings
+                      else f"{main_ds.name} ({main_ds.num_users:,} users, {main_ds.num_items:,} items)")
+             for k in kinds.all_kinds()}
     text = render(builders, names)
     atomic_write(args.out, text)
     print(f"wrote {args.out}")

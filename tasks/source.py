@@ -23,13 +23,14 @@ import numpy as np
 import seqio
 import tensorflow as tf
 
+from tasks import kinds
 from tasks.examples import META_INT_FEATURES, META_STRING_FEATURES, SPLITS, ExampleBuilder
 
 
-def _chunk_signature(task: str) -> dict[str, tf.TensorSpec]:
+def _chunk_signature(tokenized: bool) -> dict[str, tf.TensorSpec]:
     spec = {k: tf.TensorSpec([None], tf.string) for k in META_STRING_FEATURES}
     spec.update({k: tf.TensorSpec([None], tf.int32) for k in META_INT_FEATURES})
-    if task == "mlm":  # pre-tokenized: flat values + row lengths, made ragged in the graph
+    if tokenized:  # pre-tokenized (MLM): flat values + row lengths, made ragged in the graph
         for key in ("inputs", "targets"):
             spec[key + "_values"] = tf.TensorSpec([None], tf.int32)
             spec[key + "_lengths"] = tf.TensorSpec([None], tf.int64)
@@ -41,7 +42,7 @@ def _chunk_signature(task: str) -> dict[str, tf.TensorSpec]:
 
 
 def _to_ragged(chunk: dict[str, tf.Tensor]) -> dict[str, tf.Tensor]:
-    """MLM chunks: flat token values + row lengths -> [n, None] ragged token ids."""
+    """Tokenized chunks: flat token values + row lengths -> [n, None] ragged token ids."""
     out = dict(chunk)
     for key in ("inputs", "targets"):
         out[key] = tf.RaggedTensor.from_row_lengths(out.pop(key + "_values"), out.pop(key + "_lengths"))
@@ -95,6 +96,7 @@ class EpochDataSource(seqio.DataSource):
             epoch = next(epochs)
             yield from builder.iter_chunks(task, split, epoch, seed, shuffle, index, count)
 
-        chunks = tf.data.Dataset.from_generator(generate, output_signature=_chunk_signature(task))
-        chunks = chunks.map(_to_ragged if task == "mlm" else _tokenizer(self._vocabulary))
+        tokenized = kinds.get(task).tokenized
+        chunks = tf.data.Dataset.from_generator(generate, output_signature=_chunk_signature(tokenized))
+        chunks = chunks.map(_to_ragged if tokenized else _tokenizer(self._vocabulary))
         return chunks.unbatch()

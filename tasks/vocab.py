@@ -100,11 +100,11 @@ def _write_model(proto, out_path: str) -> str:
 def vocabulary_corpus(dataset) -> list[str]:
     """The text a dataset's own vocabulary is trained on: every item as the tasks render it, and
     every template phrasing (so instruction words get whole pieces)."""
-    from tasks import templates  # late: avoids a cycle at import
+    from tasks import kinds, templates  # late: avoids a cycle at import
 
     corpus = [templates.item_text(item_id, title) for item_id, title in
               zip(dataset.item_ids, dataset.item_titles)]
-    corpus += templates.all_template_text() * 20  # weight instructions like frequent text
+    corpus += kinds.all_template_text() * 20  # weight instructions like frequent text
     return corpus
 
 

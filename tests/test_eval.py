@@ -17,11 +17,13 @@ import pytest
 
 from recjax import metrics, network
 from recjax.config import T5Config
+from recjax.decoding import DecodeOptions
 from recjax.model import EncoderDecoderModel, shift_right
 
 NUM_ITEMS = 40
 MAX_EXAMPLES = 16
-OPTIONS = dict(batch_size=16, ranking_batch_size=16, beam_size=48, top_k=20, max_examples=MAX_EXAMPLES,
+DECODE = dict(beam_size=48, top_k=20)
+OPTIONS = dict(batch_size=16, ranking_batch_size=16, max_examples=MAX_EXAMPLES,
                progress=False)
 
 
@@ -54,7 +56,7 @@ def env(tmp_path_factory):
 def results(env):
     from recjax.evaluation import EvalOptions, evaluate_tasks
 
-    return evaluate_tasks(env["model"], env["params"], "evalsynth_rec", "test", options=EvalOptions(**OPTIONS))
+    return evaluate_tasks(env["model"], env["params"], "evalsynth_rec", "test", options=EvalOptions(**OPTIONS, decode=DecodeOptions(**DECODE)))
 
 
 def _score_pairs(model, params, inputs, targets):
@@ -165,9 +167,25 @@ def test_evaluate_options_are_checked():
     from recjax.evaluation import EvalOptions
 
     with pytest.raises(ValueError, match="top_k must be >= 10"):
-        EvalOptions(top_k=5)
+        EvalOptions(decode=DecodeOptions(top_k=5))
     with pytest.raises(ValueError, match="batch_size"):
         EvalOptions(batch_size=0)
+
+
+def test_moved_decode_options_name_their_new_home():
+    """EvalOptions holds a DecodeOptions: an old `EvalOptions.beam_size` binding says where it went."""
+    import gin
+
+    from recjax import gin_utils
+    import recjax.evaluation  # noqa: F401  (registers the configurables)
+
+    try:
+        with pytest.raises(gin_utils.GinFlagError, match=r"it moved: bind recjax.decoding.DecodeOptions.beam_size"):
+            gin_utils.parse_gin([], ["recjax.evaluation.EvalOptions.beam_size = 48"])
+        gin_utils.parse_gin([], ["recjax.decoding.DecodeOptions.beam_size = 48"])
+        assert recjax.evaluation.EvalOptions().decode.beam_size == 48
+    finally:
+        gin.clear_config()
 
 
 def _gin_file(env) -> str:
@@ -201,7 +219,7 @@ def test_eval_binary_writes_metrics_report_and_plot(env, results, checkpoint):
     argv = [f"--gin_file={_gin_file(env)}", "--gin_file=gin/runs/eval.gin", "--checkpoint", checkpoint,
             "--task", "evalsynth_rec", "--output_dir", str(out), "--gin.EVAL_BATCH_SIZE=16",
             f"--gin.recjax.evaluation.EvalOptions.max_examples={MAX_EXAMPLES}",
-            "--gin.recjax.evaluation.EvalOptions.beam_size=48",
+            "--gin.recjax.decoding.DecodeOptions.beam_size=48",
             "--gin.recjax.evaluation.EvalOptions.progress=False"]
     try:
         assert eval_binary.main(argv) == 0
@@ -303,7 +321,7 @@ def test_train_evaluator_logs_flat_metrics(env, results):
     from recjax.evaluation import EvalOptions, TrainEvaluator
 
     evaluator = TrainEvaluator(model_config=env["model"].config, mixture_or_task_name="evalsynth_retrieval",
-                               split="test", options=EvalOptions(**OPTIONS))
+                               split="test", options=EvalOptions(**OPTIONS, decode=DecodeOptions(**DECODE)))
     flat = evaluator(params=env["params"], step=3)
     retrieval = next(r for r in results if r.kind == "retrieval")
     assert flat == {f"evalsynth_retrieval/{k}": pytest.approx(v) for k, v in retrieval.metrics.items()}
@@ -385,7 +403,7 @@ def test_exact_search_equals_exhaustive_scoring_with_a_beam_smaller_than_the_cat
     examples = _examples("evalsynth_retrieval")
     want = _exhaustive_top(env, examples, 10)
     [exact] = evaluate_tasks(env["model"], env["params"], "evalsynth_retrieval", "test",
-                             options=EvalOptions(**dict(OPTIONS, beam_size=BEAM, top_k=10), search="exact"))
+                             options=EvalOptions(**OPTIONS, decode=DecodeOptions(beam_size=BEAM, top_k=10), search="exact"))
     rows = exact.extra["predictions"]
     assert [row["ranked"] for row in rows] == want
     # Users the first pass (beam 14) certified kept its lists, so those were exact; the others

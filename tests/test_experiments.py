@@ -8,7 +8,7 @@ import gin
 import pytest
 
 from recjax import gin_utils, plan
-from tasks.registry import MIXTURE_SUFFIXES
+from tasks.registry import mixture_suffixes
 
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 EXPERIMENTS_DIR = os.path.join(REPO_ROOT, "gin", "experiments")
@@ -55,7 +55,7 @@ def test_experiment_parses_into_its_run(name, fresh_gin):
     assert setup.sharding_strategy == ("fsdp" if size == "xl" else "data_parallel")
     assert setup.batch_size == 128 and setup.task_feature_lengths == {"inputs": 512, "targets": 32}
     assert gin_utils.bound_argument("train_lib.train", "mixture_or_task_name") == f"{dataset}_{mixture}"
-    assert mixture in MIXTURE_SUFFIXES  # a mixture tasks.register_dataset registers
+    assert mixture in mixture_suffixes()  # a mixture tasks.register_dataset registers
     assert gin_utils.bound_argument("train_lib.train", "model_dir") == f"runs/{name}"
     assert gin_utils.bound_argument("train_lib.train", "initial_checkpoint_path") == "/nonexistent/flan_t5"
     # The dataset's tasks are registered by the run (not evaluated here: that reads the data).

@@ -7,6 +7,7 @@ import os
 import numpy as np
 import pytest
 
+from recjax.decoding import DecodeOptions
 from recjax.data import load_prepared
 from recjax.data.indexing import IndexOptions, build_index, parse_code_text, reindex
 from recjax.data.indexing import quantize
@@ -202,7 +203,7 @@ def test_a_model_trained_on_semantic_ids_decodes_only_valid_items(semantic, tmp_
                             model_config=config, progress=False, async_checkpointing=False)
     params = jax.tree_util.tree_map(np.asarray, flax.linen.meta.unbox(state.params))
     [result] = evaluate_tasks(EncoderDecoderModel(config), params, "semsynth_retrieval", "test",
-                              options=EvalOptions(batch_size=16, beam_size=12, top_k=10, max_examples=32,
+                              options=EvalOptions(batch_size=16, decode=DecodeOptions(beam_size=12, top_k=10), max_examples=32,
                                                   progress=False))
     dataset = semantic["registered"].builder.dataset
     # served with the random-ID dataset it was not trained on: one line, before any decoding

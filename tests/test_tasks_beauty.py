@@ -7,7 +7,7 @@ import pytest
 import seqio
 
 import tasks
-from tasks import templates
+from tasks import kinds, templates
 from task_checks import check_no_leakage  # tests/task_checks.py
 
 LENGTHS = {"inputs": 512, "targets": 32}
@@ -114,7 +114,7 @@ def test_mlm_is_t5_span_corruption_of_the_history_text(beauty):
                 current, spans[t] = t, []
             else:
                 spans[current].append(t)
-        prefix = vocab.encode(templates.TEMPLATES["mlm"][int(row["template"].split("/")[1][0])].inputs.strip())
+        prefix = vocab.encode(kinds.get("mlm").templates[int(row["template"].split("/")[1][0])].inputs.strip())
         body = row["inputs"][len(prefix):].tolist()
         rebuilt = [x for t in body for x in (spans[t] if t in spans else [t])]
         history = templates.history_text([builder.item_texts[i] for i in builder.train[user][-20:]])
@@ -128,7 +128,7 @@ def test_templates_md_shows_every_current_template():
 
     text = (pathlib.Path(tasks.__file__).parent / "TEMPLATES.md").read_text(encoding="utf-8")
     assert text.startswith(f"# Task templates (version {templates.TEMPLATES_VERSION})")
-    for task_templates in templates.TEMPLATES.values():
+    for task_templates in kinds.templates_by_kind().values():
         for template in task_templates:
             assert f"### `{template.id}`" in text
             assert template.inputs in text, f"TEMPLATES.md is stale for {template.id}: regenerate it"

@@ -7,6 +7,7 @@ import dataclasses
 import functools
 from typing import NamedTuple, Optional
 
+import gin
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -19,6 +20,7 @@ from recjax.decoding.trie import ItemTrie, TrieArrays
 from recjax.network import Transformer
 
 
+@gin.configurable(module="recjax.decoding")
 @dataclasses.dataclass(frozen=True)
 class DecodeOptions:
     """beam_size: beams per user; top_k: how many items are returned (<= beam_size);

@@ -1,0 +1,101 @@
+"""What `recjax eval`, `infer` and `score` share to feed a model: token ids with EOS, SeqIO's
+trimming, length buckets, padded batches and placement on the device mesh.
+
+- `encode(tokenizer, text, length)`: SentencePiece ids + EOS, trimmed as SeqIO's
+  `append_eos_after_trim` trims (the first length-1 tokens, then EOS), so a served input equals
+  the training input token for token.
+- `bucket_length`: padded lengths are powers of two up to 128, then multiples of 64 (few compiled
+  shapes, little padding); `decode_batches` pads encoder inputs for decoding / candidate scoring,
+  sorted by length; `recjax.scoring.make_batches` pads (input, target) pairs with it.
+- `Placement`: global arrays on the mesh, batch rows over `data`, everything else replicated.
+
+Per-line JSONL records (read, error records, atomic write) live in `recjax.data.jsonl`.
+"""
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from typing import Optional
+
+import jax
+import numpy as np
+from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
+
+from recjax import partitioning
+from recjax.config import EOS_ID
+
+
+def trim(tokens: Sequence[int] | np.ndarray, length: Optional[int]) -> np.ndarray:
+    """Token ids (EOS last) cut to `length` as SeqIO's append_eos_after_trim does."""
+    tokens = np.asarray(tokens, np.int32)
+    if length is None or len(tokens) <= length:
+        return tokens
+    return np.append(tokens[:length - 1], EOS_ID).astype(np.int32)
+
+
+def encode(tokenizer, text: str, length: Optional[int] = None) -> np.ndarray:
+    """SentencePiece ids of `text` + EOS, trimmed to `length` ([n] int32)."""
+    return trim(list(tokenizer.EncodeAsIds(text)) + [EOS_ID], length)
+
+
+def bucket_length(length: int, minimum: int = 8, maximum: Optional[int] = None) -> int:
+    """The padded length of a sequence: the next power of two >= minimum up to 128, then the next
+    multiple of 64; capped at `maximum`."""
+    length = max(int(length), 1)
+    bucket = max(minimum, 1 << (length - 1).bit_length()) if length <= 128 else -(-length // 64) * 64
+    return min(bucket, maximum) if maximum is not None else bucket
+
+
+def input_bucket(length: int) -> int:
+    """Padded encoder length when decoding: 32, 64, 128, then multiples of 64."""
+    return bucket_length(length, minimum=32)
+
+
+def decode_batches(examples: Sequence[dict], batch_size: int,
+                   inputs_length: Optional[int]) -> Iterator[tuple[np.ndarray, np.ndarray, np.ndarray]]:
+    """Yields (rows, padded_rows, encoder_input_tokens [batch_size, bucket]) over examples (each
+    with token ids `inputs`, EOS included) sorted by length; `rows` are the example indices of the
+    real rows, `padded_rows` the batch's (the padding rows repeat the first one)."""
+    inputs = [trim(ex["inputs"], inputs_length) for ex in examples]
+    order = np.argsort([len(x) for x in inputs], kind="stable")
+    for start in range(0, len(order), batch_size):
+        rows = order[start:start + batch_size]
+        padded_rows = np.concatenate([rows, np.full(batch_size - len(rows), rows[0])])
+        enc = np.zeros((batch_size, input_bucket(max(len(inputs[r]) for r in rows))), np.int32)
+        for i, r in enumerate(padded_rows):
+            enc[i, :len(inputs[r])] = inputs[r]
+        yield rows, padded_rows, enc
+
+
+def num_batches(n: int, batch_size: int) -> int:
+    return -(-n // batch_size)
+
+
+class Placement:
+    """Global arrays on the mesh: batch rows over `data`, the rest replicated."""
+
+    def __init__(self, mesh: Mesh):
+        self.mesh = mesh
+        self.batch = partitioning.batch_sharding(mesh)
+        self.replicated = NamedSharding(mesh, P())
+
+    def shard_batch(self, array: np.ndarray) -> jax.Array:
+        return jax.make_array_from_callback(array.shape, self.batch, lambda index: array[index])
+
+    def replicate(self, tree):
+        return jax.tree_util.tree_map(
+            lambda a: jax.make_array_from_callback(np.shape(a), self.replicated, lambda index: np.asarray(a)[index]),
+            tree)
+
+    def params(self, params):
+        """Keep a trainer's sharded params as they are; place host arrays replicated."""
+        leaves = jax.tree_util.tree_leaves(params)
+        if all(isinstance(x, jax.Array) and not isinstance(x.sharding, jax.sharding.SingleDeviceSharding)
+               for x in leaves):
+            return params
+        return self.replicate(jax.tree_util.tree_map(np.asarray, params))
+
+    def fetch(self, tree):
+        if jax.process_count() > 1:
+            from jax.experimental import multihost_utils
+            return multihost_utils.process_allgather(tree, tiled=True)
+        return jax.tree_util.tree_map(np.asarray, tree)
