@@ -22,6 +22,7 @@ from typing import Any
 import gin
 
 from recjax import gin_utils
+from recjax.data import jsonl
 
 RANKING_MODELS = ("popularity", "sasrec", "bert4rec")
 RATING_MODELS = ("global_mean", "item_mean")
@@ -87,7 +88,8 @@ def render_report(result: dict[str, Any]) -> str:
                   "| epoch | step | train loss | valid hit@10 | valid ndcg@10 |", "|---|---|---|---|---|"]
         lines += [f"| {h['epoch']} | {h['step']} | {h['train_loss']:.4f} | {h['hit@10']:.4f} | {h['ndcg@10']:.4f} |"
                   for h in t["history"]]
-    lines += ["", "Gin config: `config.gin`; metrics: `metrics.json`."]
+    lines += ["", "Gin config: `config.gin`; metrics: `metrics.json`; per-user test rankings: `predictions.jsonl` "
+              "(`recjax compare` pairs them with a recjax eval run's on the same users)."]
     return "\n".join(lines) + "\n"
 
 
@@ -127,7 +129,7 @@ def run(model_name: str, data_dir: str, out_dir: str, overwrite: bool = False,
     """Train/evaluate with the gin config already parsed; writes OUT atomically; returns metrics."""
     import jax
 
-    from recjax.baselines.evaluate import full_ranking_metrics
+    from recjax.baselines.evaluate import PREDICTION_DEPTH, full_ranking, full_ranking_metrics, prediction_rows
     from recjax.baselines.popularity import Popularity
     from recjax.baselines.train_loop import save_params, train_and_evaluate
     from recjax.data import load_prepared
@@ -149,7 +151,8 @@ def run(model_name: str, data_dir: str, out_dir: str, overwrite: bool = False,
             model = Popularity(ds.num_items).fit(train)
             eval_start = time.perf_counter()
             valid_m = full_ranking_metrics(lambda rows: model.scores(len(rows)), *valid, ds.num_items)
-            test_m = full_ranking_metrics(lambda rows: model.scores(len(rows)), *test, ds.num_items)
+            test_m, test_top = full_ranking(lambda rows: model.scores(len(rows)), *test, ds.num_items,
+                                            depth=PREDICTION_DEPTH)
             training = {"best_epoch": 0, "epochs_run": 0, "steps_run": 0, "history": [],
                         "stopped_because": "no training (counts of the train split)",
                         "train_seconds": eval_start - start, "eval_seconds": time.perf_counter() - eval_start}
@@ -158,7 +161,7 @@ def run(model_name: str, data_dir: str, out_dir: str, overwrite: bool = False,
             from recjax.baselines.sasrec import SASRec
             model = {"sasrec": SASRec, "bert4rec": BERT4Rec}[model_name](num_items=ds.num_items)
             r = train_and_evaluate(model, train, valid, test, progress=progress)
-            valid_m, test_m = r.valid_metrics, r.test_metrics
+            valid_m, test_m, test_top = r.valid_metrics, r.test_metrics, r.test_top
             save_params(os.path.join(tmp, "checkpoint"), r.params, r.steps_run)
             training = {"best_epoch": r.best_epoch, "epochs_run": r.epochs_run, "steps_run": r.steps_run,
                         "stopped_because": r.stopped_because, "train_seconds": r.train_seconds,
@@ -173,6 +176,8 @@ def run(model_name: str, data_dir: str, out_dir: str, overwrite: bool = False,
                   "valid": valid_m, "test": test_m, "training": training}
         _write_text(tmp, "metrics.json", json.dumps(result, indent=2) + "\n")
         _write_text(tmp, "report.md", render_report(result))
+        rows = prediction_rows(f"{ds.name}_retrieval", test_top, test[1], ds.item_ids, ds.item_original_ids)
+        jsonl.write_jsonl(os.path.join(tmp, "predictions.jsonl"), rows)
         _write_text(tmp, "config.gin", gin.operative_config_str())
     return result
 

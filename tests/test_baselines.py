@@ -57,6 +57,15 @@ def test_popularity_hand_computed_through_the_binary(tmp_path):
     report = (out / "report.md").read_text()
     assert "| test | 0.5000 | 1.0000 | 0.3750 |" in report
     assert (out / "config.gin").exists()
+    # Per-user test rankings in recjax eval's predictions format, which recjax compare reads.
+    from recjax import compare
+
+    rows = [json.loads(line) for line in (out / "predictions.jsonl").read_text().splitlines()]
+    assert [r["target_rank"] for r in rows] == [0, 2, 7, 6] and [r["user"] for r in rows] == [0, 1, 2, 3]
+    assert rows[0]["target"] == rows[0]["ranked"][0] and len({r["task"] for r in rows}) == 1
+    table = compare.compare(compare.read_predictions(str(out)), compare.read_predictions(str(out)))
+    ndcg = next(t for t in table if t["metric"] == "ndcg@10")
+    assert ndcg["a"] == pytest.approx(result["test"]["ndcg@10"]) and ndcg["diff"] == 0.0
     # An existing --out is refused without --overwrite.
     with pytest.raises(SystemExit, match="already exists"):
         baseline.main(["--model", "popularity", "--data_dir", str(data), "--out", str(out)])
@@ -227,3 +236,31 @@ def test_sasrec_softmax_losses_learn_the_successor_pattern_faster_than_bce(loss)
 def test_sasrec_rejects_an_unknown_loss():
     with pytest.raises(ValueError, match="SASRec.loss must be one of"):
         SASRec(12, loss="bpr")
+
+
+def test_bert4rec_sampled_softmax_is_the_full_softmax_when_every_item_is_sampled():
+    """With every item as a 'sample' (the positive masked out of them), the sampled loss is exactly
+    the full-vocabulary cross-entropy: the positive is scored, the accidental hit removed."""
+    full = BERT4Rec(20, max_len=8, hidden_dim=16, batch_size=4, dropout_rate=0.0)
+    sampled = BERT4Rec(20, max_len=8, hidden_dim=16, batch_size=4, dropout_rate=0.0, loss="sampled", num_negatives=19)
+    params = jax.jit(full.init_params)(jax.random.PRNGKey(0))
+    batch = next(sampled.epoch_batches([np.arange(1, 7), np.arange(5, 12)], np.random.default_rng(0)))
+    assert batch["sampled"].shape == (19,) and batch["sampled"].min() >= 0 and batch["sampled"].max() < 20
+    batch["sampled"] = np.arange(20, dtype=np.int32)
+    key = jax.random.PRNGKey(1)
+    want = float(full.loss(params, {k: v for k, v in batch.items() if k != "sampled"}, key))
+    assert float(sampled.loss(params, batch, key)) == pytest.approx(want, rel=1e-5)
+    batch["sampled"] = np.arange(10, dtype=np.int32)  # fewer items: a different (smaller) loss
+    assert float(sampled.loss(params, batch, key)) < want - 1e-3
+
+
+def test_bert4rec_with_sampled_softmax_learns_successor_pattern():
+    seqs, num_items = chain_sequences(seed=2), 40
+    train, valid, test = splits(seqs)
+    model = BERT4Rec(num_items, max_len=8, hidden_dim=32, batch_size=32, learning_rate=5e-3, warmup_steps=10,
+                     mask_prob=0.3, loss="sampled", num_negatives=16)
+    result = train_and_evaluate(model, train, valid, test, num_epochs=30, eval_every_epochs=10, patience=3,
+                                eval_batch_size=128, progress=False)
+    pop = popularity_test_metrics(seqs, num_items)
+    assert result.test_metrics["hit@10"] >= 0.8, result.test_metrics
+    assert result.test_metrics["ndcg@10"] > 3 * pop["ndcg@10"], (result.test_metrics, pop)

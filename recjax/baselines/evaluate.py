@@ -16,6 +16,7 @@ from recjax import metrics
 from recjax.baselines.sequences import fixed_size_batches
 
 TOP_K = 10
+PREDICTION_DEPTH = 20  # items per user in a predictions file (as recjax eval's top_k)
 
 
 def top_items_full_ranking(score_rows: Callable[[np.ndarray], np.ndarray], num_users: int,
@@ -37,11 +38,32 @@ def top_items_full_ranking(score_rows: Callable[[np.ndarray], np.ndarray], num_u
     return out
 
 
-def full_ranking_metrics(score_rows: Callable[[np.ndarray], np.ndarray], histories: Sequence[np.ndarray],
-                         targets: np.ndarray, num_items: int, batch_size: int = 1024,
-                         groups: Sequence[np.ndarray] | None = None,
-                         progress: bool = False) -> dict[str, float]:
-    """hit@5/10, ndcg@5/10 (+ valid_id_rate, num_users) of a scorer on a leave-one-out split."""
-    top = top_items_full_ranking(score_rows, len(targets), histories, batch_size, groups=groups,
-                                 progress=progress)
-    return metrics.retrieval_metrics(top, targets, valid_ids=range(num_items))
+def full_ranking(score_rows: Callable[[np.ndarray], np.ndarray], histories: Sequence[np.ndarray],
+                 targets: np.ndarray, num_items: int, batch_size: int = 1024,
+                 groups: Sequence[np.ndarray] | None = None, progress: bool = False,
+                 depth: int = TOP_K) -> tuple[dict[str, float], np.ndarray]:
+    """(hit@5/10, ndcg@5/10 (+ valid_id_rate, num_users), [users, depth] best items) of a scorer on
+    a leave-one-out split."""
+    top = top_items_full_ranking(score_rows, len(targets), histories, batch_size, k=min(max(depth, TOP_K), num_items),
+                                 groups=groups, progress=progress)
+    return metrics.retrieval_metrics(top[:, :TOP_K], targets, valid_ids=range(num_items)), top
+
+
+def full_ranking_metrics(*args, **kwargs) -> dict[str, float]:
+    """The metrics of `full_ranking`."""
+    return full_ranking(*args, **kwargs)[0]
+
+
+def prediction_rows(task: str, top: np.ndarray, targets: np.ndarray, item_ids: Sequence[str],
+                    original_ids: Sequence[str] | None = None) -> list[dict]:
+    """`recjax eval --predictions` rows (what `recjax compare` reads) of a full ranking: per user
+    the ranked item IDs, the target and its 0-based rank in them (-1 below the list)."""
+    ranks = metrics.target_ranks(top, targets)
+    rows = []
+    for user, (items, target, rank) in enumerate(zip(top.tolist(), np.asarray(targets).tolist(), ranks.tolist())):
+        row = {"task": task, "user": user, "target": item_ids[target], "target_rank": rank,
+               "ranked": [item_ids[i] for i in items if i >= 0]}  # -1: no item left
+        if original_ids is not None:
+            row["target_original_id"] = original_ids[target]
+        rows.append(row)
+    return rows

@@ -25,10 +25,10 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
+from recjax.baselines.losses import LOSSES, sampled_softmax
 from recjax.baselines.sequences import PAD_TOKEN, bucket_width, bucketed_batch_orders, left_pad
 
 
-LOSSES = ("bce", "ce", "sampled")
 
 
 class SASRecBlock(nn.Module):
@@ -168,10 +168,7 @@ class SASRec:
             per_pos = optax.softmax_cross_entropy_with_integer_labels(logits, labels)
         else:
             sampled = batch["sampled"]  # [num_negatives]
-            neg_logits = hidden @ emb(sampled).T  # [batch, length, num_negatives]
-            neg_logits = jnp.where(sampled[None, None, :] == positives[..., None], -1e9, neg_logits)
-            logits = jnp.concatenate([pos_logits[..., None], neg_logits], -1)  # [batch, length, 1 + num_negatives]
-            per_pos = optax.softmax_cross_entropy_with_integer_labels(logits, jnp.zeros(positives.shape, jnp.int32))
+            per_pos = sampled_softmax(pos_logits, hidden @ emb(sampled).T, positives, sampled)  # [batch, length]
         loss = jnp.sum(per_pos * weight) / jnp.maximum(weight.sum(), 1.0)
         if self.l2_emb:
             loss = loss + self.l2_emb * jnp.sum(params["item_embedding"]["embedding"] ** 2)

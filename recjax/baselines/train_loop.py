@@ -18,7 +18,7 @@ import orbax.checkpoint as ocp
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 from tqdm.auto import tqdm
 
-from recjax.baselines.evaluate import full_ranking_metrics
+from recjax.baselines.evaluate import PREDICTION_DEPTH, full_ranking
 from recjax.baselines.sequences import group_by_width
 
 SELECTION_METRIC = "ndcg@10"
@@ -46,6 +46,7 @@ class TrainResult:
     params: Any  # the parameters with the best validation NDCG@10
     valid_metrics: dict[str, float]  # of those parameters
     test_metrics: dict[str, float]  # of those parameters
+    test_top: np.ndarray  # [users, PREDICTION_DEPTH] their best test items, best first
     best_epoch: int
     epochs_run: int
     steps_run: int
@@ -82,15 +83,19 @@ def make_train_step(model: NeuralRecommender, tx: optax.GradientTransformation):
 
 
 def evaluate_model(model: NeuralRecommender, scores_fn, params: Any, histories: Sequence[np.ndarray],
-                   targets: np.ndarray, parallel: DataParallel, batch_size: int) -> dict[str, float]:
-    """Full-ranking metrics of `params`; scores_fn = jax.jit(model.scores). Users are batched by
-    token-width bucket so each bucket compiles once."""
+                   targets: np.ndarray, parallel: DataParallel, batch_size: int,
+                   return_top: bool = False):
+    """Full-ranking metrics of `params` (and, with return_top, the [users, PREDICTION_DEPTH] best
+    items); scores_fn = jax.jit(model.scores). Users are batched by token-width bucket so each
+    bucket compiles once."""
     def score_rows(rows: np.ndarray) -> np.ndarray:
         tokens = model.history_tokens([histories[r] for r in rows])  # [batch, width]
         return np.asarray(scores_fn(params, parallel.put_batch({"t": tokens})["t"]))
 
     groups = list(group_by_width(model.token_lengths(histories), model.max_len).values())
-    return full_ranking_metrics(score_rows, histories, targets, model.num_items, batch_size, groups=groups)
+    result, top = full_ranking(score_rows, histories, targets, model.num_items, batch_size, groups=groups,
+                               depth=PREDICTION_DEPTH if return_top else 10)
+    return (result, top) if return_top else result
 
 
 @gin.configurable(denylist=["model", "train_sequences", "valid_split", "test_split"])
@@ -156,10 +161,10 @@ def train_and_evaluate(model: NeuralRecommender, train_sequences: Sequence[np.nd
             break
     epochs.close()
     start = time.perf_counter()
-    test = evaluate_model(model, scores_fn, parallel.replicate(best["params"]), *test_split, parallel,
-                          eval_batch_size)
+    test, test_top = evaluate_model(model, scores_fn, parallel.replicate(best["params"]), *test_split, parallel,
+                                    eval_batch_size, return_top=True)
     eval_seconds += time.perf_counter() - start
-    return TrainResult(params=best["params"], valid_metrics=best["metrics"], test_metrics=test,
+    return TrainResult(params=best["params"], valid_metrics=best["metrics"], test_metrics=test, test_top=test_top,
                        best_epoch=best["epoch"], epochs_run=epoch, steps_run=step, stopped_because=stopped,
                        train_seconds=train_seconds, eval_seconds=eval_seconds, history=history)
 
