@@ -1,10 +1,20 @@
 """recjax: FLAN-T5 fine-tuned into a recommender, in JAX (Cao et al., NAACL 2024 Findings)."""
 import setuptools
 
-# Pins known to install together on Python 3.11 (jax 0.11+ needs Python 3.12).
-INSTALL_REQUIRES = [
-    "jax==0.10.2",
-    "jaxlib==0.10.2",
+# Pins known to install together on Python 3.11 (jax 0.10.2) and 3.12 (jax 0.11.2, which needs
+# Python 3.12: GPU images commonly carry it); the code runs on both. Resolution is checked for
+# both versions by tests/test_setup.py (pip's --python-version).
+PY311, PY312 = 'python_version < "3.12"', 'python_version >= "3.12"'
+JAX = {PY311: "0.10.2", PY312: "0.11.2"}
+
+
+def jax_pins(extra: str = "") -> list[str]:
+    """jax (with a jax extra such as [cuda12]) and jaxlib at the version of each Python."""
+    return [f"jax{extra}=={v}; {marker}" for marker, v in JAX.items()] + [
+        f"jaxlib=={v}; {marker}" for marker, v in JAX.items()]
+
+
+INSTALL_REQUIRES = jax_pins() + [
     "flax==0.12.8",
     "optax==0.2.8",
     "orbax-checkpoint==0.12.8",
@@ -29,6 +39,7 @@ TEST_REQUIRES = [
     "pytest>=8",
     "torch==2.13.0",  # the CPU wheel; a looser pin pulls a multi-GB CUDA build
     "transformers>=5,<6",
+    "uv>=0.5",  # tests/test_setup.py resolves the pins for Python 3.12 with it
 ]
 
 setuptools.setup(
@@ -43,6 +54,9 @@ setuptools.setup(
     include_package_data=True,
     install_requires=INSTALL_REQUIRES,
     # tensorboard: the viewer of the event files every run writes (`tensorboard --logdir MODEL_DIR`)
-    extras_require={"test": TEST_REQUIRES, "tensorboard": ["tensorboard==2.21.0"]},
+    # cuda: NVIDIA GPUs (CUDA 12 wheels: the driver is the host's, the rest comes from pip);
+    # tpu: Cloud TPU VMs (libtpu). `pip install -e ".[cuda]"`; the launchers install the same.
+    extras_require={"test": TEST_REQUIRES, "tensorboard": ["tensorboard==2.21.0"],
+                    "cuda": jax_pins("[cuda12]"), "tpu": jax_pins("[tpu]")},
     entry_points={"console_scripts": ["recjax=recjax.cli:main"]},
 )

@@ -42,6 +42,8 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--mem", default=None, help="memory per node, e.g. 0 (all) or 400G")
     p.add_argument("--port", type=int, default=DEFAULT_PORT, help=f"coordinator port (default {DEFAULT_PORT})")
     p.add_argument("--venv", default=None, help="virtual environment to activate on each node")
+    p.add_argument("--install", action="store_true",
+                   help="pip install -e '.[cuda]' (setup.py's CUDA 12 extra) into the environment before training")
     p.add_argument("--setup", action="append", default=[], metavar="SHELL_LINE",
                    help="shell line run before training, e.g. 'module load cuda/12.4' (repeatable)")
     p.add_argument("--script", default=None, help="where to write the script (default runs/slurm/JOB_NAME.sbatch)")
@@ -68,6 +70,8 @@ def sbatch_script(args: argparse.Namespace, train: list[str]) -> str:
         venv = args.venv if os.path.isabs(args.venv) else os.path.join(REPO_ROOT, args.venv)
         lines.append(f"source {shlex.quote(os.path.join(venv, 'bin', 'activate'))}")
     lines += list(args.setup)
+    if args.install:  # once, from the batch host: the checkout and the venv are on the shared filesystem
+        lines.append("python3 -m pip install -q -e '.[cuda]'")
     lines += [
         "# recjax.multihost reads these; the process id is set per task below.",
         # `sed -n 1p` reads every line: `head -n 1` could end scontrol with SIGPIPE, which pipefail

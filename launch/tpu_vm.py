@@ -10,7 +10,7 @@ Steps (each a `gcloud compute tpus tpu-vm` command, printed before it runs; --dr
   1. `describe` the TPU; `create` it if it does not exist (unless --no_create).
   2. Install: this checkout (without .git, .venv, data/, runs/, outputs/) as a tarball copied with
      `scp --worker=all` and unpacked over ~/recjax, or `git clone --repo_url [--ref]` there (an
-     existing clone is fetched and checked out); then `pip install -e . jax[tpu]`. An existing
+     existing clone is fetched and checked out); then `pip install -e '.[tpu]'`. An existing
      ~/recjax is updated, never deleted, so its data and runs/ survive a relaunch.
   3. `--copy LOCAL[:REMOTE]` files or directories (prepared data, vocabulary, a converted
      checkpoint) to every worker, REMOTE relative to the remote checkout (default: LOCAL).
@@ -36,7 +36,7 @@ if __package__ in (None, ""):  # run as `python launch/tpu_vm.py`
 from launch.common import REPO_ROOT, LaunchError, Runner, split_train_args, train_command  # noqa: E402
 
 DEFAULT_VERSION = "tpu-ubuntu2204-base"
-DEFAULT_JAX_TPU = "jax[tpu]==0.10.2"  # the jax pin of setup.py, with libtpu
+EXTRA = "tpu"  # setup.py's extra: jax[tpu] at the jax pin of the worker's Python, with libtpu
 REMOTE_DIR = "recjax"  # the checkout on each worker, relative to the home directory
 # Left out of the copied checkout: top-level directories, and names anywhere in the tree.
 TARBALL_EXCLUDES_TOP = (".git", ".venv", "data", "runs", "outputs")
@@ -57,8 +57,8 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--repo_url", default=None, help="git clone this URL on every worker instead of copying "
                    "this checkout")
     p.add_argument("--ref", default=None, help="branch, tag or commit to check out (with --repo_url)")
-    p.add_argument("--jax_tpu", default=DEFAULT_JAX_TPU, help=f"pip requirement for TPU jax (default "
-                   f"{DEFAULT_JAX_TPU!r})")
+    p.add_argument("--jax_tpu", default="", help="an extra pip requirement installed with recjax[tpu] "
+                   "(e.g. 'jax[tpu]==0.11.2' to override the pin; default: none)")
     p.add_argument("--skip_install", action="store_true", help="the workers already have recjax installed")
     p.add_argument("--copy", action="append", default=[], metavar="LOCAL[:REMOTE]",
                    help="file or directory to copy to every worker (repeatable)")
@@ -115,7 +115,8 @@ def install_command(jax_tpu: str, repo_url: str | None, ref: str | None) -> str:
                   else f"git -C {REMOTE_DIR} pull -q --ff-only")
     else:
         fetch = f"mkdir -p {REMOTE_DIR} && tar -xzf recjax.tar.gz -C {REMOTE_DIR}"
-    return f"{fetch} && python3 -m pip install -q -e ./{REMOTE_DIR} {shlex.quote(jax_tpu)}"
+    extra = f" {shlex.quote(jax_tpu)}" if jax_tpu else ""
+    return f"{fetch} && python3 -m pip install -q -e {shlex.quote(f'./{REMOTE_DIR}[{EXTRA}]')}{extra}"
 
 
 def parse_copy(spec: str) -> tuple[str, str]:

@@ -44,6 +44,7 @@ from recjax import partitioning
 from recjax.config import EOS_ID
 from recjax.decoding import DecodeOptions, ItemDecoder, ItemTrie, exclusion_matrix
 from recjax.decoding.beam_search import certified_exact
+from recjax.decoding.best_first import BestFirstSearch
 from recjax.decoding.candidate_scoring import score_candidates
 from recjax.decoding.item_decoder import search_items
 from recjax.model import EncoderDecoderModel
@@ -51,7 +52,6 @@ from recjax.network import Transformer
 from recjax.serving import Placement, decode_batches, num_batches
 
 SEARCHES = ("beam", "exact")
-EXACT_BEAM_GROWTH = 4  # exact search: each re-decoding of uncertified users widens the beam 4x
 RATING_VALUES = (1, 2, 3, 4, 5)
 
 
@@ -67,10 +67,11 @@ class EvalOptions:
     search (retrieval): beam search returns top_k of the beam_size beams and reports
     `certified_exact@top_k`, the share of users whose top_k is PROVABLY the exact top_k by
     log-likelihood (the k-th returned item scores at least the best prefix the search dropped or
-    left unexpanded; log-probabilities only fall along a path). "exact" re-decodes every
-    uncertified user with a 4x wider beam until certified (at worst the whole catalog), so the
-    metrics are those of exhaustive scoring, and adds `beam_recall@10` (share of the exact top-10
-    that the first beam pass found) and `mean_final_beam`.
+    left unexpanded; log-probabilities only fall along a path). "exact" then finds every user's
+    top_k by best-first search over the trie (recjax.decoding.best_first, expanding
+    `exact_prefixes_per_step` prefixes per user per step), so the metrics are those of exhaustive
+    scoring, and adds `beam_recall@10` (share of the exact top-10 that the beam pass found),
+    `mean_node_expansions` (prefixes expanded per user) and `exact_seconds`.
     The rest: see the module doc."""
 
     batch_size: int = 64
@@ -82,6 +83,7 @@ class EvalOptions:
     max_examples: Optional[int] = None
     sample_seed: int = 0
     search: str = "beam"  # retrieval: "beam" (beam_size), or "exact" (provably the top_k, see below)
+    exact_prefixes_per_step: int = 8
     rating_generated: bool = True
     progress: bool = True
 
@@ -257,7 +259,7 @@ def _evaluate_retrieval(model, params, task, examples, catalog: Catalog, options
         extra_metrics[f"certified_exact@{k}"] = float(certified.mean())
         if options.search == "exact":
             predictions, exact_metrics = _exact_search(model, params, task.name, examples, histories, catalog, options,
-                                                       place, width, items, log_probs, bound, predictions, certified)
+                                                       place, items)
             extra_metrics.update(exact_metrics)
     # The task's own SeqIO metric fn, fed as T5X's evaluator feeds it.
     targets = [task.postprocess_fn(ex["targets_pretokenized"], example=ex, is_target=True) for ex in examples]
@@ -278,36 +280,41 @@ def _evaluate_retrieval(model, params, task, examples, catalog: Catalog, options
     return result, {"hit@k": curve}, {"predictions": rows}
 
 
+_SEARCHES: dict = {}
+
+
+def _best_first(config, trie: ItemTrie, top_k: int, per_step: int) -> BestFirstSearch:
+    """One search per (config, catalog, k, step): its jitted calls compile once."""
+    key = (config, id(trie), top_k, per_step)
+    if key not in _SEARCHES:
+        _SEARCHES[key] = BestFirstSearch(Transformer(config), trie, top_k, per_step)
+    return _SEARCHES[key]
+
+
 def _exact_search(model, params, name: str, examples, histories, catalog: Catalog, options: EvalOptions,
-                  place: Placement, width: int, items, log_probs, bound, predictions, certified):
-    """EvalOptions.search='exact': every user the beam pass did not certify is decoded again with
-    a 4x wider beam (the batch shrinks in proportion) until certified, or until the beam holds
-    the whole catalog (exhaustive). Returns the updated predictions and beam_recall@10 /
-    mean_final_beam; `items`, `log_probs`, `bound` are updated in place."""
+                  place: Placement, beam_items: np.ndarray):
+    """EvalOptions.search='exact': every user's top_k by best-first search over the trie
+    (recjax.decoding.best_first: provably the k items of highest log-likelihood). Returns the
+    ranked ID lists and beam_recall@10 (share of the exact top-10 that the beam pass found),
+    mean_node_expansions (prefixes the search expanded per user), exact_seconds."""
     decode = options.decode
-    k = decode.top_k
-    beam_top10 = [set(row[:10].tolist()) for row in items]
-    final_beam = np.full(len(examples), decode.beam_size)
-    beam = decode.beam_size
-    data = place.mesh.shape.get("data", 1)
-    predictions = list(predictions)
-    while not certified.all():
-        beam = min(beam * EXACT_BEAM_GROWTH, catalog.trie.num_items)
-        todo = np.flatnonzero(~certified)
-        wide = dataclasses.replace(decode, beam_size=beam)
-        size = max(data, (options.batch_size * decode.beam_size // beam) // data * data)
-        sub = _decode_retrieval(model, params, [examples[r] for r in todo], [histories[r] for r in todo],
-                                catalog, wide, size, options.inputs_length, place, width,
-                                f"{name} exact (beam {beam})", options.progress)
-        for j, r in enumerate(todo):
-            items[r], log_probs[r], bound[r], predictions[r] = sub[0][j], sub[1][j], sub[2][j], sub[3][j]
-        final_beam[todo] = beam
-        certified = certified_exact(log_probs, bound, k)
-        if beam >= catalog.trie.num_items:  # the whole catalog: exhaustive
-            certified[:] = True
-    recall = [len(b & set(row[:10].tolist()) - {-1}) / max(1, len(set(row[:10].tolist()) - {-1}))
-              for b, row in zip(beam_top10, items)]
-    return predictions, {"beam_recall@10": float(np.mean(recall)), "mean_final_beam": float(final_beam.mean())}
+    search = _best_first(model.config, catalog.trie, decode.top_k, options.exact_prefixes_per_step)
+    items = np.full((len(examples), decode.top_k), -1, np.int64)
+    expansions = np.zeros(len(examples), np.int64)
+    start = time.time()
+    with jax.set_mesh(place.mesh):
+        for rows, padded, enc in _progress(decode_batches(examples, options.batch_size, options.inputs_length),
+                                           num_batches(len(examples), options.batch_size), f"{name} exact",
+                                           options.progress):
+            exclude = [histories[r] for r in padded] if decode.exclude_history else None
+            out = search(params, enc, exclude, put=place.shard_batch, fetch=place.fetch)
+            items[rows], expansions[rows] = out.items[:len(rows)], out.expansions[:len(rows)]
+    seconds = time.time() - start
+    predictions = [[catalog.item_ids[i] for i in row if i >= 0] for row in items]
+    recall = [len(set(b[:10].tolist()) & set(e[:10].tolist()) - {-1}) / max(1, len(set(e[:10].tolist()) - {-1}))
+              for b, e in zip(beam_items, items)]
+    return predictions, {"beam_recall@10": float(np.mean(recall)), "mean_node_expansions": float(expansions.mean()),
+                         "exact_seconds": seconds}
 
 
 def _add_original_ids(rows: list[dict], catalog: Catalog) -> None:

@@ -333,8 +333,12 @@ class Decoder(nn.Module):
 
     @nn.compact
     def __call__(self, encoded: Array, tokens: Array, self_mask: Optional[Array], cross_mask: Optional[Array],
-                 deterministic: bool, decode: bool, max_decode_length: Optional[int]) -> Array:
-        # encoded: [b, enc_len, embed]; tokens: [b, dec_len] -> logits [b, dec_len, vocab] (float32)
+                 deterministic: bool, decode: bool, max_decode_length: Optional[int],
+                 positions: Optional[Array] = None) -> Array:
+        # encoded: [b, enc_len, embed]; tokens: [b, dec_len] -> logits [b, dec_len, vocab] (float32);
+        # with positions [b], the logits at that one position of each row only: [b, 1, vocab]
+        # (the output layer is most of a short decoder's work: best-first search scores one
+        # position per prefix)
         cfg = self.config
         y = self.shared_embedding(tokens.astype(jnp.int32))
         y = nn.Dropout(rate=cfg.dropout_rate, broadcast_dims=(-2,))(y, deterministic=deterministic)
@@ -346,6 +350,8 @@ class Decoder(nn.Module):
             y = DecoderLayer(cfg, name=f"layers_{i}")(y, encoded, self_mask, bias, cross_mask, deterministic, decode)
         y = LayerNorm(cfg.layer_norm_epsilon, jnp.dtype(cfg.dtype), name="decoder_norm")(y)
         y = nn.Dropout(rate=cfg.dropout_rate, broadcast_dims=(-2,))(y, deterministic=deterministic)
+        if positions is not None:
+            y = jnp.take_along_axis(y, positions[:, None, None], axis=1)  # [b, 1, embed]
         if cfg.logits_via_embedding:
             # v1.0-style tied logits are rescaled by 1/sqrt(d_model), as T5 does.
             logits = self.shared_embedding.attend(y) / jnp.sqrt(y.shape[-1]).astype(y.dtype)
@@ -383,7 +389,8 @@ class Transformer(nn.Module):
     def decode(self, encoded: Array, encoder_input_tokens: Array, decoder_input_tokens: Array,
                decoder_target_tokens: Optional[Array] = None, encoder_segment_ids: Optional[Array] = None,
                decoder_segment_ids: Optional[Array] = None, enable_dropout: bool = True,
-               decode: bool = False, max_decode_length: Optional[int] = None) -> Array:
+               decode: bool = False, max_decode_length: Optional[int] = None,
+               positions: Optional[Array] = None) -> Array:
         enc_valid = encoder_input_tokens > 0
         if decode:
             # Step-by-step decoding: the cache masks the future; every decoder row is real, so the
@@ -404,7 +411,7 @@ class Transformer(nn.Module):
             self_mask = self_mask * causal
             cross_mask = make_attention_mask(dec_valid, enc_valid, decoder_segment_ids, encoder_segment_ids)
         return self.decoder(encoded, decoder_input_tokens, self_mask, cross_mask, deterministic=not enable_dropout,
-                            decode=decode, max_decode_length=max_decode_length)
+                            decode=decode, max_decode_length=max_decode_length, positions=positions)
 
     def __call__(self, encoder_input_tokens: Array, decoder_input_tokens: Array,
                  decoder_target_tokens: Optional[Array] = None, encoder_segment_ids: Optional[Array] = None,

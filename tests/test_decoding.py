@@ -218,3 +218,29 @@ def test_score_candidates_equals_score_batch(setup):
     candidates = jnp.asarray(targets[cand_items])  # [batch, 7, depth]
     got = jax.jit(lambda p, e, c: score_candidates(model.module, p, e, c))(params, jnp.asarray(enc), candidates)
     np.testing.assert_allclose(np.asarray(got), np.take_along_axis(exhaustive, cand_items, 1), atol=2e-5)
+
+
+# -------------------------------------------------------------------------------- exact search
+
+@pytest.mark.parametrize("per_step", [1, 5])
+def test_best_first_search_is_the_exhaustive_top_k(setup, per_step):
+    """Best-first over the trie returns exactly the exhaustive top-k (order and log-probs), with
+    history exclusion (a whole dead subtree included), and expands far fewer prefixes than the
+    trie has nodes; a k beyond what is left returns every remaining item, then -1."""
+    from recjax.decoding.best_first import BestFirstSearch
+
+    model, params, trie, enc, exhaustive, _, _ = setup
+    best = [_reference_top(exhaustive[b], NUM_ITEMS) for b in range(BATCH)]
+    first_tok = trie.item_tokens[best[2][0], 0]
+    subtree = [i for i in range(NUM_ITEMS) if trie.item_tokens[i, 0] == first_tok]
+    histories = [[], [int(best[1][0]), int(best[1][3])], subtree, list(range(0, NUM_ITEMS, 3))]
+    out = BestFirstSearch(model.module, trie, top_k=10, prefixes_per_step=per_step)(params, enc, histories)
+    for b in range(BATCH):
+        want = _reference_top(exhaustive[b], 10, histories[b])
+        np.testing.assert_array_equal(out.items[b], want, err_msg=f"user {b}")
+        np.testing.assert_allclose(out.log_probs[b], exhaustive[b, want], atol=2e-5)
+    assert (out.expansions > 0).all() and (out.expansions < trie.num_nodes).all(), out.expansions
+    everything = BestFirstSearch(model.module, trie, top_k=NUM_ITEMS, prefixes_per_step=per_step)(params, enc, histories)
+    left = _reference_top(exhaustive[3], NUM_ITEMS, histories[3])
+    np.testing.assert_array_equal(everything.items[3, :len(left)], left)
+    assert (everything.items[3, len(left):] == -1).all() and np.isneginf(everything.log_probs[3, len(left):]).all()

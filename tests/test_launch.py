@@ -51,7 +51,7 @@ def test_tpu_vm_dry_run(no_subprocess, capsys):
          "-C", REPO_ROOT, "."],
         gcloud + ["scp", tarball, "rec-v4:recjax.tar.gz", "--worker=all"] + where,
         gcloud + ["ssh", "rec-v4", "--worker=all", "--command=mkdir -p recjax && tar -xzf recjax.tar.gz -C recjax "
-                  "&& python3 -m pip install -q -e ./recjax 'jax[tpu]==0.10.2'"] + where,
+                  "&& python3 -m pip install -q -e './recjax[tpu]'"] + where,
         gcloud + ["ssh", "rec-v4", "--worker=all", "--command=mkdir -p recjax/checkpoints recjax/data"] + where,
         gcloud + ["scp", "--recurse", "data/beauty", "rec-v4:recjax/data/beauty", "--worker=all"] + where,
         gcloud + ["scp", "--recurse", "/ckpts/flan_t5_xl", "rec-v4:recjax/checkpoints/flan_t5_xl",
@@ -71,8 +71,7 @@ def test_tpu_vm_git_clone_reuse_and_detach(no_subprocess, capsys):
     assert commands[1][4] == "ssh"  # no accelerator type given: nothing to create from, describe then install
     assert commands[1][-2] == ("--command=if [ -d recjax/.git ]; then git -C recjax fetch -q --tags origin; "
                                "else git clone -q https://example.org/recjax.git recjax; fi && "
-                               "git -C recjax checkout -q v0.1 && python3 -m pip install -q -e ./recjax "
-                               "'jax[tpu]==0.10.2'")
+                               "git -C recjax checkout -q v0.1 && python3 -m pip install -q -e './recjax[tpu]'")
     assert commands[-1][-2] == ('--command=cd recjax && export PATH="$HOME/.local/bin:$PATH" && nohup recjax train '
                                 '--multihost --gin_file=gin/experiments/toys_base_rec.gin > train.log 2>&1 '
                                 '< /dev/null &')
@@ -124,6 +123,10 @@ def test_slurm_dry_run_prints_script_and_sbatch(no_subprocess, tmp_path, capsys)
     assert expected_script in out
     assert _commands(out) == [["sbatch", script_path]]
     assert not os.path.exists(script_path)  # a dry run writes nothing
+    # --install puts setup.py's CUDA extra into the environment before training.
+    installed = slurm.main(_slurm_args(tmp_path, "--dry_run", "--install"))
+    out = capsys.readouterr().out
+    assert installed == 0 and "module load cuda/12.4\npython3 -m pip install -q -e '.[cuda]'\n" in out
 
 
 def test_slurm_script_gives_each_task_the_multihost_environment(tmp_path, capsys, monkeypatch):
