@@ -188,7 +188,7 @@ def main(argv=None) -> int:
     if args.threads:
         torch.set_num_threads(args.threads)
 
-    from recjax import checkpoints, hf_mapping, network
+    from recjax import checkpoints, hf_mapping, network, param_tree
     from recjax.config import SIZES
     from recjax.decoding import DecodeOptions, ItemDecoder, ItemTrie
 
@@ -210,7 +210,7 @@ def main(argv=None) -> int:
     hf = transformers.T5ForConditionalGeneration(hf_cfg)
     # transformers 5.x keeps lm_head tied to `shared` even with tie_word_embeddings=False.
     hf.lm_head.weight = torch.nn.Parameter(torch.empty_like(hf.lm_head.weight))
-    state = {k: torch.from_numpy(v.copy()) for k, v in hf_mapping.params_to_hf(checkpoints.flatten_params(params),
+    state = {k: torch.from_numpy(v.copy()) for k, v in hf_mapping.params_to_hf(param_tree.flatten_params(params),
                                                                        cfg).items()}
     missing, unexpected = hf.load_state_dict(state, strict=False)
     assert not unexpected and all("embed_tokens" in m for m in missing), (missing, unexpected)

@@ -23,7 +23,7 @@ from recjax import optimizers, partitioning
 from recjax.config import SIZES, T5Config
 from recjax.hf_mapping import params_to_hf, t5config_to_hf
 from recjax.model import EncoderDecoderModel, LossConfig, shift_right
-from recjax.checkpoints import flatten_params
+from recjax.param_tree import flatten_params
 from recjax.trainer import Trainer
 
 TINY = T5Config(emb_dim=128, num_heads=4, head_dim=32, num_encoder_layers=2, num_decoder_layers=2, mlp_dim=256)

@@ -26,7 +26,7 @@ import ml_dtypes  # noqa: F401  (registers bfloat16 with numpy, so safetensors c
 import numpy as np
 from tqdm import tqdm
 
-from recjax import checkpoints, exit_codes
+from recjax import checkpoints, exit_codes, param_tree
 from recjax.checkpoints import CheckpointError
 from recjax.config import T5Config
 from recjax import hf_mapping
@@ -153,7 +153,7 @@ def load_hf_checkpoint(directory: str) -> tuple[dict[str, Any], T5Config]:
         weights = _HFWeights(directory, stack)
         flat = hf_mapping.hf_to_params(weights.names, weights.shape, _with_progress(weights.read, "reading HF"),
                                        config, weights.where)
-    return checkpoints.unflatten_params(flat), config
+    return param_tree.unflatten_params(flat), config
 
 
 def _with_progress(read: Callable[[str], np.ndarray], desc: str) -> Callable[[str], np.ndarray]:
@@ -268,7 +268,7 @@ def read_t5x_params(path: str) -> dict[str, np.ndarray]:
     elif os.path.isfile(os.path.join(path, T5X_MSGPACK)):
         checkpoint_dir, target = path, _read_t5x_msgpack(os.path.join(path, T5X_MSGPACK))
     elif os.path.isdir(os.path.join(path, T5X_ORBAX_ITEM)):
-        return checkpoints.flatten_params(_read_orbax_pytree(os.path.join(path, T5X_ORBAX_ITEM)))
+        return param_tree.flatten_params(_read_orbax_pytree(os.path.join(path, T5X_ORBAX_ITEM)))
     else:
         raise CheckpointError(f"{path}: not a T5X checkpoint directory (expected a '{T5X_MSGPACK}' msgpack file "
                               f"or an orbax '{T5X_ORBAX_ITEM}/' item, or checkpoint_N subdirectories)")
@@ -325,9 +325,9 @@ def load_t5x_checkpoint(path: str) -> tuple[dict[str, Any], T5Config]:
     flat = read_t5x_params(source)
     shapes = {k: tuple(np.shape(v)) for k, v in flat.items()}
     config = infer_t5x_config(shapes, source)
-    checkpoints.validate_param_shapes(shapes, config, source)
+    param_tree.validate_param_shapes(shapes, config, source)
     flat = {k: np.asarray(v, np.float32) for k, v in flat.items()}
-    return checkpoints.unflatten_params(flat), config
+    return param_tree.unflatten_params(flat), config
 
 
 # ----------------------------------------------------------------------------------------------
@@ -353,7 +353,7 @@ def convert(source_format: str, src: str, dst: str, *, overwrite: bool = False,
         params, config = checkpoints.grow_vocabulary(params, config, vocab_size, seed)
     with checkpoints.atomic_directory(dst, overwrite=overwrite) as tmp:
         checkpoints.save_params(tmp, params, config, step=step)
-    return config, checkpoints.tree_num_params(params)
+    return config, param_tree.tree_num_params(params)
 
 
 def _parser() -> argparse.ArgumentParser:

@@ -24,7 +24,7 @@ from typing import Any, Mapping, Optional
 import ml_dtypes
 import numpy as np
 
-from recjax import checkpoints, exit_codes, hf_mapping
+from recjax import checkpoints, exit_codes, hf_mapping, param_tree
 from recjax.checkpoints import CheckpointError
 from recjax.config import EOS_ID, PAD_ID, T5Config
 
@@ -119,7 +119,7 @@ def export_hf(params: Mapping[str, Any], config: T5Config, directory: str, *, vo
               max_shard_bytes: int = parse_size(DEFAULT_MAX_SHARD_SIZE)) -> list[str]:
     """Writes the HF files of `params` into an existing empty `directory`; returns their names."""
     hf_config = hf_mapping.t5config_to_hf(config)  # refuses configs HF would compute differently
-    tensors = hf_mapping.params_to_hf(checkpoints.flatten_params(params), config)
+    tensors = hf_mapping.params_to_hf(param_tree.flatten_params(params), config)
     files = write_safetensors(tensors, directory, max_shard_bytes)
     _write_json(os.path.join(directory, "config.json"), hf_config)
     _write_json(os.path.join(directory, "generation_config.json"), hf_mapping.hf_generation_config())
@@ -130,8 +130,8 @@ def export_hf(params: Mapping[str, Any], config: T5Config, directory: str, *, vo
 
 
 def to_bfloat16(params: Mapping[str, Any]) -> dict[str, Any]:
-    flat = checkpoints.flatten_params(params)
-    return checkpoints.unflatten_params({k: np.asarray(v).astype(ml_dtypes.bfloat16) for k, v in flat.items()})
+    flat = param_tree.flatten_params(params)
+    return param_tree.unflatten_params({k: np.asarray(v).astype(ml_dtypes.bfloat16) for k, v in flat.items()})
 
 
 def export(checkpoint: str, out: str, output_format: str, *, vocab: Optional[str] = None, step: Optional[int] = None,

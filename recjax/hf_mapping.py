@@ -17,7 +17,7 @@ from typing import Any, Callable, Mapping
 
 import numpy as np
 
-from recjax.checkpoints import CheckpointError, expected_param_shapes, mlp_input_names
+from recjax.param_tree import CheckpointError, expected_param_shapes, mlp_input_names
 from recjax.config import DECODER_START_ID, EOS_ID, PAD_ID, T5Config
 
 # HF tensors that carry no information of their own: tied copies of `shared.weight`, and the

@@ -8,7 +8,7 @@ import pytest
 torch = pytest.importorskip("torch")
 transformers = pytest.importorskip("transformers")
 
-from recjax import checkpoints, convert, hf_mapping  # noqa: E402
+from recjax import checkpoints, convert, hf_mapping, param_tree  # noqa: E402
 from recjax.checkpoints import CheckpointError  # noqa: E402
 from recjax.config import T5Config  # noqa: E402
 
@@ -78,8 +78,8 @@ def test_expected_shapes_equal_the_network_params():
 
     config = hf_mapping.t5config_from_hf({"model_type": "t5", **fixtures.HF_TINY}, source="config")
     abstract = jax.eval_shape(lambda: nn.unbox(network.init_params(config, jax.random.PRNGKey(0))))
-    shapes = {k: tuple(v.shape) for k, v in checkpoints.flatten_params(abstract).items()}
-    assert shapes == checkpoints.expected_param_shapes(config)
+    shapes = {k: tuple(v.shape) for k, v in param_tree.flatten_params(abstract).items()}
+    assert shapes == param_tree.expected_param_shapes(config)
 
 
 def test_config_from_hf_carries_every_field(hf_model):
@@ -149,7 +149,7 @@ def test_convert_hf_layouts(layout, hf_model, hf_dirs, tmp_path, capsys):
                                   state["decoder.block.0.layer.0.SelfAttention.relative_attention_bias.weight"].T)
     np.testing.assert_array_equal(params["decoder"]["logits_dense"]["kernel"], state["lm_head.weight"].T)
     np.testing.assert_array_equal(params["decoder"]["decoder_norm"]["scale"], state["decoder.final_layer_norm.weight"])
-    assert all(v.dtype == np.float32 for v in checkpoints.flatten_params(params).values())
+    assert all(v.dtype == np.float32 for v in param_tree.flatten_params(params).values())
 
 
 def test_hf_half_precision_weights_become_float32(hf_model, tmp_path):
@@ -192,7 +192,7 @@ T5X_TINY_CONFIG = T5Config(vocab_size=32128, emb_dim=8, num_heads=4, head_dim=3,
 def _assert_same_as_legacy(params, legacy):
     from flax import traverse_util
     want = traverse_util.flatten_dict(legacy["optimizer"]["target"], sep="/")
-    got = checkpoints.flatten_params(params)
+    got = param_tree.flatten_params(params)
     assert set(got) == set(want)
     for key in want:
         assert got[key].dtype == np.float32
@@ -413,8 +413,8 @@ def test_full_train_state_checkpoint_restores_params_only_and_sharded(hf_dirs, t
 
     restored, restored_config = checkpoints.restore_params(directory)
     assert restored_config == config
-    for key, value in checkpoints.flatten_params(params).items():
-        np.testing.assert_array_equal(checkpoints.flatten_params(restored)[key], value)
+    for key, value in param_tree.flatten_params(params).items():
+        np.testing.assert_array_equal(param_tree.flatten_params(restored)[key], value)
 
     mesh = Mesh(np.array(jax.devices()[:8]).reshape(2, 4), ("data", "model"))
     shardings = jax.tree.map(lambda x: NamedSharding(mesh, PartitionSpec(None, "model") if x.ndim == 2
@@ -436,11 +436,11 @@ def test_full_train_state_checkpoint_restores_params_only_and_sharded(hf_dirs, t
 
 def test_save_params_refuses_invalid_params_and_a_second_model(hf_dirs, tmp_path):
     params, config = convert.load_hf_checkpoint(hf_dirs["safetensors"])
-    flat = checkpoints.flatten_params(params)
+    flat = param_tree.flatten_params(params)
     del flat["encoder/encoder_norm/scale"]
     with pytest.raises(CheckpointError, match=r"params to save: missing param 'encoder/encoder_norm/scale' "
                                               r"\(expected shape \[16\]\)"):
-        checkpoints.save_params(str(tmp_path / "a"), checkpoints.unflatten_params(flat), config)
+        checkpoints.save_params(str(tmp_path / "a"), param_tree.unflatten_params(flat), config)
     assert not (tmp_path / "a").exists()
     checkpoints.save_params(str(tmp_path / "b"), params, config, step=0)
     other = config.replace(layer_norm_epsilon=config.layer_norm_epsilon * 10)  # same shapes, another model

@@ -10,7 +10,7 @@ import pytest
 torch = pytest.importorskip("torch")
 transformers = pytest.importorskip("transformers")
 
-from recjax import checkpoints, convert, export, hf_mapping  # noqa: E402
+from recjax import checkpoints, convert, export, hf_mapping, param_tree  # noqa: E402
 from recjax.config import T5Config  # noqa: E402
 
 import t5_test_models as fixtures  # noqa: E402
@@ -119,7 +119,7 @@ def test_params_bf16(t5x_tiny_checkpoint, tmp_path, capsys):
     params32, config32 = checkpoints.restore_params(t5x_tiny_checkpoint)
     params16, config16 = checkpoints.restore_params(str(out))
     assert config16 == config32.replace(param_dtype="bfloat16")
-    flat32, flat16 = checkpoints.flatten_params(params32), checkpoints.flatten_params(params16)
+    flat32, flat16 = param_tree.flatten_params(params32), param_tree.flatten_params(params16)
     assert set(flat16) == set(flat32)
     for key, value in flat32.items():
         assert flat16[key].dtype == np.dtype("bfloat16"), key
@@ -176,8 +176,8 @@ def test_tied_logits_model_is_not_exported_to_hf(tmp_path, capsys):
     config = T5Config(vocab_size=40, emb_dim=8, num_heads=2, head_dim=4, num_encoder_layers=1,
                       num_decoder_layers=1, mlp_dim=16, logits_via_embedding=True)
     rng = np.random.default_rng(0)
-    params = checkpoints.unflatten_params({k: rng.normal(size=s).astype(np.float32)
-                                           for k, s in checkpoints.expected_param_shapes(config).items()})
+    params = param_tree.unflatten_params({k: rng.normal(size=s).astype(np.float32)
+                                           for k, s in param_tree.expected_param_shapes(config).items()})
     ckpt = str(tmp_path / "tied")
     checkpoints.save_params(ckpt, params, config)
     rc, _, err = _run(["--checkpoint", ckpt, "--out", tmp_path / "out"], capsys)

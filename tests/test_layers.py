@@ -7,8 +7,8 @@ import pathlib
 
 REPO = pathlib.Path(__file__).resolve().parent.parent
 FOUNDATIONS = ("recjax.config", "recjax.exit_codes", "recjax.tf_import", "recjax.metrics", "recjax.data")
-BELOW_TASKS = FOUNDATIONS + ("recjax.network", "recjax.partitioning", "recjax.optimizers", "recjax.checkpoints",
-                             "recjax.hf_mapping")
+BELOW_TASKS = FOUNDATIONS + ("recjax.network", "recjax.param_tree", "recjax.partitioning", "recjax.optimizers",
+                             "recjax.checkpoints", "recjax.hf_mapping")
 
 
 def _modules() -> dict[str, pathlib.Path]:

@@ -8,7 +8,7 @@ import gin
 import numpy as np
 import pytest
 
-from recjax import checkpoints, plan
+from recjax import checkpoints, param_tree, plan
 from recjax.config import T5Config
 
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -31,7 +31,7 @@ def fsdp_param_bytes(config: T5Config, data: int, model: int) -> int:
     axes (embed over data, vocab/mlp/heads over model), RMSNorm scales over data only, the
     relative-position tables [heads, buckets] over model only."""
     total = 0
-    for path, shape in checkpoints.expected_param_shapes(config).items():
+    for path, shape in param_tree.expected_param_shapes(config).items():
         size = int(np.prod(shape))
         if len(shape) == 2 and "relpos" not in path:
             total += size // (data * model)
@@ -57,12 +57,12 @@ def test_fsdp_4x2_from_the_binary():
                           cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stderr[-3000:]
     result = json.loads(proc.stdout)
-    num_params = sum(int(np.prod(s)) for s in checkpoints.expected_param_shapes(TINY_CONFIG).values())
+    num_params = sum(int(np.prod(s)) for s in param_tree.expected_param_shapes(TINY_CONFIG).values())
     assert result["num_params"] == num_params
     assert result["mesh"] == {"data": 4, "model": 2, "devices": 8}
     b = result["per_device_bytes"]
     assert b["params"] == fsdp_param_bytes(TINY_CONFIG, 4, 2)
-    matrices = sum(int(np.prod(s)) for p, s in checkpoints.expected_param_shapes(TINY_CONFIG).items()
+    matrices = sum(int(np.prod(s)) for p, s in param_tree.expected_param_shapes(TINY_CONFIG).items()
                    if len(s) == 2 and "relpos" not in p)
     assert 4 * matrices // 8 < b["params"] < 4 * num_params // 8 + 4096  # ~ total / 8
     # No dimension here reaches Adafactor's factoring threshold (128 on both sides), so each
@@ -78,7 +78,7 @@ def test_fsdp_4x2_from_the_binary():
 def test_data_parallel_replicates_params_and_prints_a_table(capsys):
     rc, out, err = _main([*TINY, "--mesh", "data=2,model=1", "--batch_size", "8"], capsys)
     assert rc == 0, err
-    num_params = sum(int(np.prod(s)) for s in checkpoints.expected_param_shapes(TINY_CONFIG).values())
+    num_params = sum(int(np.prod(s)) for s in param_tree.expected_param_shapes(TINY_CONFIG).values())
     assert f"{num_params:,} params" in out
     assert "strategy data_parallel" in out
     params_line = next(line for line in out.splitlines() if line.startswith("params "))

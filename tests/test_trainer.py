@@ -14,7 +14,7 @@ import jax
 import numpy as np
 import pytest
 
-from recjax import checkpoints, optimizers, partitioning
+from recjax import checkpoints, optimizers, param_tree, partitioning
 from recjax.config import T5Config
 from recjax.model import EncoderDecoderModel, shift_right
 from recjax.trainer import Trainer
@@ -167,8 +167,8 @@ def test_sigkill_and_resume_gives_bit_identical_params(uninterrupted_run):
     assert steps == [1, 2, 3, 4, 5, 6]
     resumed, _ = checkpoints.restore_params(str(model_dir / "checkpoints"))
     reference, _ = checkpoints.restore_params(str(reference_dir / "checkpoints"))
-    for key, value in checkpoints.flatten_params(reference).items():
-        np.testing.assert_array_equal(checkpoints.flatten_params(resumed)[key], value, err_msg=key)
+    for key, value in param_tree.flatten_params(reference).items():
+        np.testing.assert_array_equal(param_tree.flatten_params(resumed)[key], value, err_msg=key)
 
 
 def _free_port() -> int:
@@ -233,7 +233,7 @@ def test_non_finite_loss_stops_and_keeps_the_last_good_checkpoint(uninterrupted_
     assert message.startswith("error: step 7: loss is") and "The last good checkpoint is step 6" in message
     assert checkpoints.latest_step(str(model_dir / "checkpoints")) == 6
     params, _ = checkpoints.restore_params(str(model_dir / "checkpoints"))
-    assert all(np.isfinite(v).all() for v in checkpoints.flatten_params(params).values())
+    assert all(np.isfinite(v).all() for v in param_tree.flatten_params(params).values())
 
 
 @pytest.mark.parametrize("fault", ["truncated", "deleted", "no_metadata"])
