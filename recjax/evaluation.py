@@ -151,7 +151,7 @@ def _catalog_cached(dataset_name: str, data_dir: str, vocab_size: int) -> Catalo
 
     registered = tasks.registered(dataset_name)
     dataset = registered.builder.dataset
-    tokenizer = registered.vocabulary.tokenizer
+    tokenizer = registered.tokenizer
     sequences = [tokenizer.EncodeAsIds(i) for i in dataset.item_ids]
     trie = ItemTrie.from_token_sequences(sequences, vocab_size, names=dataset.item_ids)
     return Catalog(dataset_name, list(dataset.item_ids), list(dataset.item_titles), trie, tokenizer,

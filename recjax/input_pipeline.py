@@ -1,4 +1,6 @@
-"""SeqIO task/mixture -> batches of model features, with a resumable position.
+"""Task/mixture -> batches of model features, with a resumable position: through SeqIO (the
+default) or through the TensorFlow-free numpy loader (`DatasetConfig.loader = 'numpy'`,
+`recjax.numpy_pipeline`), from the same registration.
 
 The dataset is a deterministic function of (task, split, seed): a restart rebuilds it and skips
 the batches already consumed (the position saved with each checkpoint), so a resumed run sees
@@ -13,16 +15,15 @@ from __future__ import annotations
 import dataclasses
 from typing import Iterator, Mapping, Optional
 
+import itertools
+
 import gin
 import jax
 import numpy as np
-import seqio
-import tensorflow as tf
 
-from recjax import tf_import
 from recjax.config import padded_vocab_size
 
-tf_import.hide_accelerators(tf)  # before any TF op: TF must not claim the accelerator JAX uses
+LOADERS = ("seqio", "numpy")
 
 
 @gin.configurable
@@ -39,48 +40,107 @@ class DatasetConfig:
     pack: bool = False
     use_cached: bool = False  # accepted for T5X compatibility; recjax tasks are built on the fly
     num_epochs: Optional[int] = None  # None: repeat forever (training)
+    loader: str = "seqio"  # or "numpy": no TensorFlow or SeqIO (recjax.numpy_pipeline)
+
+    def __post_init__(self):
+        if self.loader not in LOADERS:
+            raise ValueError(f"DatasetConfig.loader must be one of {LOADERS}, got {self.loader!r}")
 
 
-def _feature_converter(pack: bool) -> seqio.FeatureConverter:
-    return seqio.EncDecFeatureConverter(pack=pack)
+def _seqio():
+    """seqio, with TensorFlow's accelerators hidden before any TF op (TF must not claim the
+    accelerator JAX uses); a one-line error where it is not installed."""
+    try:
+        import seqio
+        import tensorflow as tf
+    except ImportError as e:
+        raise ValueError(f"the SeqIO input path needs {e.name}, which is not installed here; "
+                         "set DatasetConfig.loader = 'numpy' (the TensorFlow-free loader)") from None
+    from recjax import tf_import
+
+    tf_import.hide_accelerators(tf)
+    return seqio
 
 
-def get_mixture_or_task(name: str) -> seqio.Task | seqio.Mixture:
+def _unknown(name: str, known: list[str]) -> ValueError:
+    import tasks
+
+    known = sorted(set(known) | set(tasks.registered_names()))
+    shown = ", ".join(known[:30]) + (" ..." if len(known) > 30 else "")
+    if not known:
+        return ValueError(f"unknown task or mixture {name!r}: no task is registered; include the "
+                          f"dataset's gin/tasks/*.gin file (e.g. --gin_file=gin/tasks/beauty.gin), which "
+                          f"registers its tasks")
+    return ValueError(f"unknown task or mixture {name!r}; registered: {shown}")
+
+
+def get_mixture_or_task(name: str):
+    seqio = _seqio()
     try:
         return seqio.get_mixture_or_task(name)
     except ValueError:
-        known = sorted(list(seqio.TaskRegistry.names()) + list(seqio.MixtureRegistry.names()))
-        shown = ", ".join(known[:30]) + (" ..." if len(known) > 30 else "")
-        if not known:
-            raise ValueError(f"unknown SeqIO task or mixture {name!r}: no task is registered; include the "
-                             f"dataset's gin/tasks/*.gin file (e.g. --gin_file=gin/tasks/beauty.gin), which "
-                             f"registers its tasks") from None
-        raise ValueError(f"unknown SeqIO task or mixture {name!r}; registered: {shown}") from None
+        raise _unknown(name, list(seqio.TaskRegistry.names()) + list(seqio.MixtureRegistry.names())) from None
 
 
 def check_vocabulary_fits(name: str, model_vocab_size: int) -> None:
     """One-line error when the task's vocabulary has ids the model cannot embed (a dataset with
     structured item IDs grows the vocabulary past FLAN-T5's 32,128)."""
-    task = get_mixture_or_task(name)
-    needed = max(f.vocabulary.vocab_size for f in task.output_features.values())
+    import tasks
+
+    needed = max(tasks.dataset_of(task).vocab_size for task, _ in _members(name))
     if needed > model_vocab_size:
         padded = padded_vocab_size(needed)
         raise ValueError(f"{name}: its vocabulary has {needed} ids but the model's vocab_size is {model_vocab_size}; "
                          f"set VOCAB_SIZE = {padded} (T5Config.vocab_size, padded to a multiple of 128)")
 
 
-def build_dataset(cfg: DatasetConfig, *, process_index: Optional[int] = None,
-                  process_count: Optional[int] = None, skip_batches: int = 0) -> tf.data.Dataset:
-    """Batched model features for this process: [global_batch / process_count, length] each."""
+def _members(name: str) -> list[tuple[str, float]]:
+    """The tasks (with rates) of a registered task or mixture; one-line error for an unknown name."""
+    import tasks
+
+    try:
+        return tasks.mixture_members(name)
+    except ValueError:
+        if tasks.seqio_available():
+            get_mixture_or_task(name)  # a name SeqIO knows from elsewhere, or SeqIO's message with its names
+        raise _unknown(name, []) from None
+
+
+def _process_split(cfg: DatasetConfig, process_index: Optional[int], process_count: Optional[int]) -> tuple[int, int]:
     process_index = jax.process_index() if process_index is None else process_index
     process_count = jax.process_count() if process_count is None else process_count
     if cfg.batch_size % process_count:
         raise ValueError(f"batch size {cfg.batch_size} is not divisible by the {process_count} processes")
+    return process_index, process_count
+
+
+def numpy_batches(cfg: DatasetConfig, *, process_index: Optional[int] = None, process_count: Optional[int] = None,
+                  skip_batches: int = 0) -> Iterator[dict[str, np.ndarray]]:
+    """The TensorFlow-free loader's batches for this process (the same split of rows as SeqIO's)."""
+    from recjax import numpy_pipeline
+
+    process_index, process_count = _process_split(cfg, process_index, process_count)
+    _members(cfg.mixture_or_task_name)  # a clear error for an unknown name
+    stream = numpy_pipeline.batches(cfg.mixture_or_task_name, dict(cfg.task_feature_lengths), split=cfg.split,
+                                    batch_size=cfg.batch_size, shuffle=cfg.shuffle, seed=int(cfg.seed or 0),
+                                    pack_examples=cfg.pack, num_epochs=cfg.num_epochs)
+    stream = itertools.islice(stream, skip_batches, None)
+    local = cfg.batch_size // process_count
+    start = process_index * local
+    for batch in stream:
+        yield {k: v[start:start + local] for k, v in batch.items()} if process_count > 1 else batch
+
+
+def build_dataset(cfg: DatasetConfig, *, process_index: Optional[int] = None,
+                  process_count: Optional[int] = None, skip_batches: int = 0):
+    """Batched model features for this process (a tf.data.Dataset): [global_batch / process_count, length] each."""
+    process_index, process_count = _process_split(cfg, process_index, process_count)
+    seqio = _seqio()
     get_mixture_or_task(cfg.mixture_or_task_name)  # a clear error for an unknown name
     ds = seqio.get_dataset(
         cfg.mixture_or_task_name, task_feature_lengths=dict(cfg.task_feature_lengths), dataset_split=cfg.split,
         shuffle=cfg.shuffle, num_epochs=cfg.num_epochs, use_cached=False, seed=cfg.seed,
-        feature_converter=_feature_converter(cfg.pack))
+        feature_converter=seqio.EncDecFeatureConverter(pack=cfg.pack))
     ds = ds.batch(cfg.batch_size, drop_remainder=cfg.num_epochs is None)
     if skip_batches:
         ds = ds.skip(skip_batches)
@@ -97,7 +157,10 @@ class BatchIterator:
     def __init__(self, cfg: DatasetConfig, batches_consumed: int = 0, **kwargs):
         self.cfg = cfg
         self.batches_consumed = batches_consumed
-        self._it = build_dataset(cfg, skip_batches=batches_consumed, **kwargs).as_numpy_iterator()
+        if cfg.loader == "numpy":
+            self._it = numpy_batches(cfg, skip_batches=batches_consumed, **kwargs)
+        else:
+            self._it = build_dataset(cfg, skip_batches=batches_consumed, **kwargs).as_numpy_iterator()
 
     def __iter__(self) -> Iterator[dict[str, np.ndarray]]:
         return self

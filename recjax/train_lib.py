@@ -261,6 +261,7 @@ def train(model_dir: str = gin.REQUIRED,
           use_cached_tasks: bool = False,
           pack: bool = False,
           seed: int = 0,
+          loader: str = "seqio",
           checkpoint_period: int = 1000,
           keep_checkpoints: Optional[int] = 3,
           async_checkpointing: bool = True,
@@ -279,7 +280,9 @@ def train(model_dir: str = gin.REQUIRED,
     called as `evaluator(params=..., step=...)` every `eval_period` steps and at the end and its
     metrics are logged under the evaluator's `split` (`validation` when it has none).
     `use_cached_tasks` exists for T5X compatibility: recjax's tasks are built on the fly and
-    cannot be cached. `setup_only`: return the `TrainSetup` and do nothing else (`recjax plan`).
+    cannot be cached. `loader`: "seqio" (default) or "numpy", the TensorFlow-free input path
+    (recjax.numpy_pipeline: the same tasks and batches without TensorFlow or SeqIO installed).
+    `setup_only`: return the `TrainSetup` and do nothing else (`recjax plan`).
     """
     del task_setup, use_cached_tasks  # task_setup acted when Gin evaluated it
     if not setup_only:
@@ -293,8 +296,8 @@ def train(model_dir: str = gin.REQUIRED,
                        tuple(mesh_shape), sharding_strategy, num_microbatches, pack, seed)
     if setup_only:
         return setup
-    # The input pipeline (SeqIO, TensorFlow) is imported here, not with this module: the set-up
-    # and the model side (`recjax plan`, checkpoints, decoding) work without TensorFlow.
+    # The input pipeline is imported here, not with this module: the set-up and the model side
+    # (`recjax plan`, checkpoints, decoding) work without it; its SeqIO path imports TensorFlow.
     from recjax.input_pipeline import BatchIterator, DatasetConfig, check_vocabulary_fits
 
     check_vocabulary_fits(mixture_or_task_name, model_config.vocab_size)
@@ -302,7 +305,7 @@ def train(model_dir: str = gin.REQUIRED,
     partitioning.check_batch_divisible(batch_size, mesh)
     trainer = setup.make_trainer(mesh)  # checks the batch before the input pipeline starts
     train_cfg = DatasetConfig(mixture_or_task_name, dict(task_feature_lengths), "train", batch_size,
-                              shuffle=True, seed=seed, pack=pack)
+                              shuffle=True, seed=seed, pack=pack, loader=loader)
 
     # Nothing is written into MODEL_DIR before the first step has run (a run that fails earlier
     # leaves no config behind to refuse the next attempt); another model's MODEL_DIR is refused now.
@@ -389,7 +392,7 @@ def train(model_dir: str = gin.REQUIRED,
                 last_saved = saving = step
             if eval_period and (step % eval_period == 0 or step == train_steps):
                 eval_cfg = DatasetConfig(mixture_or_task_name, dict(task_feature_lengths), eval_split, batch_size,
-                                         shuffle=False, seed=seed, num_epochs=1)
+                                         shuffle=False, seed=seed, num_epochs=1, loader=loader)
                 writer.write(step, "validation", _evaluate_loss(trainer, state.params, eval_cfg, eval_batches))
                 if evaluator is not None:
                     results = evaluator(params=state.params, step=step)

@@ -6,7 +6,8 @@ auxiliary tasks of Cao et al. 2024 (MIM, MLM, BPR), for any prepared dataset.
     seqio.get_mixture_or_task("beauty_rec_aux").get_dataset(...)
 
 The public API, what recjax's evaluation, infer, inspect and score use: registration and lookup
-(`register_dataset`, `registered`, `get_mixture_or_task`, `kind_of`, `dataset_of`), the task
+(`register_dataset`, `registered`, `get_mixture_or_task`, `mixture_members`, `kind_of`,
+`dataset_of`; importing `tasks` needs neither SeqIO nor TensorFlow), the task
 kinds (`tasks.kinds`: one module per kind, `TaskKind`), the example features' readers
 (`candidates_and_positive`, `parse_rating`, `rating_metric_fn`) and the vocabulary helpers.
 """
@@ -15,13 +16,14 @@ from tasks.examples import SPLITS, ExampleBuilder, TaskOptions
 from tasks.kinds import TaskKind
 from tasks.metric_fns import candidates_and_positive, parse_rating, rating_metric_fn
 from tasks.registry import (RegisteredDataset, dataset_of, get_mixture_or_task, item_ids_record, kind_of,
-                            mixture_suffixes, register_dataset, registered, task_kind)
+                            mixture_members, mixture_suffixes, register_dataset, registered, registered_names, seqio_available,
+                            task_kind)
 from tasks.templates import TEMPLATES_VERSION
-from tasks.vocab import dataset_vocabulary, load_vocabulary, train_sentencepiece
+from tasks.vocab import dataset_vocabulary, load_tokenizer, load_vocabulary, train_sentencepiece
 
 __all__ = [
     "SPLITS", "TEMPLATES_VERSION", "ExampleBuilder", "RegisteredDataset", "TaskKind", "TaskOptions",
     "candidates_and_positive", "dataset_of", "dataset_vocabulary", "get_mixture_or_task", "item_ids_record",
-    "kind_of", "kinds", "load_vocabulary", "mixture_suffixes", "parse_rating", "rating_metric_fn",
-    "register_dataset", "registered", "task_kind", "train_sentencepiece",
+    "kind_of", "kinds", "load_tokenizer", "load_vocabulary", "mixture_members", "mixture_suffixes", "parse_rating", "rating_metric_fn",
+    "register_dataset", "registered", "registered_names", "seqio_available", "task_kind", "train_sentencepiece",
 ]

@@ -1,4 +1,4 @@
-"""Registers the SeqIO tasks and mixtures of one prepared dataset (`tasks.register_dataset`).
+"""Registers the tasks and mixtures of one prepared dataset (`tasks.register_dataset`).
 
 Names, for a dataset registered as NAME:
   tasks     NAME_retrieval, NAME_ranking, NAME_rating (only with ratings), NAME_mim, NAME_mlm, NAME_bpr
@@ -8,21 +8,36 @@ Names, for a dataset registered as NAME:
 Every task has the splits train, validation, test. Features: `inputs`, `targets` (int32 token
 ids with EOS, add_eos=True) and their `*_pretokenized` text, plus the metadata of
 `tasks.examples` (`task`, `template`, `user`, `target_id`, `history_ids`, `candidate_ids`).
+
+The registration itself (example builder, tokenizer, task and mixture names and rates) needs
+neither SeqIO nor TensorFlow; where SeqIO is installed the same tasks and mixtures are also
+registered with it (its TaskRegistry and MixtureRegistry: the default input path). Without it,
+`recjax.numpy_pipeline` reads the same registration.
 """
 from __future__ import annotations
 
 import dataclasses
+import functools
 import re
+from typing import Optional
 
 import gin
-import seqio
 
 from tasks import kinds
 from tasks.examples import ExampleBuilder, TaskOptions
-from tasks.source import EpochDataSource
-from tasks.vocab import DEFAULT_EXTRA_IDS, item_code_vocabulary, load_vocabulary, sentinel_ids as find_sentinels
+from tasks.vocab import (DEFAULT_EXTRA_IDS, item_code_vocabulary, load_tokenizer, load_vocabulary,
+                         sentinel_ids as find_sentinels)
 
 DEFAULT_SHUFFLE_BUFFER = 1_000  # on top of the in-source shuffle of users and examples
+
+
+def seqio_available() -> bool:
+    """Whether SeqIO (and so TensorFlow) can be imported here."""
+    try:
+        import seqio  # noqa: F401
+    except ImportError:
+        return False
+    return True
 
 
 def mixture_suffixes() -> tuple[str, ...]:
@@ -32,24 +47,41 @@ def mixture_suffixes() -> tuple[str, ...]:
 
 @dataclasses.dataclass
 class RegisteredDataset:
-    """What `register_dataset` registered: names, the builder (for inspection) and the vocabulary."""
+    """What `register_dataset` registered: names, the builder (for inspection), the tokenizer and
+    the mixtures' members with their rates."""
 
     name: str
     tasks: dict[str, str]  # task kind -> task name
     mixtures: dict[str, str]  # mixture suffix -> mixture name
     builder: ExampleBuilder
-    vocabulary: seqio.SentencePieceVocabulary
     data_dir: str
+    vocab_file: str  # the SentencePiece model (with the item-code pieces of structured IDs)
+    extra_ids: int  # sentinels seqio adds on top of vocab_file
+    tokenizer: object  # sentencepiece processor: vocab_file + its sentinels
+    members: dict[str, list[tuple[str, float]]]  # mixture name -> [(task name, rate)]
+    seed: int  # the default seed of masks, negatives, templates and example order
+    shuffle_buffer_size: Optional[int]  # None: the in-source shuffle only
 
     @property
     def names(self) -> list[str]:
         return list(self.tasks.values()) + list(self.mixtures.values())
 
+    @functools.cached_property
+    def vocabulary(self):
+        """seqio.SentencePieceVocabulary (the same ids as `tokenizer`; needs SeqIO)."""
+        return load_vocabulary(self.vocab_file, extra_ids=self.extra_ids)
+
+    @property
+    def vocab_size(self) -> int:
+        return int(self.tokenizer.GetPieceSize())
+
 
 _REGISTERED: dict[str, tuple[tuple, RegisteredDataset]] = {}
 
 
-def _output_features(vocabulary) -> dict[str, seqio.Feature]:
+def _output_features(vocabulary):
+    import seqio
+
     return {"inputs": seqio.Feature(vocabulary=vocabulary, add_eos=True),
             "targets": seqio.Feature(vocabulary=vocabulary, add_eos=True)}
 
@@ -67,6 +99,8 @@ def _check_rates(rates: dict[str, float] | None) -> dict[str, float]:
 
 
 def _remove(name: str) -> None:
+    import seqio
+
     seqio.TaskRegistry.remove(name)
     seqio.MixtureRegistry.remove(name)
 
@@ -86,7 +120,7 @@ def register_dataset(data_dir: str = gin.REQUIRED, name: str = gin.REQUIRED,
                      template_index: int | None = None,
                      mixture_rates: dict[str, float] | None = None,
                      seed: int = 0,
-                     shuffle_buffer_size: int = DEFAULT_SHUFFLE_BUFFER,
+                     shuffle_buffer_size: Optional[int] = DEFAULT_SHUFFLE_BUFFER,
                      extra_ids: int = DEFAULT_EXTRA_IDS) -> RegisteredDataset:
     """Registers NAME_<task> tasks and NAME_rec* mixtures of the prepared dataset at `data_dir`.
 
@@ -95,7 +129,9 @@ def register_dataset(data_dir: str = gin.REQUIRED, name: str = gin.REQUIRED,
     `tasks.dataset_vocabulary`); a dataset with structured item IDs (`recjax index`) gets this
     vocabulary grown by its code pieces (`tasks.vocab.item_code_vocabulary`). `mixture_rates`: {task kind: rate} (default 1.0 each), used by
     every mixture that contains the task. `seed`: the default seed of masks, negatives, templates
-    and example order when get_dataset gets none. Calling again with the same arguments is a
+    and example order when get_dataset gets none. `shuffle_buffer_size`: SeqIO's shuffle buffer on
+    top of the source's own seeded shuffle of users and examples; None: the source's shuffle only
+    (then the TensorFlow-free loader gives SeqIO's batches exactly). Calling again with the same arguments is a
     no-op; with other arguments it replaces the registration of NAME.
     """
     from recjax.data import load_prepared  # late: keeps `import tasks` light on data code
@@ -118,43 +154,51 @@ def register_dataset(data_dir: str = gin.REQUIRED, name: str = gin.REQUIRED,
     rates = _check_rates(mixture_rates)
     dataset = load_prepared(data_dir)
     if dataset.code_pieces:  # structured item IDs: their code tokens appended after the sentinels
-        vocabulary = load_vocabulary(item_code_vocabulary(vocab_path, dataset.code_pieces, str(data_dir), extra_ids),
-                                     extra_ids=0)
+        vocab_file, vocab_extra = item_code_vocabulary(vocab_path, dataset.code_pieces, str(data_dir), extra_ids), 0
     else:
-        vocabulary = load_vocabulary(vocab_path, extra_ids=extra_ids)
-    sentinel_ids = find_sentinels(vocabulary, extra_ids)
-    builder = ExampleBuilder(dataset, options, tokenizer=vocabulary.tokenizer, sentinel_ids=sentinel_ids)
-    features = _output_features(vocabulary)
-    valid_ids = dataset.item_ids
+        vocab_file, vocab_extra = str(vocab_path), extra_ids
+    tokenizer = load_tokenizer(vocab_file, vocab_extra)
+    builder = ExampleBuilder(dataset, options, tokenizer=tokenizer, sentinel_ids=find_sentinels(tokenizer, extra_ids))
 
-    task_names: dict[str, str] = {}
-    for kind_name in builder.tasks():
+    task_names = {kind: f"{name}_{kind}" for kind in builder.tasks()}
+    rec = [k for k in kinds.names(auxiliary=False) if k in task_names]
+    auxiliary = [k for k in kinds.names(auxiliary=True) if k in task_names]
+    member_kinds = {"rec": rec, "rec_aux": rec + auxiliary}
+    member_kinds.update({f"rec_{aux}": rec + [aux] for aux in auxiliary})
+    mixture_names = {suffix: f"{name}_{suffix}" for suffix in member_kinds}
+    members = {mixture_names[suffix]: [(task_names[k], rates[k]) for k in kinds_]
+               for suffix, kinds_ in member_kinds.items()}
+    registered = RegisteredDataset(name, task_names, mixture_names, builder, str(data_dir), vocab_file, vocab_extra,
+                                   tokenizer, members, int(seed), shuffle_buffer_size)
+    if seqio_available():
+        _register_with_seqio(registered)
+    _REGISTERED[name] = (key, registered)
+    return registered
+
+
+def _register_with_seqio(registered: RegisteredDataset) -> None:
+    """The same tasks and mixtures in SeqIO's registries."""
+    import seqio
+
+    from tasks.source import EpochDataSource
+
+    vocabulary = registered.vocabulary
+    features = _output_features(vocabulary)
+    valid_ids = registered.builder.dataset.item_ids
+    for kind_name, task_name in registered.tasks.items():
         kind = kinds.get(kind_name)
-        task_name = f"{name}_{kind.name}"
         _remove(task_name)
         # The source yields token ids already (tokenized per chunk; MLM's span corruption works
         # on tokens), so EOS is all that is left to add. Auxiliary kinds have no metric fns:
         # their metrics are the recommendation tasks'.
         seqio.TaskRegistry.add(
-            task_name, source=EpochDataSource(builder, kind.name, seed, vocabulary), output_features=features,
-            preprocessors=[seqio.preprocessors.append_eos_after_trim], postprocess_fn=kind.postprocess_fn,
-            metric_fns=kind.metric_fns(valid_ids), shuffle_buffer_size=shuffle_buffer_size)
-        task_names[kind.name] = task_name
-
-    rec = [k for k in kinds.names(auxiliary=False) if k in task_names]
-    auxiliary = [k for k in kinds.names(auxiliary=True) if k in task_names]
-    members = {"rec": rec, "rec_aux": rec + auxiliary}
-    members.update({f"rec_{aux}": rec + [aux] for aux in auxiliary})
-    mixture_names: dict[str, str] = {}
-    for suffix, member_kinds in members.items():
-        mixture_name = f"{name}_{suffix}"
+            task_name, source=EpochDataSource(registered.builder, kind.name, registered.seed, vocabulary),
+            output_features=features, preprocessors=[seqio.preprocessors.append_eos_after_trim],
+            postprocess_fn=kind.postprocess_fn, metric_fns=kind.metric_fns(valid_ids),
+            shuffle_buffer_size=registered.shuffle_buffer_size)
+    for mixture_name, member_tasks in registered.members.items():
         _remove(mixture_name)
-        seqio.MixtureRegistry.add(mixture_name, [(task_names[k], rates[k]) for k in member_kinds])
-        mixture_names[suffix] = mixture_name
-
-    registered = RegisteredDataset(name, task_names, mixture_names, builder, vocabulary, str(data_dir))
-    _REGISTERED[name] = (key, registered)
-    return registered
+        seqio.MixtureRegistry.add(mixture_name, member_tasks)
 
 
 def registered(name: str) -> RegisteredDataset:
@@ -169,6 +213,11 @@ def get_mixture_or_task(name: str):
     """seqio Task or Mixture NAME of a registered dataset, with a one-line error for an unknown one."""
     for _, entry in _REGISTERED.values():
         if name in entry.names:
+            if not seqio_available():
+                raise ValueError(f"{name}: SeqIO is not installed here; read the task with the TensorFlow-free "
+                                 "loader (DatasetConfig.loader = 'numpy')")
+            import seqio
+
             return seqio.get_mixture_or_task(name)
     known = sorted(n for _, e in _REGISTERED.values() for n in e.names)
     hint = ""
@@ -204,6 +253,23 @@ def kind_of(task_name: str) -> kinds.TaskKind:
             if registered_name == task_name:
                 return kinds.get(kind)
     raise ValueError(f"{task_name!r} is not a task registered by tasks.register_dataset")
+
+
+def registered_names() -> list[str]:
+    """Every task and mixture name registered here, sorted."""
+    return sorted(n for _, e in _REGISTERED.values() for n in e.names)
+
+
+def mixture_members(name: str) -> list[tuple[str, float]]:
+    """[(task name, rate)] of task or mixture NAME (a task: itself at rate 1), without SeqIO."""
+    for _, entry in _REGISTERED.values():
+        if name in entry.members:
+            return list(entry.members[name])
+        if name in entry.tasks.values():
+            return [(name, 1.0)]
+    known = sorted(n for _, e in _REGISTERED.values() for n in e.names)
+    raise ValueError(f"unknown task or mixture {name!r}; registered: "
+                     f"{', '.join(known) or 'none (call tasks.register_dataset)'}")
 
 
 def dataset_of(task_name: str) -> RegisteredDataset:

@@ -74,6 +74,11 @@ class EpochDataSource(seqio.DataSource):
     def supports_arbitrary_sharding(self) -> bool:
         return True
 
+    @property
+    def performs_internal_shuffling(self) -> bool:
+        """Users and examples come in a seeded order (a Task may then skip SeqIO's buffer)."""
+        return True
+
     def list_shards(self, split: str) -> list[str]:
         return [split]
 

@@ -33,6 +33,26 @@ def load_vocabulary(path: str, extra_ids: int = DEFAULT_EXTRA_IDS):
     """
     import seqio  # late: importing seqio pulls in TensorFlow
 
+    check_model(path)
+    return seqio.SentencePieceVocabulary(os.fspath(path), extra_ids=extra_ids)
+
+
+def load_tokenizer(path: str, extra_ids: int = DEFAULT_EXTRA_IDS) -> spm.SentencePieceProcessor:
+    """The SentencePiece processor `load_vocabulary(path, extra_ids).tokenizer` is, without seqio or
+    TensorFlow: the model with its `extra_ids` sentinels added as seqio adds them (so every id is
+    the same)."""
+    check_model(path)
+    proto = sentencepiece_model_pb2.ModelProto()
+    with open(path, "rb") as f:
+        proto.ParseFromString(f.read())
+    user_defined = sentencepiece_model_pb2.ModelProto.SentencePiece.USER_DEFINED
+    for k in reversed(range(extra_ids)):  # seqio's order: <extra_id_0> gets the highest id
+        proto.pieces.add(piece=f"\u2581<extra_id_{k}>", score=0.0, type=user_defined)
+    return spm.SentencePieceProcessor(model_proto=proto.SerializeToString())
+
+
+def check_model(path: str) -> None:
+    """One-line FileNotFoundError / ValueError for a vocabulary recjax cannot use."""
     path = os.fspath(path)
     if path.startswith("gs://") or "://" in path:
         raise ValueError(f"{path}: vocabulary must be a local file (recjax never reads remote paths)")
@@ -48,7 +68,6 @@ def load_vocabulary(path: str, extra_ids: int = DEFAULT_EXTRA_IDS):
     got = {"pad": processor.pad_id(), "eos": processor.eos_id(), "unk": processor.unk_id()}
     if got != T5_SPECIAL_IDS:
         raise ValueError(f"{path}: special ids {got}, expected T5's {T5_SPECIAL_IDS}")
-    return seqio.SentencePieceVocabulary(path, extra_ids=extra_ids)
 
 
 def train_sentencepiece(texts: Iterable[str], out_path: str, vocab_size: int) -> str:
@@ -131,10 +150,11 @@ def sentinel_ids(vocabulary, count: int = DEFAULT_EXTRA_IDS):
     highest ids of a plain vocabulary, and sit below the item-code pieces of a grown one)."""
     import numpy as np
 
-    processor = vocabulary.tokenizer
+    processor = getattr(vocabulary, "tokenizer", vocabulary)  # a seqio vocabulary or a processor
     ids = [processor.piece_to_id(f"\u2581<extra_id_{k}>") for k in range(count)]  # seqio's piece names
     if any(i == processor.unk_id() for i in ids):
-        raise ValueError(f"{vocabulary.sentencepiece_model_file}: has no <extra_id_0..{count - 1}> sentinels")
+        raise ValueError(f"{getattr(vocabulary, 'sentencepiece_model_file', 'the vocabulary')}: "
+                         f"has no <extra_id_0..{count - 1}> sentinels")
     return np.asarray(ids, np.int32)
 
 
@@ -144,7 +164,7 @@ def item_code_vocabulary(base_path: str, pieces: list[str], out_dir: str,
     seqio's order, so every old id keeps its meaning) + one user-defined piece per item code
     (`recjax.data.indexing`), written once into `out_dir` and reused
     (`spiece_items_<hash>.model`). Load it with `load_vocabulary(path, extra_ids=0)`."""
-    load_vocabulary(base_path, extra_ids=0)  # one-line errors for a missing / foreign base model
+    check_model(base_path)  # one-line errors for a missing / foreign base model
     with open(base_path, "rb") as f:
         base = f.read()
     digest = hashlib.sha256(base + "\n".join(pieces).encode("utf-8") + f"|{extra_ids}".encode()).hexdigest()[:12]
