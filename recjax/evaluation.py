@@ -166,15 +166,30 @@ def catalog_of(dataset_name: str, vocab_size: int) -> Catalog:
     return _catalog_cached(dataset_name, registered.data_dir, vocab_size)
 
 
-def _task_members(task_or_mixture) -> list:
-    import seqio
+@dataclasses.dataclass(frozen=True)
+class EvalTask:
+    """A registered task as the evaluator needs it: its name and its kind's SeqIO postprocess and
+    metric fns (what a seqio.Task would carry), from the task kind's entry; no SeqIO needed."""
 
-    if isinstance(task_or_mixture, str):
-        import tasks
-        task_or_mixture = tasks.get_mixture_or_task(task_or_mixture)  # a one-line error if unknown
-    if isinstance(task_or_mixture, seqio.Mixture):
-        return list(task_or_mixture.tasks)
-    return [task_or_mixture]
+    name: str
+    kind: Any  # tasks.TaskKind
+    postprocess_fn: Any
+    metric_fns: tuple
+
+
+def eval_task(name: str) -> EvalTask:
+    import tasks
+
+    kind, registered = tasks.kind_of(name), tasks.dataset_of(name)
+    return EvalTask(name, kind, kind.postprocess_fn, tuple(kind.metric_fns(registered.builder.dataset.item_ids)))
+
+
+def _task_members(task_or_mixture) -> list[EvalTask]:
+    """The tasks of a task or mixture (a name, or a seqio Task / Mixture), as EvalTasks."""
+    import tasks
+
+    name = task_or_mixture if isinstance(task_or_mixture, str) else task_or_mixture.name
+    return [eval_task(task) for task, _ in tasks.mixture_members(name)]  # a one-line error if unknown
 
 
 def _kind_and_dataset(task_name: str):
@@ -188,10 +203,6 @@ def _kind_and_dataset(task_name: str):
 # Examples (batches and placement: recjax.serving).
 # ------------------------------------------------------------------------------------------------
 
-def _text(value) -> str:
-    return value.decode("utf-8") if isinstance(value, (bytes, np.bytes_)) else str(value)
-
-
 def sample_indices(n: int, max_examples: Optional[int], seed: int = 0) -> np.ndarray:
     """Sorted indices of a seeded random sample of `max_examples` of `n` examples (all if None or
     >= n): the same rows for every model evaluated with the same seed."""
@@ -201,14 +212,16 @@ def sample_indices(n: int, max_examples: Optional[int], seed: int = 0) -> np.nda
 
 
 def load_examples(task, split: str, max_examples: Optional[int] = None, sample_seed: int = 0) -> list[dict]:
-    """The task's examples of `split` in order (no shuffle), tokenized, untrimmed; with
-    `max_examples`, a seeded random sample of them (`sample_indices`), in order."""
-    ds = task.get_dataset(sequence_length=None, split=split, shuffle=False, num_epochs=1, use_cached=False)
-    out = []
-    for ex in ds.as_numpy_iterator():
-        out.append({k: (_text(v) if isinstance(v, (bytes, np.bytes_)) else v) for k, v in ex.items()})
+    """The task's examples of `split` in order (no shuffle), tokenized, untrimmed, with their
+    features (`recjax.numpy_pipeline.task_rows`: what the SeqIO task gives, without TensorFlow);
+    with `max_examples`, a seeded random sample of them (`sample_indices`), in order. `task`: a
+    name, an EvalTask or a seqio Task."""
+    from recjax import numpy_pipeline
+
+    name = task if isinstance(task, str) else task.name
+    out = list(numpy_pipeline.task_rows(name, split))
     if not out:
-        raise ValueError(f"task {task.name!r} has no {split!r} examples")
+        raise ValueError(f"task {name!r} has no {split!r} examples")
     return [out[i] for i in sample_indices(len(out), max_examples, sample_seed)]
 
 

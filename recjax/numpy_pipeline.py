@@ -7,8 +7,7 @@ pipeline for the recjax tasks:
 
   source      `ExampleBuilder.iter_chunks` per epoch (the e-th pass over a task is epoch e), users
               sharded by row, seeded shuffle of users and examples inside the source
-  tokenize    SentencePiece ids of `inputs` / `targets` (the seqio vocabulary's own processor,
-              sentinels included: `tasks.load_tokenizer`), MLM rows come tokenized
+  tokenize    `ExampleBuilder.token_chunks`, the one tokenization of every path
   EOS         `append_eos_after_trim` to the task feature lengths
   shuffle     a shuffle buffer of `shuffle_buffer_size` when the task has one (see below)
   mix         a mixture draws each example's task with probability proportional to its rate
@@ -33,6 +32,7 @@ import numpy as np
 
 from recjax import serving
 from recjax.config import EOS_ID
+from tasks.examples import META_STRING_FEATURES
 
 MIXTURE_STREAM = 7_340_033  # the numpy seed stream of mixture draws (not SeqIO's)
 SHUFFLE_STREAM = 7_340_035  # ... and of shuffle buffers
@@ -45,27 +45,47 @@ def task_examples(task_name: str, split: str, lengths: Mapping[str, int], *, see
 
     registered = tasks.dataset_of(task_name)
     kind = tasks.kind_of(task_name)
-    builder, tokenizer = registered.builder, registered.tokenizer
-    stream = _task_stream(builder, tokenizer, kind, split, lengths, seed, shuffle, num_epochs, shard_index, num_shards)
+    stream = _task_stream(registered.builder, kind, split, lengths, seed, shuffle, num_epochs, shard_index, num_shards)
     buffer = registered.shuffle_buffer_size
     if shuffle and buffer is not None and buffer > 1:
         stream = shuffle_buffer(stream, buffer, np.random.default_rng([seed, SHUFFLE_STREAM, kind.stream]))
     return stream
 
 
-def _task_stream(builder, tokenizer, kind, split, lengths, seed, shuffle, num_epochs, shard_index, num_shards):
+def _task_stream(builder, kind, split, lengths, seed, shuffle, num_epochs, shard_index, num_shards):
     for epoch in itertools.count() if num_epochs is None else range(num_epochs):
-        for chunk in builder.iter_chunks(kind.name, split, epoch, seed, shuffle, shard_index, num_shards):
-            if kind.tokenized:
-                columns = {}
-                for key in ("inputs", "targets"):
-                    ends = np.cumsum(chunk[key + "_lengths"])
-                    columns[key] = np.split(chunk[key + "_values"], ends[:-1])
-            else:
-                columns = {key: tokenizer.encode(list(chunk[key])) for key in ("inputs", "targets")}
-            for inputs, targets in zip(columns["inputs"], columns["targets"]):
-                yield {"inputs": serving.trim(list(inputs) + [EOS_ID], lengths["inputs"]),
-                       "targets": serving.trim(list(targets) + [EOS_ID], lengths["targets"])}
+        for chunk in builder.token_chunks(kind.name, split, epoch, seed, shuffle, shard_index, num_shards):
+            ids = _split_tokens(chunk)
+            for inputs, targets in zip(ids["inputs"], ids["targets"]):
+                yield {"inputs": serving.trim(np.append(inputs, EOS_ID), lengths["inputs"]),
+                       "targets": serving.trim(np.append(targets, EOS_ID), lengths["targets"])}
+
+
+def _split_tokens(chunk: dict) -> dict[str, list[np.ndarray]]:
+    """`token_chunks` columns -> one int32 id array per example, for inputs and targets."""
+    return {key: np.split(chunk[key + "_values"], np.cumsum(chunk[key + "_lengths"])[:-1])
+            for key in ("inputs", "targets")}
+
+
+def task_rows(task_name: str, split: str) -> Iterator[dict]:
+    """Every example of a task's split in order (no shuffle; the registration's seed), as the
+    SeqIO task gives it without trimming: `inputs` / `targets` int32 ids with EOS, their
+    `*_pretokenized` text and the metadata features (`task`, `template`, `user`, `target_id`,
+    `history_ids`, `candidate_ids`). What the evaluator reads."""
+    import tasks
+
+    registered = tasks.dataset_of(task_name)
+    kind = tasks.kind_of(task_name)
+    builder = registered.builder
+    for chunk in builder.token_chunks(kind.name, split, 0, registered.seed, False):
+        ids = _split_tokens(chunk)
+        for i in range(len(chunk["user"])):
+            row = {key: str(chunk[key][i]) for key in META_STRING_FEATURES}
+            row["user"] = np.int32(chunk["user"][i])
+            for key in ("inputs", "targets"):
+                row[key] = np.append(ids[key][i], EOS_ID).astype(np.int32)
+                row[key + "_pretokenized"] = str(chunk[key + "_pretokenized"][i])
+            yield row
 
 
 def shuffle_buffer(stream: Iterator[dict], size: int, rng: np.random.Generator) -> Iterator[dict]:

@@ -20,6 +20,7 @@ record of P5's 80/10/10 rating split.
 from __future__ import annotations
 
 import dataclasses
+import itertools
 from collections.abc import Iterator
 
 import numpy as np
@@ -160,6 +161,26 @@ class ExampleBuilder:
             if shuffle:
                 rows = [rows[i] for i in order_rng.permutation(len(rows))]
             yield self._columns(kind, rows)
+
+    def token_chunks(self, task: str, split: str, epoch: int, seed: int, shuffle: bool,
+                     shard_index: int = 0, num_shards: int = 1) -> Iterator[dict[str, np.ndarray]]:
+        """`iter_chunks` with `inputs` / `targets` as token ids: `<key>_values` (int32, flat),
+        `<key>_lengths` (int64 [n]) and the text as `<key>_pretokenized`. Every path (SeqIO's
+        source, the numpy loader, evaluation) tokenizes here, with this builder's SentencePiece
+        processor (`tasks.load_tokenizer`, what `recjax infer` and `score` use too), so training
+        and serving see the same ids."""
+        kind = self._check(task, split)
+        if self.tokenizer is None:
+            raise ValueError("token_chunks needs the builder's tokenizer (register the dataset with a vocabulary)")
+        for chunk in self.iter_chunks(task, split, epoch, seed, shuffle, shard_index, num_shards):
+            if not kind.tokenized:
+                for key in ("inputs", "targets"):
+                    texts = chunk.pop(key)
+                    ids = self.tokenizer.encode([str(t) for t in texts])
+                    chunk[key + "_values"] = np.fromiter(itertools.chain.from_iterable(ids), np.int32)
+                    chunk[key + "_lengths"] = np.array([len(i) for i in ids], np.int64)
+                    chunk[key + "_pretokenized"] = texts
+            yield chunk
 
     def _columns(self, kind: TaskKind, rows: list[dict]) -> dict[str, np.ndarray]:
         out: dict[str, np.ndarray] = {}

@@ -5,10 +5,11 @@ generator again at each repetition, and the generator counts its calls: pass e o
 `get_dataset` result is epoch e, drawn from `(seed, e, ...)`. Two `get_dataset` calls with the same
 seed give the same stream. Evaluation splits ignore the epoch (fixed negatives).
 
-Tokenization happens here, on whole chunks (one SentencePiece op call per ~thousand examples
-instead of one per example as `seqio.preprocessors.tokenize` does; same vocabulary op, same ids,
-and the text kept as `inputs_pretokenized` / `targets_pretokenized` as seqio names it); the task's
-preprocessors then only append EOS after trimming.
+Tokenization happens in the source, on whole chunks (`ExampleBuilder.token_chunks`: one
+SentencePiece call per ~thousand examples, with the same processor that evaluation, `infer` and
+`score` use; TensorFlow-Text's SentencePiece op breaks a few ties differently, e.g. "xxx", in 5 of
+Beauty's 22,363 test inputs), the text kept as `inputs_pretokenized` / `targets_pretokenized` as
+seqio names it; the task's preprocessors then only append EOS after trimming.
 
 Sharding is by user (`shard_info.index::num_shards`), so any number of hosts works. The source
 reports no `num_input_examples` on purpose: seqio would otherwise `cache()` small splits in
@@ -23,41 +24,25 @@ import numpy as np
 import seqio
 import tensorflow as tf
 
-from tasks import kinds
 from tasks.examples import META_INT_FEATURES, META_STRING_FEATURES, SPLITS, ExampleBuilder
 
 
-def _chunk_signature(tokenized: bool) -> dict[str, tf.TensorSpec]:
+def _chunk_signature() -> dict[str, tf.TensorSpec]:
     spec = {k: tf.TensorSpec([None], tf.string) for k in META_STRING_FEATURES}
     spec.update({k: tf.TensorSpec([None], tf.int32) for k in META_INT_FEATURES})
-    if tokenized:  # pre-tokenized (MLM): flat values + row lengths, made ragged in the graph
-        for key in ("inputs", "targets"):
-            spec[key + "_values"] = tf.TensorSpec([None], tf.int32)
-            spec[key + "_lengths"] = tf.TensorSpec([None], tf.int64)
-            spec[key + "_pretokenized"] = tf.TensorSpec([None], tf.string)
-    else:
-        spec["inputs"] = tf.TensorSpec([None], tf.string)
-        spec["targets"] = tf.TensorSpec([None], tf.string)
+    for key in ("inputs", "targets"):  # token ids: flat values + row lengths, made ragged in the graph
+        spec[key + "_values"] = tf.TensorSpec([None], tf.int32)
+        spec[key + "_lengths"] = tf.TensorSpec([None], tf.int64)
+        spec[key + "_pretokenized"] = tf.TensorSpec([None], tf.string)
     return spec
 
 
 def _to_ragged(chunk: dict[str, tf.Tensor]) -> dict[str, tf.Tensor]:
-    """Tokenized chunks: flat token values + row lengths -> [n, None] ragged token ids."""
+    """Flat token values + row lengths -> [n, None] ragged token ids."""
     out = dict(chunk)
     for key in ("inputs", "targets"):
         out[key] = tf.RaggedTensor.from_row_lengths(out.pop(key + "_values"), out.pop(key + "_lengths"))
     return out
-
-
-def _tokenizer(vocabulary):
-    def tokenize(chunk: dict[str, tf.Tensor]) -> dict[str, tf.Tensor]:
-        """[n] strings -> [n, None] int32 token ids (no EOS yet), keeping the text."""
-        out = dict(chunk)
-        for key in ("inputs", "targets"):
-            out[key + "_pretokenized"] = chunk[key]
-            out[key] = tf.cast(vocabulary.encode_tf(chunk[key]), tf.int32)
-        return out
-    return tokenize
 
 
 class EpochDataSource(seqio.DataSource):
@@ -99,9 +84,8 @@ class EpochDataSource(seqio.DataSource):
 
         def generate():
             epoch = next(epochs)
-            yield from builder.iter_chunks(task, split, epoch, seed, shuffle, index, count)
+            yield from builder.token_chunks(task, split, epoch, seed, shuffle, index, count)
 
-        tokenized = kinds.get(task).tokenized
-        chunks = tf.data.Dataset.from_generator(generate, output_signature=_chunk_signature(tokenized))
-        chunks = chunks.map(_to_ragged if tokenized else _tokenizer(self._vocabulary))
+        chunks = tf.data.Dataset.from_generator(generate, output_signature=_chunk_signature())
+        chunks = chunks.map(_to_ragged)
         return chunks.unbatch()

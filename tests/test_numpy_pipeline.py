@@ -127,3 +127,26 @@ def test_training_runs_with_tensorflow_and_seqio_blocked(beauty, t5_vocab_path, 
     it = input_pipeline.numpy_batches(cfg, process_index=0, process_count=1)
     want = hashlib.sha256(b"".join(next(it)["encoder_input_tokens"].tobytes() for _ in range(5))).hexdigest()
     assert out["digest"] == want
+
+
+@pytest.mark.parametrize("task", ["beautynp_retrieval", "beautynp_ranking", "beautynp_mlm"])
+def test_evaluation_examples_equal_seqios(beauty, task):
+    """What the evaluator reads (recjax.numpy_pipeline.task_rows, no TensorFlow) is the SeqIO
+    task's test split, example for example and feature for feature."""
+    import seqio
+
+    from recjax.evaluation import load_examples
+
+    ds = seqio.get_mixture_or_task(task).get_dataset(sequence_length=None, split="test", shuffle=False, num_epochs=1,
+                                                     use_cached=False)
+    got = load_examples(task, "test")
+    n = 0
+    for want, row in zip(ds.as_numpy_iterator(), got):
+        assert sorted(want) == sorted(row)
+        for key, value in want.items():
+            if isinstance(value, bytes):
+                assert row[key] == value.decode("utf-8"), key
+            else:
+                np.testing.assert_array_equal(row[key], value, err_msg=key)
+        n += 1
+    assert n == len(got) == beauty.builder.num_users
