@@ -32,6 +32,7 @@ def main(argv: list[str]) -> int:
     multihost.initialize(args.coordinator_address, args.num_processes, args.process_id, force=args.multihost)
 
     import recjax.input_pipeline  # noqa: F401  (its configurables exist before Gin locks the config)
+    import tasks  # noqa: F401  (so do the tasks' (tasks.register_dataset): the pipeline reads the registry)
     import recjax.train_lib as train_lib  # registers the configurables the gin files bind
 
     def run(_):
