@@ -6,6 +6,7 @@ import json
 import os
 import pathlib
 import subprocess
+import sys
 
 REPO = pathlib.Path(__file__).resolve().parent.parent
 
@@ -15,7 +16,7 @@ def test_cpu_smoke_runs_every_stage(shared_data, t5_vocab_path, tmp_path):
 
     data = tmp_path / "beauty"
     assert prepare.main(["--format", "p5", "--src", str(shared_data / "beauty"), "--out", str(data), "--no-tfds"]) == 0
-    env = dict(os.environ, OUT=str(tmp_path / "out"))
+    env = dict(os.environ, OUT=str(tmp_path / "out"), PYTHON=sys.executable)
     env.pop("XLA_FLAGS", None)  # one CPU device, as the check expects of a one-GPU machine
     proc = subprocess.run(["bash", str(REPO / "benchmarks/device/check.sh"), "--cpu-smoke", "--data_dir", str(data),
                            "--vocab", str(t5_vocab_path)], capture_output=True, text=True, env=env, timeout=600)

@@ -27,9 +27,10 @@ case "${1:-}" in
     cp ../shared/data/t5_tokenizer/spiece_rebuilt.model .device/spiece.model
     du -sh .device; exit 0;;
 esac
-if [ -d .whl ] && ls .whl/*.whl > /dev/null 2>&1 && ! python3 -c "import gin, tensorboardX" 2> /dev/null; then
-  python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl
+PY="${PYTHON:-python3}"  # the Python that holds jax and torch (the image's python3)
+if [ -d .whl ] && ls .whl/*.whl > /dev/null 2>&1 && ! "$PY" -c "import gin, tensorboardX" 2> /dev/null; then
+  "$PY" -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl
   export PYTHONPATH="/tmp/site:${PYTHONPATH:-}"
 fi
 export PYTHONPATH="$PWD:${PYTHONPATH:-}" PYTHONUNBUFFERED=1 TF_CPP_MIN_LOG_LEVEL=3
-exec python3 benchmarks/device/check.py --out "${OUT:-runs/device_check}" "$@"
+exec "$PY" benchmarks/device/check.py --out "${OUT:-runs/device_check}" "$@"
