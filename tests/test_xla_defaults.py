@@ -19,10 +19,14 @@ def test_added_only_when_unset_and_for_measured_jaxlib():
 
 
 def test_installed_jaxlib_accepts_the_defaults():
+    """Set for the pinned jaxlib of Python 3.11 (0.10.x, where it was measured) and accepted by it;
+    left alone on another jaxlib (0.11.x on Python 3.12), where the program runs as well."""
     code = ("import recjax, os, jax, jax.numpy as jnp; "
-            "assert 'ynn_fusion_type' in os.environ['XLA_FLAGS']; "
+            "print('ynn_fusion_type' in os.environ.get('XLA_FLAGS', '')); "
             "print(float((jnp.ones((64, 32)) @ jnp.ones((32, 16))).sum()))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300,
                          env={"PATH": "/usr/bin:/bin", "JAX_PLATFORMS": "cpu"})
     assert out.returncode == 0, out.stderr[-2000:]
-    assert out.stdout.strip().splitlines()[-1] == str(64.0 * 16 * 32)
+    applied, total = out.stdout.strip().splitlines()[-2:]
+    assert applied == str(xla_defaults._jaxlib_version().startswith(xla_defaults.MEASURED_JAXLIB))
+    assert total == str(64.0 * 16 * 32)
