@@ -128,13 +128,18 @@ def test_evaluate_equals_exhaustive_scoring(env, results):
     # at most the longest rating + 2 tokens), parsed as a number, 3.0 where it is not one.
     max_len = max(len(r) for r in ratings) + 2
     generated = []
+    logits_fn = jax.jit(model.logits)  # one shape: the decoder input padded to max_len (causal, so
+    enc_len = max(len(e["inputs"]) for e in ex)  # the padding after a position cannot change it)
     for e in ex:
         seq = []
+        enc = np.zeros((1, enc_len), np.int32)
+        enc[0, :len(e["inputs"])] = e["inputs"]
         while len(seq) < max_len and (not seq or seq[-1] != 1):
-            dec = jnp.asarray([[0] + seq], jnp.int32)
-            batch = {"encoder_input_tokens": jnp.asarray([e["inputs"]], jnp.int32), "decoder_input_tokens": dec,
+            dec = np.zeros((1, max_len), np.int32)
+            dec[0, :len(seq) + 1] = [0] + seq
+            batch = {"encoder_input_tokens": jnp.asarray(enc), "decoder_input_tokens": jnp.asarray(dec),
                      "decoder_target_tokens": jnp.ones_like(dec)}
-            logits = np.array(model.logits(params, batch))[0, -1]
+            logits = np.array(logits_fn(params, batch))[0, len(seq)]
             logits[0] = -np.inf
             seq.append(int(np.argmax(logits)))
         try:
