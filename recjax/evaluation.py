@@ -172,6 +172,7 @@ class EvalTask:
     metric fns (what a seqio.Task would carry), from the task kind's entry; no SeqIO needed."""
 
     name: str
+    dataset: str  # the registered dataset's name
     kind: Any  # tasks.TaskKind
     postprocess_fn: Any
     metric_fns: tuple
@@ -181,7 +182,8 @@ def eval_task(name: str) -> EvalTask:
     import tasks
 
     kind, registered = tasks.kind_of(name), tasks.dataset_of(name)
-    return EvalTask(name, kind, kind.postprocess_fn, tuple(kind.metric_fns(registered.builder.dataset.item_ids)))
+    return EvalTask(name, registered.name, kind, kind.postprocess_fn,
+                    tuple(kind.metric_fns(registered.builder.dataset.item_ids)))
 
 
 def _task_members(task_or_mixture) -> list[EvalTask]:
@@ -190,13 +192,6 @@ def _task_members(task_or_mixture) -> list[EvalTask]:
 
     name = task_or_mixture if isinstance(task_or_mixture, str) else task_or_mixture.name
     return [eval_task(task) for task, _ in tasks.mixture_members(name)]  # a one-line error if unknown
-
-
-def _kind_and_dataset(task_name: str):
-    """The task's TaskKind and its dataset's name (through the public tasks API)."""
-    import tasks
-
-    return tasks.kind_of(task_name), tasks.dataset_of(task_name).name
 
 
 # ------------------------------------------------------------------------------------------------
@@ -474,11 +469,11 @@ def evaluate_tasks(model: EncoderDecoderModel, params, task_or_mixture, split: s
     results = []
     members = _task_members(task_or_mixture)
     for task in members:
-        kind, dataset_name = _kind_and_dataset(task.name)
+        kind = task.kind
         if kind.evaluation is None:  # an auxiliary task: its metrics are the recommendation tasks'
             continue
         start = time.time()
-        catalog = catalog_of(dataset_name, model.config.vocab_size)
+        catalog = catalog_of(task.dataset, model.config.vocab_size)
         examples = load_examples(task, split, options.max_examples, options.sample_seed)
         metrics, curves, extra = _EVALUATORS[kind.evaluation](model, params, task, examples, catalog, options, place)
         metrics = {k: float(v) for k, v in metrics.items()}

@@ -196,15 +196,12 @@ def batches(name: str, lengths: Mapping[str, int], *, split: str, batch_size: in
             pack_examples: bool, num_epochs: Optional[int]) -> Iterator[dict[str, np.ndarray]]:
     """Global batches of model features (SeqIO's `get_dataset(...).batch(batch_size)`)."""
     examples = mixture_examples(name, split, lengths, seed=seed, shuffle=shuffle, num_epochs=num_epochs)
-    if pack_examples:
-        rows = pack(examples, lengths)
-        while True:
-            chunk = list(itertools.islice(rows, batch_size))
-            if not chunk or (len(chunk) < batch_size and num_epochs is None):
-                return
-            yield {k: np.stack([r[k] for r in chunk]) for k in chunk[0]}
+    if pack_examples:  # packed rows come converted: stack them
+        rows, collate = pack(examples, lengths), lambda chunk: {k: np.stack([r[k] for r in chunk]) for k in chunk[0]}
+    else:
+        rows, collate = examples, lambda chunk: pad(chunk, lengths)
     while True:
-        chunk = list(itertools.islice(examples, batch_size))
+        chunk = list(itertools.islice(rows, batch_size))
         if not chunk or (len(chunk) < batch_size and num_epochs is None):
             return
-        yield pad(chunk, lengths)
+        yield collate(chunk)

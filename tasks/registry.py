@@ -182,8 +182,7 @@ def _register_with_seqio(registered: RegisteredDataset) -> None:
 
     from tasks.source import EpochDataSource
 
-    vocabulary = registered.vocabulary
-    features = _output_features(vocabulary)
+    features = _output_features(registered.vocabulary)
     valid_ids = registered.builder.dataset.item_ids
     for kind_name, task_name in registered.tasks.items():
         kind = kinds.get(kind_name)
@@ -192,7 +191,7 @@ def _register_with_seqio(registered: RegisteredDataset) -> None:
         # on tokens), so EOS is all that is left to add. Auxiliary kinds have no metric fns:
         # their metrics are the recommendation tasks'.
         seqio.TaskRegistry.add(
-            task_name, source=EpochDataSource(registered.builder, kind.name, registered.seed, vocabulary),
+            task_name, source=EpochDataSource(registered.builder, kind.name, registered.seed),
             output_features=features, preprocessors=[seqio.preprocessors.append_eos_after_trim],
             postprocess_fn=kind.postprocess_fn, metric_fns=kind.metric_fns(valid_ids),
             shuffle_buffer_size=registered.shuffle_buffer_size)

@@ -48,10 +48,9 @@ def _to_ragged(chunk: dict[str, tf.Tensor]) -> dict[str, tf.Tensor]:
 class EpochDataSource(seqio.DataSource):
     """Examples of one task kind of one dataset, generated per epoch by an `ExampleBuilder`."""
 
-    def __init__(self, builder: ExampleBuilder, task: str, seed: int, vocabulary):
+    def __init__(self, builder: ExampleBuilder, task: str, seed: int):
         self._builder = builder
         self._task = task
-        self._vocabulary = vocabulary
         self._seed = int(seed)
         super().__init__(splits=SPLITS, num_input_examples=None, caching_permitted=False)
 

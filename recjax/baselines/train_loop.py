@@ -18,7 +18,7 @@ import orbax.checkpoint as ocp
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 from tqdm.auto import tqdm
 
-from recjax.baselines.evaluate import PREDICTION_DEPTH, full_ranking
+from recjax.baselines.evaluate import PREDICTION_DEPTH, TOP_K, full_ranking
 from recjax.baselines.sequences import group_by_width
 
 SELECTION_METRIC = "ndcg@10"
@@ -94,7 +94,7 @@ def evaluate_model(model: NeuralRecommender, scores_fn, params: Any, histories: 
 
     groups = list(group_by_width(model.token_lengths(histories), model.max_len).values())
     result, top = full_ranking(score_rows, histories, targets, model.num_items, batch_size, groups=groups,
-                               depth=PREDICTION_DEPTH if return_top else 10)
+                               depth=PREDICTION_DEPTH if return_top else TOP_K)
     return (result, top) if return_top else result
 
 

@@ -24,7 +24,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from recjax.config import DECODER_START_ID
-from recjax.decoding.trie import ItemTrie
+from recjax.decoding.trie import ItemTrie, node_edges
 from recjax.network import Transformer
 
 
@@ -123,16 +123,11 @@ class BestFirstSearch:
         self.trie, self.top_k, self.per_step = trie, top_k, prefixes_per_step
         self.width = max(trie.root_degree, trie.max_degree)
         self._encode, self._expand = _compiled(module)
+        self._arrays = trie.arrays_numpy()
 
     def _edges(self, nodes: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """(tokens, children, valid) of the outgoing edges of `nodes` [n], each [n, width]."""
-        trie = self.trie
-        start, stop = trie.edge_offsets[nodes], trie.edge_offsets[nodes + 1]
-        index = start[:, None] + np.arange(self.width)  # [n, width]
-        valid = index < stop[:, None]
-        index = np.where(valid, index, 0)
-        return (np.where(valid, trie.edge_tokens[index], 0).astype(np.int32),
-                np.where(valid, trie.edge_children[index], 0).astype(np.int64), valid)
+        return node_edges(self._arrays, nodes, self.width, xp=np)
 
     def _dead_nodes(self, history: Optional[Sequence[int]]) -> np.ndarray:
         if history is None or len(history) == 0:

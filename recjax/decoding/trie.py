@@ -191,21 +191,22 @@ class ItemTrie:
                    item_slots=item_slots, vocab_size=int(vocab_size), eos_id=int(eos_id))
 
 
-def node_edges(trie: TrieArrays, nodes: jax.Array, width: int) -> tuple[jax.Array, jax.Array, jax.Array]:
+def node_edges(trie: TrieArrays, nodes: jax.Array, width: int, xp=jnp) -> tuple[jax.Array, jax.Array, jax.Array]:
     """Outgoing edges of `nodes` (any shape [...]), padded to `width` slots.
 
     Returns (tokens, children, valid), each [..., width]; padded slots have valid False, token
-    and child 0. A negative node (no node, e.g. a dead beam) has no edges.
+    and child 0. A negative node (no node, e.g. a dead beam) has no edges. `xp=numpy` with
+    `ItemTrie.arrays_numpy()` does the same on the host (the best-first search's driver).
     """
     num_nodes = trie.leaf_item.shape[0]
-    safe = jnp.clip(nodes, 0, num_nodes - 1)
+    safe = xp.clip(nodes, 0, num_nodes - 1)
     start = trie.edge_offsets[safe]  # [...]
-    stop = jnp.where(nodes >= 0, trie.edge_offsets[safe + 1], start)  # [...]
-    index = start[..., None] + jnp.arange(width, dtype=jnp.int32)  # [..., width]
+    stop = xp.where(nodes >= 0, trie.edge_offsets[safe + 1], start)  # [...]
+    index = start[..., None] + xp.arange(width, dtype=xp.int32)  # [..., width]
     valid = index < stop[..., None]
-    index = jnp.where(valid, index, 0)
-    tokens = jnp.where(valid, trie.edge_tokens[index], 0)
-    children = jnp.where(valid, trie.edge_children[index], 0)
+    index = xp.where(valid, index, 0)
+    tokens = xp.where(valid, trie.edge_tokens[index], 0)
+    children = xp.where(valid, trie.edge_children[index], 0)
     return tokens, children, valid
 
 
