@@ -40,6 +40,7 @@ TEST_REQUIRES = [
     "torch==2.13.0",  # the CPU wheel; a looser pin pulls a multi-GB CUDA build
     "transformers>=5,<6",
     "uv>=0.5",  # tests/test_setup.py resolves the pins for Python 3.12 with it
+    "ruff==0.17.6",  # the linter .ci/run runs (pyproject.toml)
 ]
 
 setuptools.setup(

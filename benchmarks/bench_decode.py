@@ -188,7 +188,8 @@ def main(argv=None) -> int:
     if args.threads:
         torch.set_num_threads(args.threads)
 
-    from recjax import checkpoints, hf_mapping, network, param_tree
+    from recjax import hf_mapping, network, param_tree
+    from recjax.model import EncoderDecoderModel
     from recjax.config import SIZES
     from recjax.decoding import DecodeOptions, ItemDecoder, ItemTrie
 
@@ -217,13 +218,13 @@ def main(argv=None) -> int:
     hf.eval()
 
     options = DecodeOptions(beam_size=20, top_k=20, constrained=True, exclude_history=False)
-    decoder = ItemDecoder(network.Transformer(cfg), trie, options)
+    decoder = ItemDecoder(EncoderDecoderModel(cfg), trie, options)
 
     per_user, ours_out, hf_out = run_side_by_side(decoder, params, decoder.module, hf, NestedDictTrie(item_tokens),
                                                   inputs[:args.hf_users], args.batch, trie.depth, torch, jax)
     # recjax alone on all users at a bigger batch, without and with history exclusion.
     big = run_recjax(decoder, params, inputs, None, args.recjax_batch, False)
-    excl = ItemDecoder(network.Transformer(cfg), trie, DecodeOptions(beam_size=20, top_k=20))
+    excl = ItemDecoder(EncoderDecoderModel(cfg), trie, DecodeOptions(beam_size=20, top_k=20))
     big_excl = run_recjax(excl, params, inputs, histories, args.recjax_batch, True)
 
     # Agreement of the two top-20 lists (same weights; float32 on both sides). The searches differ

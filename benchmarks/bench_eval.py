@@ -30,17 +30,18 @@ def main() -> int:
     args = p.parse_args()
 
     import tasks
-    from recjax import gin_utils, partitioning
-    from recjax.eval import restore_for_eval
+    from recjax import gin_utils
+    from recjax.checkpoints import Checkpoint
     from recjax.evaluation import EvalOptions, _evaluate_ranking, _evaluate_retrieval, catalog_of, load_examples
-    from recjax.serving import Placement
+    from recjax.partitioning import Partitioner
+    from recjax.restore import restore_model
 
     gin_utils.parse_gin(args.gin_file, [], [])
     registered = tasks.register_dataset()
-    mesh = partitioning.make_mesh()
-    model, params, step = restore_for_eval(args.checkpoint, None, mesh, "data_parallel")
+    place = Partitioner.create()
+    with Checkpoint(args.checkpoint) as checkpoint:
+        model, params, step = restore_model(checkpoint, place)
     catalog = catalog_of(registered.name, model.config.vocab_size)
-    place = Placement(mesh)
     total_users = registered.builder.num_users
     rows = []
     for kind, sizes, fn in (("retrieval", args.batch_sizes, _evaluate_retrieval),

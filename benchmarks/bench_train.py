@@ -42,8 +42,8 @@ def make_batch(cfg: T5Config, batch: int, inputs: int, targets: int, seed: int =
 
 def bench_recjax(cfg: T5Config, batch: dict, steps: int):
     mesh = partitioning.make_mesh(1, 1, jax.devices()[:1])
-    trainer = Trainer(EncoderDecoderModel(cfg, LossConfig(z_loss=0.0)), optimizers.adafactor(), mesh,
-                      partitioning.rules_for("data_parallel"))
+    trainer = Trainer(EncoderDecoderModel(cfg, LossConfig(z_loss=0.0)), optimizers.adafactor(),
+                      partitioning.Partitioner(mesh, "data_parallel"))
     state = trainer.init_state()
     sharded = trainer.shard_batch(batch)
     compiled = jax.jit(trainer._step).lower(state, sharded).compile()

@@ -22,13 +22,11 @@ import re
 from typing import Any, Mapping, Optional
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 import orbax.checkpoint as ocp
-from flax import traverse_util
 
 from recjax.config import CONFIG_FILENAME, T5Config
-from recjax.param_tree import (VOCAB_PARAMS, CheckpointError, expected_param_shapes, flatten_params, unflatten_params,
+from recjax.param_tree import (VOCAB_PARAMS, CheckpointError, flatten_params, unflatten_params,
                                validate_dtypes, validate_param_shapes)
 from recjax.data import atomic
 from recjax.data.atomic import atomic_write
@@ -222,35 +220,62 @@ def latest_step(directory: str) -> Optional[int]:
         manager.close()
 
 
-def restore_params(directory: str, step: Optional[int] = None, *,
-                   shardings: Any = None) -> tuple[dict[str, Any], T5Config]:
-    """Reads the params item (of a params-only or a full train-state checkpoint) and the config;
-    `directory` is a recjax checkpoint directory or a train run's MODEL_DIR.
+class Checkpoint:
+    """A recjax checkpoint resolved once per command: its directory (a converted checkpoint, or a
+    train run's MODEL_DIR holding it in checkpoints/), model config and steps, read through one
+    orbax manager.
 
-    Returns numpy arrays in the stored dtype, or, with `shardings` (a tree of
-    `jax.sharding.Sharding` matching the params), jax arrays laid out on the mesh directly.
+        with Checkpoint("runs/beauty") as ckpt:
+            params, step = ckpt.restore_params(shardings=partitioner.param_shardings(...))
     """
-    directory = os.path.abspath(directory)
-    if not os.path.isdir(directory):
-        raise CheckpointError(f"{directory}: no such checkpoint directory")
-    directory = resolve_checkpoint_dir(directory)  # a train run's MODEL_DIR holds it in checkpoints/
-    config = T5Config.load(os.path.join(directory, CONFIG_FILENAME))
-    manager = open_manager(directory, create=False)
-    try:
-        steps = manager.all_steps()
+
+    def __init__(self, path: str):
+        path = os.path.abspath(path)
+        if not os.path.isdir(path):
+            raise CheckpointError(f"{path}: no such checkpoint directory (not a recjax checkpoint: convert HF/T5X "
+                                  f"checkpoints with `recjax convert`, or pass a train run's MODEL_DIR)")
+        self.directory = resolve_checkpoint_dir(path)
+        self.config = T5Config.load(os.path.join(self.directory, CONFIG_FILENAME))
+        self._manager = open_manager(self.directory, create=False)
+
+    def __enter__(self) -> "Checkpoint":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def close(self) -> None:
+        self._manager.close()
+
+    def step(self, step: Optional[int] = None) -> int:
+        """`step` if the checkpoint holds it, else (None) the newest; one line when there is none."""
+        steps = self._manager.all_steps()
         if not steps:
-            raise CheckpointError(f"{directory}: no checkpoint steps found")
+            raise CheckpointError(f"{self.directory}: no checkpoint steps found")
         if step is None:
-            step = max(steps)
-        elif step not in steps:
-            raise CheckpointError(f"{directory}: no step {step}; steps present: {sorted(steps)}")
+            return max(steps)
+        if step not in steps:
+            raise CheckpointError(f"{self.directory}: no step {step}; steps present: {sorted(steps)}")
+        return step
+
+    def check_item_ids(self, record: Optional[Mapping[str, Any]]) -> None:
+        """One-line error when a dataset writes items differently from the training data."""
+        check_item_ids(self.directory, record)
+
+    def restore_params(self, step: Optional[int] = None, *, shardings: Any = None) -> tuple[dict[str, Any], int]:
+        """(params, step): the params item (of a params-only or a full train-state checkpoint) of
+        `step` (default: the newest), validated against the config. Numpy arrays in the stored
+        dtype, or, with `shardings` (a tree of `jax.sharding.Sharding` matching the params), jax
+        arrays laid out on the mesh directly."""
+        directory, manager = self.directory, self._manager
+        step = self.step(step)
         item_dir = os.path.join(directory, str(step), PARAMS_ITEM)
         if not os.path.isdir(item_dir):
             raise CheckpointError(f"{item_dir}: missing; step {step} has no '{PARAMS_ITEM}' item")
         with reading_step(directory, step):
             metadata = manager.item_metadata(step)[PARAMS_ITEM]
         flat_meta = flatten_params(metadata.tree)
-        validate_param_shapes({k: tuple(m.shape) for k, m in flat_meta.items()}, config, source=item_dir)
+        validate_param_shapes({k: tuple(m.shape) for k, m in flat_meta.items()}, self.config, source=item_dir)
         validate_dtypes({k: m.dtype for k, m in flat_meta.items()}, source=item_dir)
         if shardings is None:
             flat_args = {k: ocp.RestoreArgs(restore_type=np.ndarray) for k in flat_meta}
@@ -261,9 +286,15 @@ def restore_params(directory: str, step: Optional[int] = None, *,
         with reading_step(directory, step):
             restored = manager.restore(step, args=ocp.args.Composite(
                 **{PARAMS_ITEM: ocp.args.PyTreeRestore(restore_args=unflatten_params(flat_args))}))
-    finally:
-        manager.close()
-    return dict(restored[PARAMS_ITEM]), config
+        return dict(restored[PARAMS_ITEM]), step
+
+
+def restore_params(directory: str, step: Optional[int] = None, *,
+                   shardings: Any = None) -> tuple[dict[str, Any], T5Config]:
+    """(params, config) of a checkpoint directory or a train run's MODEL_DIR (`Checkpoint`)."""
+    with Checkpoint(directory) as checkpoint:
+        params, _ = checkpoint.restore_params(step, shardings=shardings)
+        return params, checkpoint.config
 
 
 # ----------------------------------------------------------------------------------------------

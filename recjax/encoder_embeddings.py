@@ -16,7 +16,7 @@ from recjax import checkpoints
 from recjax import serving
 from recjax.config import EOS_ID
 from recjax.data.indexing.embeddings import item_documents
-from recjax.network import Transformer
+from recjax.model import EncoderDecoderModel
 
 
 def t5_encoder(checkpoint: str, vocab_path: str, **kwargs):
@@ -32,11 +32,11 @@ def t5_embeddings(dataset, checkpoint: str, vocab_path: str, batch_size: int = 6
     params, config = checkpoints.restore_params(checkpoints.resolve_checkpoint_dir(checkpoint))
     sp = spm.SentencePieceProcessor(model_file=vocab_path)
     docs = [d or "item" for d in item_documents(dataset)]
-    module = Transformer(config)
+    model = EncoderDecoderModel(config)
 
     @jax.jit
     def encode(p, tokens):  # tokens [b, max_length] -> [b, emb_dim]
-        states = module.apply({"params": p}, tokens, enable_dropout=False, method=Transformer.encode)  # [b, n, emb_dim]
+        states = model.encode(p, tokens)  # [b, n, emb_dim]
         mask = (tokens > 0).astype(jnp.float32)[..., None]
         return (states * mask).sum(1) / jnp.maximum(mask.sum(1), 1.0)
 

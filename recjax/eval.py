@@ -28,34 +28,6 @@ FLAG_MACROS = {"checkpoint": "CHECKPOINT_PATH", "step": "CHECKPOINT_STEP", "spli
                "output_dir": "EVAL_OUTPUT_DIR", "task": "MIXTURE_OR_TASK_NAME", "predictions": "PREDICTIONS_PATH"}
 
 
-def restore_for_eval(checkpoint_path: str, step: Optional[int], mesh, sharding_strategy: str):
-    """(EncoderDecoderModel, params on the mesh, step) of a checkpoint."""
-    import flax.linen as nn
-    import jax
-
-    from recjax import checkpoints, partitioning
-    from recjax.config import T5Config
-    from recjax.model import EncoderDecoderModel
-    from recjax.network import init_params
-
-    directory = checkpoints.resolve_checkpoint_dir(checkpoint_path)
-    config = T5Config.load(directory)
-    boxed = jax.eval_shape(lambda rng: init_params(config, rng), jax.random.PRNGKey(0))
-    shardings = partitioning.logical_shardings(boxed, mesh, partitioning.rules_for(sharding_strategy))
-    if step is None:
-        step = checkpoints.latest_step(directory)
-    params, config = checkpoints.restore_params(directory, step, shardings=nn.meta.unbox(shardings))
-    return EncoderDecoderModel(config), params, step
-
-
-def check_served_item_ids(checkpoint_path: str, name: str) -> None:
-    """One-line error when the task's dataset writes items differently from the training data."""
-    import tasks
-    from recjax import checkpoints
-
-    checkpoints.check_item_ids(checkpoints.resolve_checkpoint_dir(checkpoint_path), tasks.item_ids_record(name))
-
-
 def _import_gin_configurables():
     import gin  # noqa: F401
 
@@ -73,15 +45,21 @@ def evaluate_checkpoint(checkpoint_path: str, mixture_or_task_name: str, output_
     del task_setup  # registered the tasks when Gin evaluated it
     import jax
 
-    from recjax import partitioning, report
+    import tasks
+    from recjax import report
+    from recjax.checkpoints import Checkpoint
     from recjax.evaluation import EvalOptions, evaluate_tasks
+    from recjax.partitioning import Partitioner
+    from recjax.restore import restore_model
 
     options = options if options is not None else EvalOptions()
     start = time.time()
-    mesh = partitioning.make_mesh(*mesh_shape)
-    model, params, step = restore_for_eval(checkpoint_path, step, mesh, sharding_strategy)
-    check_served_item_ids(checkpoint_path, mixture_or_task_name)
-    results = evaluate_tasks(model, params, mixture_or_task_name, split, options=options, mesh=mesh)
+    partitioner = Partitioner.create(mesh_shape, sharding_strategy)
+    mesh = partitioner.mesh
+    with Checkpoint(checkpoint_path) as checkpoint:
+        checkpoint.check_item_ids(tasks.item_ids_record(mixture_or_task_name))
+        model, params, step = restore_model(checkpoint, partitioner, step)
+    results = evaluate_tasks(model, params, mixture_or_task_name, split, options=options, partitioner=partitioner)
     info = {"checkpoint": os.path.abspath(checkpoint_path), "step": step, "mixture_or_task": mixture_or_task_name,
             "split": split, "wall_seconds": round(time.time() - start, 1),
             "devices": f"{len(jax.devices())} x {jax.devices()[0].device_kind}",

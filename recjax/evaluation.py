@@ -36,11 +36,9 @@ from typing import Any, Optional
 import gin
 import jax
 import numpy as np
-from jax.sharding import Mesh
-from tqdm.auto import tqdm
 
 from recjax import metrics as rec_metrics
-from recjax import partitioning
+from recjax import progress
 from recjax.config import EOS_ID
 from recjax.decoding import DecodeOptions, ItemDecoder, ItemTrie, exclusion_matrix
 from recjax.decoding.beam_search import certified_exact
@@ -48,8 +46,8 @@ from recjax.decoding.best_first import BestFirstSearch
 from recjax.decoding.candidate_scoring import score_candidates
 from recjax.decoding.item_decoder import search_items
 from recjax.model import EncoderDecoderModel
-from recjax.network import Transformer
-from recjax.serving import Placement, decode_batches, num_batches
+from recjax.partitioning import Partitioner
+from recjax.serving import decode_batches, num_batches
 
 SEARCHES = ("beam", "exact")
 RATING_VALUES = (1, 2, 3, 4, 5)
@@ -225,15 +223,15 @@ def load_examples(task, split: str, max_examples: Optional[int] = None, sample_s
 # ------------------------------------------------------------------------------------------------
 
 def _progress(iterable, total: int, desc: str, enabled: bool):
-    return tqdm(iterable, total=total, desc=desc, unit="batch", leave=False, dynamic_ncols=True,
-                disable=not enabled or jax.process_index() != 0)
+    return progress.bar(iterable, total=total, desc=desc, unit="batch", leave=False,
+                        disable=not enabled or jax.process_index() != 0)
 
 
 def _decode_retrieval(model, params, examples, histories, catalog: Catalog, decode: DecodeOptions,
-                      batch_size: int, inputs_length, place: Placement, width: int, desc: str, progress: bool):
+                      batch_size: int, inputs_length, place: Partitioner, width: int, desc: str, progress: bool):
     """Constrained / free decoding of every example: (items [n, top_k], log_probs [n, top_k],
     bound [n], free texts per row or None)."""
-    decoder = _item_decoder(model.config, catalog.trie, decode)
+    decoder = _item_decoder(model, catalog.trie, decode)
     trie_arrays = place.replicate(catalog.trie.arrays_numpy()) if decode.constrained else None
     n, k = len(examples), decode.top_k
     items, log_probs, bound = np.full((n, k), -1, np.int64), np.full((n, k), -np.inf), np.full(n, -np.inf)
@@ -252,7 +250,7 @@ def _decode_retrieval(model, params, examples, histories, catalog: Catalog, deco
 
 
 def _evaluate_retrieval(model, params, task, examples, catalog: Catalog, options: EvalOptions,
-                        place: Placement) -> tuple[dict, dict, dict]:
+                        place: Partitioner) -> tuple[dict, dict, dict]:
     decode = options.decode
     histories = [[catalog.index(i) for i in ex["history_ids"].split()] for ex in examples]
     width = max(8, -(-max(len(set(h)) for h in histories) // 8) * 8)  # one static shape per run
@@ -291,22 +289,22 @@ def _evaluate_retrieval(model, params, task, examples, catalog: Catalog, options
 _SEARCHES: dict = {}
 
 
-def _best_first(config, trie: ItemTrie, top_k: int, per_step: int) -> BestFirstSearch:
-    """One search per (config, catalog, k, step): its jitted calls compile once."""
-    key = (config, id(trie), top_k, per_step)
+def _best_first(model: EncoderDecoderModel, trie: ItemTrie, top_k: int, per_step: int) -> BestFirstSearch:
+    """One search per (model, catalog, k, step): its jitted calls compile once."""
+    key = (model, id(trie), top_k, per_step)
     if key not in _SEARCHES:
-        _SEARCHES[key] = BestFirstSearch(Transformer(config), trie, top_k, per_step)
+        _SEARCHES[key] = BestFirstSearch(model, trie, top_k, per_step)
     return _SEARCHES[key]
 
 
 def _exact_search(model, params, name: str, examples, histories, catalog: Catalog, options: EvalOptions,
-                  place: Placement, beam_items: np.ndarray):
+                  place: Partitioner, beam_items: np.ndarray):
     """EvalOptions.search='exact': every user's top_k by best-first search over the trie
     (recjax.decoding.best_first: provably the k items of highest log-likelihood). Returns the
     ranked ID lists and beam_recall@10 (share of the exact top-10 that the beam pass found),
     mean_node_expansions (prefixes the search expanded per user), exact_seconds."""
     decode = options.decode
-    search = _best_first(model.config, catalog.trie, decode.top_k, options.exact_prefixes_per_step)
+    search = _best_first(model, catalog.trie, decode.top_k, options.exact_prefixes_per_step)
     items = np.full((len(examples), decode.top_k), -1, np.int64)
     expansions = np.zeros(len(examples), np.int64)
     start = time.time()
@@ -338,11 +336,11 @@ def _add_original_ids(rows: list[dict], catalog: Catalog) -> None:
 _DECODERS: dict = {}
 
 
-def _item_decoder(config, trie: ItemTrie, options: DecodeOptions) -> ItemDecoder:
-    """One jitted decoder per (config, catalog, options): periodic validation compiles once."""
-    key = (config, id(trie), options)
+def _item_decoder(model: EncoderDecoderModel, trie: ItemTrie, options: DecodeOptions) -> ItemDecoder:
+    """One jitted decoder per (model, catalog, options): periodic validation compiles once."""
+    key = (model, id(trie), options)
     if key not in _DECODERS:
-        _DECODERS[key] = ItemDecoder(Transformer(config), trie, options)
+        _DECODERS[key] = ItemDecoder(model, trie, options)
     return _DECODERS[key]
 
 
@@ -362,13 +360,13 @@ def _ranked_ids(out, row: int, catalog: Catalog, constrained: bool) -> list[str]
 
 
 @functools.lru_cache(maxsize=16)
-def _scorer(config):
-    """`score_candidates` jitted once per model config (a process-wide cache across evaluations)."""
-    return jax.jit(functools.partial(score_candidates, Transformer(config)))
+def _scorer(model: EncoderDecoderModel):
+    """`score_candidates` jitted once per model (a process-wide cache across evaluations)."""
+    return jax.jit(functools.partial(score_candidates, model))
 
 
 def _evaluate_ranking(model, params, task, examples, catalog: Catalog, options: EvalOptions,
-                      place: Placement) -> tuple[dict, dict, dict]:
+                      place: Partitioner) -> tuple[dict, dict, dict]:
     from tasks import candidates_and_positive
 
     cands, positive = [], np.zeros(len(examples), np.int64)
@@ -383,7 +381,7 @@ def _evaluate_ranking(model, params, task, examples, catalog: Catalog, options: 
         raise ValueError(f"{task.name}: examples have different numbers of candidates")
     cands = np.asarray(cands, np.int32)  # [examples, candidates]
     scores = np.zeros(cands.shape, np.float64)
-    score = _scorer(model.config)
+    score = _scorer(model)
     size = options.ranking_batch_size
     with jax.set_mesh(place.mesh):
         for rows, padded, enc in _progress(decode_batches(examples, size, options.inputs_length),
@@ -411,15 +409,15 @@ def _rating_targets(catalog: Catalog) -> np.ndarray:
 
 
 @functools.lru_cache(maxsize=16)
-def _greedy(config, max_decode_len: int):
-    """Free greedy generation (beam 1, padding banned) jitted once per config and length."""
+def _greedy(model: EncoderDecoderModel, max_decode_len: int):
+    """Free greedy generation (beam 1, padding banned) jitted once per model and length."""
     options = DecodeOptions(beam_size=1, top_k=1, constrained=False, exclude_history=False)
-    return jax.jit(functools.partial(search_items, Transformer(config), trie=None, exclude=None, options=options,
+    return jax.jit(functools.partial(search_items, model, trie=None, exclude=None, options=options,
                                      max_decode_len=max_decode_len))
 
 
 def _evaluate_rating(model, params, task, examples, catalog: Catalog, options: EvalOptions,
-                     place: Placement) -> tuple[dict, dict, dict]:
+                     place: Partitioner) -> tuple[dict, dict, dict]:
     from tasks import parse_rating, rating_metric_fn
 
     true = np.array([float(ex["targets_pretokenized"]) for ex in examples])
@@ -427,8 +425,8 @@ def _evaluate_rating(model, params, task, examples, catalog: Catalog, options: E
     values = np.asarray(RATING_VALUES, np.float64)
     expected = np.zeros(len(examples))
     generated: list[Optional[float]] = [None] * len(examples)
-    score = _scorer(model.config)
-    greedy = _greedy(model.config, candidates.shape[1] + 2) if options.rating_generated else None
+    score = _scorer(model)
+    greedy = _greedy(model, candidates.shape[1] + 2) if options.rating_generated else None
     with jax.set_mesh(place.mesh):
         for rows, padded, enc in _progress(decode_batches(examples, options.batch_size, options.inputs_length),
                                            num_batches(len(examples), options.batch_size), task.name,
@@ -459,13 +457,15 @@ _EVALUATORS = {"retrieval": _evaluate_retrieval, "ranking": _evaluate_ranking, "
 # ------------------------------------------------------------------------------------------------
 
 def evaluate_tasks(model: EncoderDecoderModel, params, task_or_mixture, split: str = "validation", *,
-                   options: EvalOptions = EvalOptions(), mesh: Optional[Mesh] = None) -> list[TaskResult]:
-    """One TaskResult per recommendation task of `task_or_mixture` (a name, Task or Mixture)."""
-    mesh = mesh if mesh is not None else partitioning.make_mesh()
-    partitioning.check_batch_divisible(options.batch_size, mesh, "EvalOptions.batch_size")
-    partitioning.check_batch_divisible(options.ranking_batch_size, mesh, "EvalOptions.ranking_batch_size")
-    place = Placement(mesh)
-    params = place.params(params)
+                   options: EvalOptions = EvalOptions(),
+                   partitioner: Optional[Partitioner] = None) -> list[TaskResult]:
+    """One TaskResult per recommendation task of `task_or_mixture` (a name, Task or Mixture).
+    Batches are split over the partitioner's data axis (default: all devices, data parallel);
+    params already on its mesh stay there, host params are replicated on it."""
+    place = partitioner if partitioner is not None else Partitioner.create()
+    place.check_batch(options.batch_size, "EvalOptions.batch_size")
+    place.check_batch(options.ranking_batch_size, "EvalOptions.ranking_batch_size")
+    params = place.place_params(params)
     results = []
     members = _task_members(task_or_mixture)
     for task in members:
@@ -486,10 +486,11 @@ def evaluate_tasks(model: EncoderDecoderModel, params, task_or_mixture, split: s
 
 
 def evaluate(model: EncoderDecoderModel, params, task_or_mixture, split: str = "validation", *,
-             options: EvalOptions = EvalOptions(), mesh: Optional[Mesh] = None) -> dict[str, dict[str, float]]:
+             options: EvalOptions = EvalOptions(),
+             partitioner: Optional[Partitioner] = None) -> dict[str, dict[str, float]]:
     """{task name: {metric: value}} for the recommendation tasks of a task or mixture."""
     return {r.task: r.metrics for r in evaluate_tasks(model, params, task_or_mixture, split, options=options,
-                                                      mesh=mesh)}
+                                                      partitioner=partitioner)}
 
 
 def flatten_metrics(metrics: Mapping[str, Mapping[str, float]]) -> dict[str, float]:
@@ -511,9 +512,9 @@ class TrainEvaluator:
         self.model = EncoderDecoderModel(model_config)
         self.mixture_or_task_name = mixture_or_task_name
         self.split, self.options = split, options
-        self.mesh = partitioning.make_mesh(*mesh_shape)
+        self.partitioner = Partitioner.create(mesh_shape)
 
     def __call__(self, *, params, step: int) -> dict[str, float]:
         del step
         return flatten_metrics(evaluate(self.model, params, self.mixture_or_task_name, self.split,
-                                        options=self.options, mesh=self.mesh))
+                                        options=self.options, partitioner=self.partitioner))

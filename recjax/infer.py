@@ -28,7 +28,6 @@ import os
 import sys
 from typing import Any, Optional
 
-import numpy as np
 
 from recjax import gin_utils
 from recjax.data import jsonl
@@ -86,27 +85,26 @@ def render_inputs(request: Request, builder, template_index: int) -> str:
 
 def recommend(model, params, catalog, requests: list[Request], *, builder, template_index: int = 0,
               top_k: int = 10, beam_size: int = 20, exclude_history: bool = True, batch_size: int = 32,
-              inputs_length: Optional[int] = 512, mesh=None, progress: bool = True) -> list[list[dict]]:
+              inputs_length: Optional[int] = 512, partitioner=None, progress: bool = True) -> list[list[dict]]:
     """Recommendations (rank, item_id, title, score) for each request, best first."""
     import jax
 
-    from recjax import partitioning
+    from recjax import progress as progress_bars
     from recjax.decoding import DecodeOptions, ItemDecoder, exclusion_matrix
-    from recjax.serving import Placement, decode_batches, encode, num_batches
+    from recjax.partitioning import Partitioner
+    from recjax.serving import decode_batches, encode, num_batches
 
-    mesh = mesh if mesh is not None else partitioning.make_mesh()
-    partitioning.check_batch_divisible(batch_size, mesh, "--batch_size")
-    place = Placement(mesh)
-    params = place.params(params)
+    place = partitioner if partitioner is not None else Partitioner.create()
+    place.check_batch(batch_size, "--batch_size")
+    params = place.place_params(params)
     options = DecodeOptions(beam_size=max(beam_size, top_k), top_k=top_k, exclude_history=exclude_history)
-    decoder = ItemDecoder(model.module, catalog.trie, options)
+    decoder = ItemDecoder(model, catalog.trie, options)
     trie_arrays = place.replicate(catalog.trie.arrays_numpy())
     examples = [{"inputs": encode(catalog.tokenizer, render_inputs(r, builder, template_index))} for r in requests]
     width = max(8, -(-max(len(set(r.items)) for r in requests) // 8) * 8)
     out: list[list[dict]] = [[] for _ in requests]
-    from tqdm.auto import tqdm
-    with jax.set_mesh(mesh):
-        for rows, padded, enc in tqdm(decode_batches(examples, batch_size, inputs_length), total=num_batches(len(requests), batch_size),
+    with jax.set_mesh(place.mesh):
+        for rows, padded, enc in progress_bars.bar(decode_batches(examples, batch_size, inputs_length), total=num_batches(len(requests), batch_size),
                                       desc="infer", unit="batch", disable=not progress, leave=False):
             exclude = exclusion_matrix([requests[r].items for r in padded], width) if exclude_history else None
             result = place.fetch(decoder.search(params, place.shard_batch(enc), trie_arrays,
@@ -171,21 +169,23 @@ def main(argv: list[str]) -> int:
         import gin
 
         import tasks
-        from recjax import partitioning
-        from recjax.eval import check_served_item_ids, restore_for_eval
+        from recjax.checkpoints import Checkpoint
         from recjax.evaluation import catalog_of
+        from recjax.partitioning import Partitioner
+        from recjax.restore import restore_model
 
         gin_utils.parse_gin(files, bindings, search)
         registered = tasks.register_dataset()
-        mesh = partitioning.make_mesh()
-        model, params, step = restore_for_eval(args.checkpoint, args.step, mesh, "data_parallel")
-        check_served_item_ids(args.checkpoint, registered.tasks["retrieval"])
+        partitioner = Partitioner.create()
+        with Checkpoint(args.checkpoint) as checkpoint:
+            checkpoint.check_item_ids(tasks.item_ids_record(registered.tasks["retrieval"]))
+            model, params, step = restore_model(checkpoint, partitioner, args.step)
         catalog = catalog_of(registered.name, model.config.vocab_size)
         answered, errors = run_infer(
             model, params, catalog, args.input, args.output, template_index=args.template,
             builder=registered.builder, top_k=args.top_k, beam_size=args.beam_size,
             exclude_history=not args.keep_history, batch_size=args.batch_size, inputs_length=args.inputs_length,
-            mesh=mesh, progress=not args.no_progress)
+            partitioner=partitioner, progress=not args.no_progress)
         del gin
         print(f"wrote {args.output}: {answered} users answered, {errors} lines with an error "
               f"(checkpoint step {step})")

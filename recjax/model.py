@@ -10,14 +10,15 @@ from __future__ import annotations
 
 import dataclasses
 import enum
-from typing import Mapping, Optional, Union
+from typing import Any, Mapping, Optional, Union
 
 import gin
 import jax
 import jax.numpy as jnp
 
 from recjax.config import T5Config
-from recjax.network import Transformer
+from recjax.decoding.beam_search import gather_beams
+from recjax.network import Transformer, init_params
 
 Array = jax.Array
 Batch = Mapping[str, Array]
@@ -115,13 +116,35 @@ class LossConfig:
 
 
 class EncoderDecoderModel:
-    """Holds the network and the loss settings; pure functions of (params, batch)."""
+    """The one gateway to the network (T5X's `EncoderDecoderModel`): every application of the
+    Transformer goes through it. Training uses the loss; decoding algorithms
+    (`recjax.decoding`) get its functions: `encode`, `init_decode_cache`, `logits_from_slice`,
+    `reorder_cache`, `prefix_log_probs`, and build beam search, best-first search and candidate
+    scoring from them without importing the network. Models with the same config and loss are
+    equal (and hash equal), so compiled functions cached per model are shared between them."""
 
     def __init__(self, config: T5Config, loss: LossConfig = LossConfig()):
         self.config = config
         self.loss_config = loss
         self.module = Transformer(config)
 
+    def __eq__(self, other) -> bool:
+        return (isinstance(other, EncoderDecoderModel) and self.config == other.config
+                and self.loss_config == other.loss_config)
+
+    def __hash__(self) -> int:
+        return hash((self.config, self.loss_config))
+
+    # ------------------------------------------------------------------ parameters
+    def init_params(self, rng: Array):
+        """Random params as `nn.LogicallyPartitioned` boxes (their logical axes name the shardings)."""
+        return init_params(self.config, rng)
+
+    def abstract_params(self):
+        """Shapes and logical axes of the params, nothing computed (`jax.eval_shape` of init)."""
+        return jax.eval_shape(self.init_params, jax.random.PRNGKey(0))
+
+    # ------------------------------------------------------------------ teacher forcing
     def logits(self, params, batch: Batch, *, dropout_rng: Optional[Array] = None) -> Array:
         """Teacher-forced logits [b, dec_len, vocab]."""
         rngs = {"dropout": dropout_rng} if dropout_rng is not None else None
@@ -166,6 +189,57 @@ class EncoderDecoderModel:
         """Summed log-likelihood of each example's target tokens [b] (padding excluded)."""
         logits = self.logits(params, batch)
         return sequence_log_likelihood(logits, batch["decoder_target_tokens"])
+
+    # ------------------------------------------------------------------ decoding
+    def encode(self, params, encoder_input_tokens: Array) -> Array:
+        """Encoder states [b, enc_len, emb_dim] of int32 tokens [b, enc_len] (no dropout)."""
+        return self.module.apply({"params": params}, encoder_input_tokens, enable_dropout=False,
+                                 method=Transformer.encode)
+
+    def init_decode_cache(self, batch: int, encoder_input_tokens: Array, max_decode_len: int):
+        """A zero self-attention cache for `batch` decoder rows (shapes from an abstract init: no compute)."""
+        def init(enc):
+            return self.module.init(jax.random.PRNGKey(0), enc, jnp.zeros((batch, max_decode_len), jnp.int32),
+                                    decode=True, max_decode_length=max_decode_len, enable_dropout=False)["cache"]
+        shapes = jax.eval_shape(init, jax.ShapeDtypeStruct((batch,) + encoder_input_tokens.shape[1:], jnp.int32))
+        return jax.tree_util.tree_map(lambda s: jnp.zeros(s.shape, s.dtype), shapes)
+
+    def logits_from_slice(self, params, cache, encoded: Array, encoder_input_tokens: Array, tokens: Array,
+                          max_decode_len: int) -> tuple[Array, Any]:
+        """One decoding step over the KV cache: tokens [rows, 1] -> (logits [rows, vocab], cache).
+        rows may be g times the encoder batch: rows i*g .. i*g+g-1 share encoder row i (beams,
+        candidates), whose cross-attention keys/values are projected once at step 0 and cached."""
+        logits, mutated = self.module.apply({"params": params, "cache": cache}, encoded, encoder_input_tokens, tokens,
+                                            decode=True, max_decode_length=max_decode_len, enable_dropout=False,
+                                            mutable=["cache"], method=Transformer.decode)
+        return logits[:, -1], mutated["cache"]
+
+    def reorder_cache(self, cache, parents: Array, width: int, batch_size: int):
+        """Cache rows [batch * width] -> [batch * k] by parents [batch, k] on the self-attention
+        leaves; the cross-attention leaves stay one row per encoder input."""
+        def reorder(path, x):
+            if any(getattr(p, "key", None) == _CROSS_ATTENTION for p in path):
+                return x
+            return gather_beams(x, parents, batch_size, width)
+        return jax.tree_util.tree_map_with_path(reorder, cache)
+
+    def prefix_log_probs(self, params, encoded: Array, encoder_input_tokens: Array, prefixes: Array,
+                         positions: Array, next_tokens: Array) -> Array:
+        """log p(next token | prefix) for prefixes decoded teacher-forced, the output layer only at
+        each prefix's last position. encoded [b, enc_len, emb]; prefixes [b, p, depth] decoder
+        inputs (start token, then the prefix, 0-padded); positions [b, p] the prefix lengths;
+        next_tokens [b, p, width] -> [b, p, width] float32."""
+        b, p, depth = prefixes.shape
+        logits = self.module.apply({"params": params}, jnp.repeat(encoded, p, axis=0),
+                                   jnp.repeat(encoder_input_tokens, p, axis=0), prefixes.reshape(b * p, depth),
+                                   enable_dropout=False, positions=positions.reshape(b * p),
+                                   method=Transformer.decode)[:, 0]  # [b * p, vocab]
+        logits = logits.astype(jnp.float32)
+        log_probs = logits - jax.nn.logsumexp(logits, axis=-1, keepdims=True)
+        return jnp.take_along_axis(log_probs, next_tokens.reshape(b * p, -1), axis=1).reshape(next_tokens.shape)
+
+
+_CROSS_ATTENTION = "encoder_decoder_attention"  # the network's cross-attention cache (one row per input)
 
 
 def sequence_log_likelihood(logits: Array, targets: Array) -> Array:

@@ -154,11 +154,10 @@ def read_train_setup():
 def make_plan(setup, data: int, model: int) -> dict[str, Any]:
     """Compiles the train step of a `train_lib.TrainSetup` for a data x model mesh on abstract
     shapes; per-device bytes and more."""
-    from recjax import partitioning
-
-    mesh = partitioning.make_mesh(data, model, devices=mesh_devices(data, model))
+    devices = mesh_devices(data, model)
     try:
-        trainer = setup.make_trainer(mesh)  # `train`'s own Trainer, batch and microbatch checks
+        # `train`'s own partitioner and Trainer, batch and microbatch checks
+        trainer = setup.make_trainer(setup.partitioner(devices, mesh_shape=(data, model)))
     except ValueError as e:
         raise PlanError(str(e).splitlines()[0]) from None
     shapes = setup.batch_shapes()

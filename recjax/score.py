@@ -15,7 +15,6 @@ then renamed). Library: `score_file(...)`; the pieces are in `recjax.scoring`.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
 from typing import Optional
@@ -32,7 +31,9 @@ def score_file(checkpoint: str, vocab: str, input_path: str, output_path: str, *
     Raises ValueError / FileNotFoundError (one line, naming the file) for a missing or invalid
     input, vocabulary or checkpoint; per-line problems become error records instead.
     """
-    from recjax import checkpoints
+    from recjax.checkpoints import Checkpoint
+    from recjax.partitioning import Partitioner
+    from recjax.restore import restore_model
     from tasks import load_vocabulary
 
     if batch_size < 1:
@@ -43,15 +44,18 @@ def score_file(checkpoint: str, vocab: str, input_path: str, output_path: str, *
     if not os.path.isfile(input_path):
         raise FileNotFoundError(f"{input_path}: input JSONL not found")
     vocabulary = load_vocabulary(vocab)
-    params, config = checkpoints.restore_params(checkpoint, step)
+    partitioner = Partitioner.create()
+    with Checkpoint(checkpoint) as ckpt:
+        model, params, _ = restore_model(ckpt, partitioner, step, dtype=dtype)
+    config = model.config
     if vocabulary.vocab_size > config.vocab_size:
         raise ValueError(f"{vocab}: {vocabulary.vocab_size} ids (with sentinels) do not fit the model's "
                          f"vocab_size {config.vocab_size} ({checkpoint})")
     examples, errors = scoring.read_numbered(jsonl.read_lines(input_path), vocabulary,
                                              max_inputs_length=max_inputs_length,
                                              max_targets_length=max_targets_length)
-    scorer = scoring.Scorer(params, config, dtype=dtype)
-    results = scoring.score_examples(scorer, examples, batch_size, max_inputs_length=max_inputs_length,
+    scorer = scoring.Scorer(model, params, partitioner)
+    results = scoring.score_examples(scorer, examples, partitioner.round_batch(batch_size), max_inputs_length=max_inputs_length,
                                      max_targets_length=max_targets_length, progress=progress)
     os.makedirs(os.path.dirname(os.path.abspath(output_path)), exist_ok=True)
     jsonl.write_jsonl(output_path, scoring.output_records(results, errors))

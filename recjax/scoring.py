@@ -92,32 +92,35 @@ def make_batches(examples: Sequence[Example], batch_size: int, *, max_inputs_len
 
 
 @functools.lru_cache(maxsize=None)
-def _compiled_score_batch(config):
-    """One jitted `score_batch` per model config, shared by every Scorer of that config."""
+def _compiled_score_batch(model):
+    """One jitted `score_batch` per model (equal models share it)."""
     import jax
 
-    from recjax.model import EncoderDecoderModel
-
-    return jax.jit(EncoderDecoderModel(config).score_batch)
+    return jax.jit(model.score_batch)
 
 
 class Scorer:
-    """A checkpoint's params on the default device and a jit-compiled `score_batch`."""
+    """A model's params on the mesh and a jit-compiled `score_batch`; batch rows split over the
+    partitioner's data axis (default: all devices), so a batch's rows must divide by it
+    (`Partitioner.round_batch`)."""
 
-    def __init__(self, params: Mapping[str, Any], config, *, dtype: Optional[str] = None):
-        import jax
+    def __init__(self, model, params: Mapping[str, Any], partitioner=None):
+        from recjax.partitioning import Partitioner
 
-        if dtype is not None:
-            config = config.replace(dtype=dtype)
-        self.config = config
-        self.params = jax.device_put(params)
-        self._score = _compiled_score_batch(config)
+        self.model, self.config = model, model.config
+        self.partitioner = partitioner if partitioner is not None else Partitioner.create()
+        self.params = self.partitioner.place_params(params)
+        self._score = _compiled_score_batch(model)
         self.compiled_shapes: set[tuple[int, ...]] = set()  # (batch, in_len, tgt_len) seen
 
     def score(self, features: Mapping[str, np.ndarray]) -> np.ndarray:
         """Summed log p(target tokens) of each row [batch] (float32; padding contributes 0)."""
+        import jax
+
         self.compiled_shapes.add(features["encoder_input_tokens"].shape + features["decoder_target_tokens"].shape[1:])
-        return np.asarray(self._score(self.params, dict(features)))
+        place = self.partitioner
+        with jax.set_mesh(place.mesh):
+            return place.fetch(self._score(self.params, {k: place.shard_batch(v) for k, v in features.items()}))
 
 
 def read_lines(lines: Iterable[str], vocabulary, *, max_inputs_length: Optional[int] = None,
@@ -154,10 +157,10 @@ def score_examples(scorer: Scorer, examples: Sequence[Example], batch_size: int,
                    max_inputs_length: Optional[int] = None, max_targets_length: Optional[int] = None,
                    progress: bool = True) -> dict[int, dict[str, Any]]:
     """{line number: output record} for tokenized examples."""
-    from tqdm import tqdm
+    from recjax import progress as progress_bars
 
     out: dict[int, dict[str, Any]] = {}
-    with tqdm(total=len(examples), desc="score", unit="ex", disable=not progress, dynamic_ncols=True) as bar:
+    with progress_bars.bar(total=len(examples), desc="score", unit="ex", disable=not progress) as bar:
         for chunk, features in make_batches(examples, batch_size, max_inputs_length=max_inputs_length,
                                             max_targets_length=max_targets_length):
             scores = scorer.score(features)

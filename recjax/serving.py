@@ -1,5 +1,5 @@
 """What `recjax eval`, `infer` and `score` share to feed a model: token ids with EOS, SeqIO's
-trimming, length buckets, padded batches and placement on the device mesh.
+trimming, length buckets and padded batches (placed on the mesh by `recjax.partitioning.Partitioner`).
 
 - `encode(tokenizer, text, length)`: SentencePiece ids + EOS, trimmed as SeqIO's
   `append_eos_after_trim` trims (the first length-1 tokens, then EOS), so a served input equals
@@ -7,7 +7,6 @@ trimming, length buckets, padded batches and placement on the device mesh.
 - `bucket_length`: padded lengths are powers of two up to 128, then multiples of 64 (few compiled
   shapes, little padding); `decode_batches` pads encoder inputs for decoding / candidate scoring,
   sorted by length; `recjax.scoring.make_batches` pads (input, target) pairs with it.
-- `Placement`: global arrays on the mesh, batch rows over `data`, everything else replicated.
 
 Per-line JSONL records (read, error records, atomic write) live in `recjax.data.jsonl`.
 """
@@ -16,11 +15,8 @@ from __future__ import annotations
 from collections.abc import Iterator, Sequence
 from typing import Optional
 
-import jax
 import numpy as np
-from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 
-from recjax import partitioning
 from recjax.config import EOS_ID
 
 
@@ -68,34 +64,3 @@ def decode_batches(examples: Sequence[dict], batch_size: int,
 
 def num_batches(n: int, batch_size: int) -> int:
     return -(-n // batch_size)
-
-
-class Placement:
-    """Global arrays on the mesh: batch rows over `data`, the rest replicated."""
-
-    def __init__(self, mesh: Mesh):
-        self.mesh = mesh
-        self.batch = partitioning.batch_sharding(mesh)
-        self.replicated = NamedSharding(mesh, P())
-
-    def shard_batch(self, array: np.ndarray) -> jax.Array:
-        return jax.make_array_from_callback(array.shape, self.batch, lambda index: array[index])
-
-    def replicate(self, tree):
-        return jax.tree_util.tree_map(
-            lambda a: jax.make_array_from_callback(np.shape(a), self.replicated, lambda index: np.asarray(a)[index]),
-            tree)
-
-    def params(self, params):
-        """Keep a trainer's sharded params as they are; place host arrays replicated."""
-        leaves = jax.tree_util.tree_leaves(params)
-        if all(isinstance(x, jax.Array) and not isinstance(x.sharding, jax.sharding.SingleDeviceSharding)
-               for x in leaves):
-            return params
-        return self.replicate(jax.tree_util.tree_map(np.asarray, params))
-
-    def fetch(self, tree):
-        if jax.process_count() > 1:
-            from jax.experimental import multihost_utils
-            return multihost_utils.process_allgather(tree, tiled=True)
-        return jax.tree_util.tree_map(np.asarray, tree)

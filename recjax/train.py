@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import logging
 import os
+import re
 import sys
 import threading
 
@@ -73,10 +74,18 @@ class _DropClosedLoopTracebacks:
         self._stream, self._partial, self._block = stream, "", None
 
     def write(self, text: str) -> int:
+        # A line ends at "\n"; a progress bar's redraw ends at "\r" and must show at once (a
+        # terminal), so it passes through unless a traceback is being held.
         self._partial += text
-        *lines, self._partial = self._partial.split("\n")
-        for line in lines:
-            self._line(line + "\n")
+        *pieces, self._partial = re.split(r"(?<=[\r\n])", self._partial)
+        for piece in pieces:
+            if piece.endswith("\n"):
+                self._line(piece)
+            elif self._block is None:
+                self._stream.write(piece)
+                self._stream.flush()
+            else:
+                self._block.append(piece)
         return len(text)
 
     def _line(self, line: str) -> None:

@@ -25,11 +25,13 @@ import optax
 import orbax.checkpoint as ocp
 from tqdm import tqdm
 
-from recjax import checkpoints, partitioning
+from recjax import checkpoints
+from recjax import progress as progress_bars
 from recjax.exit_codes import first_line
 from recjax.config import T5Config
 from recjax.data.atomic import atomic_write
 from recjax.model import EncoderDecoderModel, LossConfig
+from recjax.partitioning import Partitioner
 from recjax.trainer import Trainer, TrainState
 
 CHECKPOINT_SUBDIR = "checkpoints"
@@ -226,12 +228,17 @@ class TrainSetup:
                           decoder_segment_ids=dec, decoder_positions=dec)
         return shapes
 
-    def make_trainer(self, mesh) -> Trainer:
-        """The partitioned train step on `mesh`; the batch is checked against the mesh and the
-        microbatches before any input pipeline starts."""
-        trainer = Trainer(EncoderDecoderModel(self.model_config, self.loss_config), self.optimizer, mesh,
-                          partitioning.rules_for(self.sharding_strategy), num_microbatches=self.num_microbatches,
-                          seed=self.seed)
+    def partitioner(self, devices=None, mesh_shape=None) -> Partitioner:
+        """The run's sharding strategy on its mesh (`mesh_shape`, or another such as `recjax
+        plan --mesh`, over `devices`, default all)."""
+        return Partitioner.create(self.mesh_shape if mesh_shape is None else mesh_shape, self.sharding_strategy,
+                                  devices=devices)
+
+    def make_trainer(self, partitioner: Partitioner) -> Trainer:
+        """The partitioned train step; the batch is checked against the mesh and the microbatches
+        before any input pipeline starts."""
+        trainer = Trainer(EncoderDecoderModel(self.model_config, self.loss_config), self.optimizer, partitioner,
+                          num_microbatches=self.num_microbatches, seed=self.seed)
         trainer.check_batch_size(self.batch_size)
         return trainer
 
@@ -301,9 +308,7 @@ def train(model_dir: str = gin.REQUIRED,
     from recjax.input_pipeline import BatchIterator, DatasetConfig, check_vocabulary_fits
 
     check_vocabulary_fits(mixture_or_task_name, model_config.vocab_size)
-    mesh = partitioning.make_mesh(*mesh_shape)
-    partitioning.check_batch_divisible(batch_size, mesh)
-    trainer = setup.make_trainer(mesh)  # checks the batch before the input pipeline starts
+    trainer = setup.make_trainer(setup.partitioner())  # checks the batch before the input pipeline starts
     train_cfg = DatasetConfig(mixture_or_task_name, dict(task_feature_lengths), "train", batch_size,
                               shuffle=True, seed=seed, pack=pack, loader=loader)
 
@@ -348,8 +353,8 @@ def train(model_dir: str = gin.REQUIRED,
             return state
         writer.drop_after(start)
         batches = BatchIterator(train_cfg, batches_consumed=batches_consumed)
-        bar = tqdm(total=train_steps, initial=start, disable=not progress or jax.process_index() != 0,
-                   desc="train", unit="step", dynamic_ncols=True)
+        bar = progress_bars.bar(total=train_steps, initial=start, desc="train", unit="step",
+                                disable=not progress or jax.process_index() != 0)
         window_start, window_tokens, window_steps = time.time(), 0, 0
         last_saved = start if start > 0 else None
         saving = None  # the step whose asynchronous save may still fail

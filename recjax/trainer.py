@@ -15,11 +15,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
-from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 
-from recjax import partitioning
 from recjax.model import EncoderDecoderModel, normalized_weights
-from recjax.network import init_params
+from recjax.partitioning import Partitioner
 
 Batch = Mapping[str, jax.Array]
 
@@ -32,28 +30,30 @@ class TrainState:
 
 
 class Trainer:
-    """Builds the sharded state and the compiled train / eval steps for one model and mesh."""
+    """Builds the sharded state and the compiled train / eval steps for one model and partitioner
+    (its mesh, rules and shardings)."""
 
-    def __init__(self, model: EncoderDecoderModel, optimizer: optax.GradientTransformation, mesh: Mesh,
-                 rules: partitioning.Rules, *, num_microbatches: int = 1, seed: int = 0):
+    def __init__(self, model: EncoderDecoderModel, optimizer: optax.GradientTransformation,
+                 partitioner: Partitioner, *, num_microbatches: int = 1, seed: int = 0):
         if num_microbatches < 1:
             raise ValueError(f"num_microbatches must be >= 1, got {num_microbatches}")
-        self.model, self.optimizer, self.mesh, self.rules = model, optimizer, mesh, tuple(rules)
+        self.model, self.optimizer, self.partitioner = model, optimizer, partitioner
+        self.mesh = partitioner.mesh
         self.num_microbatches = num_microbatches
         self.dropout_rng = jax.random.PRNGKey(seed + 1)
         self._init_rng = jax.random.PRNGKey(seed)
 
-        boxed = jax.eval_shape(lambda rng: init_params(model.config, rng), self._init_rng)
-        self.param_shardings = partitioning.logical_shardings(boxed, mesh, self.rules)
+        boxed = model.abstract_params()
+        self.param_shardings = partitioner.param_shardings(boxed)
         self.abstract_params = nn.meta.unbox(boxed)
         abstract_opt = jax.eval_shape(optimizer.init, self.abstract_params)
-        opt_shardings = partitioning.optimizer_state_shardings(
-            optimizer, abstract_opt, self.param_shardings, self.abstract_params, mesh)
-        replicated = NamedSharding(mesh, P())
-        self.state_shardings = TrainState(step=replicated, params=self.param_shardings, opt_state=opt_shardings)
+        opt_shardings = partitioner.optimizer_state_shardings(optimizer, abstract_opt, self.param_shardings,
+                                                              self.abstract_params)
+        self.state_shardings = TrainState(step=partitioner.replicated, params=self.param_shardings,
+                                          opt_state=opt_shardings)
         self.abstract_state = TrainState(step=jax.ShapeDtypeStruct((), jnp.int32), params=self.abstract_params,
                                          opt_state=abstract_opt)
-        self.batch_sharding = partitioning.batch_sharding(mesh)
+        self.batch_sharding = partitioner.batch_sharding
         self._train_step = None
         self._eval_step = None
 
@@ -61,7 +61,7 @@ class Trainer:
     def init_state(self, params: Optional[Any] = None) -> TrainState:
         """Fresh state (random params, or `params` e.g. from a pretrained checkpoint)."""
         def init(rng, given):
-            p = nn.meta.unbox(init_params(self.model.config, rng)) if given is None else given
+            p = nn.meta.unbox(self.model.init_params(rng)) if given is None else given
             return TrainState(step=jnp.zeros((), jnp.int32), params=p, opt_state=self.optimizer.init(p))
 
         with jax.set_mesh(self.mesh):
@@ -94,7 +94,7 @@ class Trainer:
 
         def split(x):  # [B, ...] -> [M, B/M, ...], each microbatch strided across all data shards
             x = x.reshape((x.shape[0] // m, m) + x.shape[1:]).swapaxes(0, 1)
-            return jax.lax.with_sharding_constraint(x, NamedSharding(self.mesh, P(None, "data")))
+            return jax.lax.with_sharding_constraint(x, self.partitioner.microbatch_sharding())
 
         micro = jax.tree.map(split, batch)
 
@@ -128,7 +128,7 @@ class Trainer:
     def check_batch_size(self, size: int) -> None:
         """The global batch splits over the data axis and into the microbatches (checked before any
         input pipeline starts, and on the first batch)."""
-        partitioning.check_batch_divisible(size, self.mesh)
+        self.partitioner.check_batch(size)
         if size % self.num_microbatches or (size // self.num_microbatches) % self.mesh.shape["data"]:
             raise ValueError(f"batch size {size} must split into {self.num_microbatches} microbatches that are "
                              f"each divisible by the data axis ({self.mesh.shape['data']})")
@@ -159,8 +159,7 @@ class Trainer:
 
     def shard_batch(self, local_batch: Mapping[str, np.ndarray]) -> dict:
         """Host numpy batch (this process's rows) -> global arrays split over `data`."""
-        return {k: jax.make_array_from_process_local_data(self.batch_sharding, np.asarray(v))
-                for k, v in local_batch.items()}
+        return dict(self.partitioner.shard_local_batch(dict(local_batch)))
 
     # ------------------------------------------------------------------ planning
     def memory_plan(self, batch_shapes: Mapping[str, tuple[int, ...]]) -> dict:

@@ -13,7 +13,6 @@ tasks/TEMPLATES.md.
 from __future__ import annotations
 
 import dataclasses
-import re
 
 TEMPLATES_VERSION = 1
 

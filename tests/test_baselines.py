@@ -14,8 +14,9 @@ from recjax.baselines.evaluate import full_ranking_metrics
 from recjax.baselines.popularity import Popularity
 from recjax.baselines.sasrec import SASRec
 from recjax.baselines.sequences import left_pad
-from recjax.baselines.train_loop import DataParallel, evaluate_model, restore_params, save_params, train_and_evaluate
+from recjax.baselines.train_loop import evaluate_model, restore_params, save_params, train_and_evaluate
 from recjax.data.prepared import PreparedDataset, write_prepared_files
+from recjax.partitioning import Partitioner
 
 
 @pytest.fixture(autouse=True)
@@ -116,7 +117,7 @@ def test_sasrec_learns_successor_pattern_and_checkpoint_round_trips(tmp_path):
     # The orbax checkpoint restores parameters that give the same test metrics.
     save_params(str(tmp_path / "ckpt"), result.params, result.steps_run)
     restored = restore_params(str(tmp_path / "ckpt"), result.params)
-    again = evaluate_model(model, jax.jit(model.scores), restored, *test, DataParallel(), 128)
+    again = evaluate_model(model, jax.jit(model.scores), restored, *test, Partitioner.create(), 128)
     assert again == result.test_metrics
 
 

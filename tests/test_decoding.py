@@ -13,7 +13,6 @@ from recjax import network
 from recjax.config import T5Config
 from recjax.decoding import DecodeOptions, ItemDecoder, ItemTrie, exclusion_matrix
 from recjax.decoding.candidate_scoring import score_candidates
-from recjax.decoding.cache import init_decode_cache, reorder_beams
 from recjax.decoding.trie import child_node, node_edges
 from recjax.model import EncoderDecoderModel, shift_right
 
@@ -116,7 +115,7 @@ def test_cached_grouped_decoding_equals_full_pass(setup):
     """Step-by-step decoding with g decoder rows per encoder row (the beam layout, cross-attention
     keys/values cached at step 0) gives the teacher-forced logits of the expanded batch."""
     model, params, trie, enc, _, targets, _ = setup
-    module, g, length = model.module, 3, trie.depth
+    g, length = 3, trie.depth
     dec_targets = jnp.asarray(targets[:BATCH * g])  # [batch * g, length]
     dec_inputs = shift_right(dec_targets)
     full = model.logits(params, {"encoder_input_tokens": jnp.repeat(jnp.asarray(enc), g, 0),
@@ -124,17 +123,15 @@ def test_cached_grouped_decoding_equals_full_pass(setup):
 
     @jax.jit
     def stepwise(params, enc):
-        encoded = module.apply({"params": params}, enc, enable_dropout=False, method=module.encode)
-        cache = init_decode_cache(module, BATCH, enc, length)
+        encoded = model.encode(params, enc)
+        cache = model.init_decode_cache(BATCH, enc, length)
         out = []
         for t in range(length):
             if t == 1:  # expand the self-attention cache to the g rows per input, as beam search does
-                cache = reorder_beams(cache, jnp.zeros((BATCH, g), jnp.int32), 1, BATCH)
+                cache = model.reorder_cache(cache, jnp.zeros((BATCH, g), jnp.int32), 1, BATCH)
             tokens = dec_inputs[::g, t:t + 1] if t == 0 else dec_inputs[:, t:t + 1]
-            logits, mutated = module.apply({"params": params, "cache": cache}, encoded, enc, tokens, decode=True,
-                                           max_decode_length=length, enable_dropout=False, mutable=["cache"],
-                                           method=module.decode)
-            cache = mutated["cache"]
+            logits, cache = model.logits_from_slice(params, cache, encoded, enc, tokens, length)
+            logits = logits[:, None]  # [rows, 1, vocab]
             out.append(jnp.repeat(logits, g, 0) if t == 0 else logits)
         cross = cache["decoder"]["layers_0"]["encoder_decoder_attention"]["cached_key"]
         return jnp.concatenate(out, axis=1), cross.shape
@@ -159,10 +156,10 @@ def test_constrained_top_k_equals_exhaustive_scoring(setup):
     first_tok = trie.item_tokens[best[2][0], 0]
     subtree = [i for i in range(NUM_ITEMS) if trie.item_tokens[i, 0] == first_tok]
     histories = [[], [int(best[1][0]), int(best[1][3]), int(best[1][0])], subtree, list(range(0, NUM_ITEMS, 3))]
-    decoder = ItemDecoder(model.module, trie, DecodeOptions(beam_size=NUM_ITEMS + 2, top_k=NUM_ITEMS))
+    decoder = ItemDecoder(model, trie, DecodeOptions(beam_size=NUM_ITEMS + 2, top_k=NUM_ITEMS))
     out = decoder(params, enc, decoder.exclusion(histories, width=NUM_ITEMS))
     # The generic hook path (mask over the whole vocabulary) gives the same beams.
-    dense = ItemDecoder(model.module, trie, DecodeOptions(beam_size=NUM_ITEMS + 2, top_k=NUM_ITEMS, sparse_trie=False))
+    dense = ItemDecoder(model, trie, DecodeOptions(beam_size=NUM_ITEMS + 2, top_k=NUM_ITEMS, sparse_trie=False))
     dense_out = dense(params, enc, decoder.exclusion(histories, width=NUM_ITEMS))
     np.testing.assert_array_equal(dense_out.items, out.items)
     np.testing.assert_allclose(dense_out.log_probs, out.log_probs, atol=1e-5)
@@ -190,7 +187,7 @@ def test_unconstrained_mode_and_length_penalty(setup):
     log-prob / ((5 + len) / 6) ** alpha sorted best first, items are looked up in the trie."""
     model, params, trie, enc, exhaustive, _, score = setup
     alpha = 0.6
-    decoder = ItemDecoder(model.module, trie, DecodeOptions(beam_size=6, top_k=4, constrained=False,
+    decoder = ItemDecoder(model, trie, DecodeOptions(beam_size=6, top_k=4, constrained=False,
                                                             exclude_history=False, alpha=alpha))
     out = decoder(params, enc)
     assert out.sequences.shape == (BATCH, 4, trie.depth + 4)
@@ -216,7 +213,7 @@ def test_score_candidates_equals_score_batch(setup):
     rng = np.random.default_rng(3)
     cand_items = np.stack([rng.permutation(NUM_ITEMS)[:7] for _ in range(BATCH)])  # [batch, 7]
     candidates = jnp.asarray(targets[cand_items])  # [batch, 7, depth]
-    got = jax.jit(lambda p, e, c: score_candidates(model.module, p, e, c))(params, jnp.asarray(enc), candidates)
+    got = jax.jit(lambda p, e, c: score_candidates(model, p, e, c))(params, jnp.asarray(enc), candidates)
     np.testing.assert_allclose(np.asarray(got), np.take_along_axis(exhaustive, cand_items, 1), atol=2e-5)
 
 
@@ -234,13 +231,13 @@ def test_best_first_search_is_the_exhaustive_top_k(setup, per_step):
     first_tok = trie.item_tokens[best[2][0], 0]
     subtree = [i for i in range(NUM_ITEMS) if trie.item_tokens[i, 0] == first_tok]
     histories = [[], [int(best[1][0]), int(best[1][3])], subtree, list(range(0, NUM_ITEMS, 3))]
-    out = BestFirstSearch(model.module, trie, top_k=10, prefixes_per_step=per_step)(params, enc, histories)
+    out = BestFirstSearch(model, trie, top_k=10, prefixes_per_step=per_step)(params, enc, histories)
     for b in range(BATCH):
         want = _reference_top(exhaustive[b], 10, histories[b])
         np.testing.assert_array_equal(out.items[b], want, err_msg=f"user {b}")
         np.testing.assert_allclose(out.log_probs[b], exhaustive[b, want], atol=2e-5)
     assert (out.expansions > 0).all() and (out.expansions < trie.num_nodes).all(), out.expansions
-    everything = BestFirstSearch(model.module, trie, top_k=NUM_ITEMS, prefixes_per_step=per_step)(params, enc, histories)
+    everything = BestFirstSearch(model, trie, top_k=NUM_ITEMS, prefixes_per_step=per_step)(params, enc, histories)
     left = _reference_top(exhaustive[3], NUM_ITEMS, histories[3])
     np.testing.assert_array_equal(everything.items[3, :len(left)], left)
     assert (everything.items[3, len(left):] == -1).all() and np.isneginf(everything.log_probs[3, len(left):]).all()

@@ -444,3 +444,46 @@ def test_infer_input_equals_the_evaluation_input_token_for_token(env):
         template = int(ex["template"].split("/")[1].split("@")[0])
         ids = vocabulary.encode(infer.render_inputs(request, builder, template)) + [1]
         assert ids == list(ex["inputs"]), ex["user"]
+
+
+def test_eval_infer_and_score_restore_through_one_function_onto_the_same_shardings(env, checkpoint, tmp_path,
+                                                                                   monkeypatch):
+    """The three serving commands read a checkpoint through `recjax.restore.restore_model` (one
+    resolution, one orbax manager) onto the partitioner's shardings: the same for all three."""
+    import gin
+
+    from recjax import eval as eval_binary, infer, restore, score
+
+    calls = []
+    original = restore.restore_model
+
+    def spy(checkpoint_, partitioner, step=None, **kwargs):
+        out = original(checkpoint_, partitioner, step, **kwargs)
+        calls.append((checkpoint_.directory, jax.tree.map(lambda x: x.sharding, out.params), out.step))
+        return out
+
+    monkeypatch.setattr(restore, "restore_model", spy)
+    ids = env["registered"].builder.dataset.item_ids
+    users = tmp_path / "users.jsonl"
+    users.write_text(json.dumps({"user": "u1", "history": [ids[3], ids[5]]}) + "\n")
+    pairs = tmp_path / "pairs.jsonl"
+    pairs.write_text(json.dumps({"inputs": "history 1 2", "targets": ids[0]}) + "\n")
+    try:
+        assert eval_binary.main([f"--gin_file={_gin_file(env)}", "--gin_file=gin/runs/eval.gin", "--checkpoint",
+                                 checkpoint, "--task", "evalsynth_retrieval", "--output_dir", str(tmp_path / "eval"),
+                                 "--gin.EVAL_BATCH_SIZE=16", "--gin.recjax.evaluation.EvalOptions.max_examples=16",
+                                 "--gin.recjax.evaluation.EvalOptions.progress=False"]) == 0
+    finally:
+        gin.clear_config()
+    try:
+        assert infer.main([f"--gin_file={_gin_file(env)}", "--checkpoint", checkpoint, "--input", str(users),
+                           "--output", str(tmp_path / "recs.jsonl"), "--batch_size", "8", "--no_progress"]) == 0
+    finally:
+        gin.clear_config()
+    assert score.main(["--checkpoint", checkpoint, "--vocab", env["vocab_path"], "--input", str(pairs),
+                       "--output", str(tmp_path / "scores.jsonl"), "--no_progress"]) == 0
+    assert len(calls) == 3, "eval, infer and score each restore through recjax.restore.restore_model"
+    directories, shardings, steps = zip(*calls)
+    assert len(set(directories)) == 1 and set(steps) == {7}
+    assert shardings[0] == shardings[1] == shardings[2]
+    assert all(isinstance(s, jax.sharding.NamedSharding) for s in jax.tree.leaves(shardings[0]))

@@ -2,7 +2,6 @@
 (lazy imports included), tasks use only the foundation layer of recjax, and the layers below
 tasks never import them."""
 import ast
-import os
 import pathlib
 
 REPO = pathlib.Path(__file__).resolve().parent.parent
@@ -67,3 +66,32 @@ def test_layers_below_tasks_do_not_import_them_and_tasks_use_only_the_foundation
             assert not any(d == "tasks" or d.startswith("tasks.") for d in deps), (name, sorted(deps))
             if _in(name, FOUNDATIONS):  # the foundations import nothing above them
                 assert all(_in(d, FOUNDATIONS) for d in deps if d.startswith("recjax")), (name, sorted(deps))
+
+
+def test_only_the_model_gateway_applies_the_network_and_decoding_imports_no_network():
+    """`recjax.model.EncoderDecoderModel` is the one code that applies the T5 network; the decoding
+    algorithms take its functions (recjax.decoding.model_api) and import neither the network nor
+    the model."""
+    modules = _modules()
+    for name, path in modules.items():
+        deps = _imports(path, modules)
+        if name not in ("recjax.model", "recjax.network"):
+            assert "recjax.network" not in deps, f"{name} imports recjax.network: apply it through recjax.model"
+        if _in(name, ("recjax.decoding",)):
+            assert not deps & {"recjax.network", "recjax.model"}, (name, sorted(deps))
+            source = path.read_text()
+            assert ".apply(" not in source.replace("constraint.apply(", ""), f"{name} applies a module"
+
+
+def test_the_commands_place_arrays_through_the_partitioner():
+    """One partitioner: no module outside recjax.partitioning builds a Mesh or a NamedSharding of
+    its own (the trainer, evaluation, infer, score, plan and the baselines take a Partitioner)."""
+    modules = _modules()
+    for name, path in modules.items():
+        if name == "recjax.partitioning":
+            continue
+        tree = ast.parse(path.read_text())
+        built = {node.func.id if isinstance(node.func, ast.Name) else node.func.attr
+                 for node in ast.walk(tree) if isinstance(node, ast.Call)
+                 and isinstance(node.func, (ast.Name, ast.Attribute))}
+        assert not built & {"Mesh", "NamedSharding"}, (name, sorted(built & {"Mesh", "NamedSharding"}))

@@ -91,7 +91,7 @@ def test_a_new_kind_is_evaluated_by_its_entry(registered):
 
     examples = load_examples(tasks.get_mixture_or_task("kindsynth_last_two"), "test", 8)
     ids = list(registered.builder.dataset.item_ids)
-    scorer = Scorer(params, config)
+    scorer = Scorer(EncoderDecoderModel(config), params)
     scores = np.zeros((len(examples), len(ids)))
     pairs = [tokenize(registered.vocabulary, e["inputs_pretokenized"], item, line=e_i * len(ids) + j)
              for e_i, e in enumerate(examples) for j, item in enumerate(ids)]

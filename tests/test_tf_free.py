@@ -20,7 +20,7 @@ import jax, jax.numpy as jnp
 from recjax import checkpoints, convert, export, network, partitioning, plan  # noqa: F401
 from recjax.config import T5Config
 from recjax.decoding import DecodeOptions, ItemDecoder, ItemTrie
-from recjax.model import LossConfig
+from recjax.model import EncoderDecoderModel, LossConfig
 from recjax.optimizers import adafactor
 from recjax.train_lib import TrainSetup
 
@@ -28,7 +28,7 @@ config = T5Config(vocab_size=64, emb_dim=16, num_heads=2, head_dim=8, num_encode
                   mlp_dim=32)
 setup = TrainSetup(config, LossConfig(), adafactor(), 4, {"inputs": 12, "targets": 4}, (1, 1), "data_parallel", 1,
                    False, 0)
-trainer = setup.make_trainer(partitioning.make_mesh(1, 1))
+trainer = setup.make_trainer(partitioning.Partitioner(partitioning.make_mesh(1, 1)))
 rng = np.random.default_rng(0)
 targets = rng.integers(2, 64, (4, 4)).astype(np.int32)
 batch = {"encoder_input_tokens": rng.integers(2, 64, (4, 12)).astype(np.int32), "decoder_target_tokens": targets,
@@ -40,7 +40,7 @@ assert np.isfinite(float(metrics["loss"])), metrics
 
 items = [[5, 6, 1], [5, 7, 1], [8, 1], [9, 10, 1]]
 trie = ItemTrie.from_token_sequences(items, config.vocab_size)
-decoder = ItemDecoder(network.Transformer(config), trie, DecodeOptions(beam_size=4, top_k=3))
+decoder = ItemDecoder(EncoderDecoderModel(config), trie, DecodeOptions(beam_size=4, top_k=3))
 params = jax.device_get(state.params)
 out = decoder(params, batch["encoder_input_tokens"][:2], decoder.exclusion([[0], []], width=2))
 assert (out.items[0] != 0).all() and set(out.items[0]) <= {1, 2, 3} and set(out.items[1]) <= {0, 1, 2, 3}

@@ -37,7 +37,7 @@ def _random_batch(batch: int = 16, enc: int = 12, dec: int = 6, seed: int = 0) -
 
 def _run(strategy: str, data: int, model: int, microbatches: int = 1, steps: int = 3):
     mesh = partitioning.make_mesh(data, model, jax.devices()[:data * model])
-    trainer = Trainer(EncoderDecoderModel(TINY), optimizers.adafactor(), mesh, partitioning.rules_for(strategy),
+    trainer = Trainer(EncoderDecoderModel(TINY), optimizers.adafactor(), partitioning.Partitioner(mesh, strategy),
                       num_microbatches=microbatches)
     state = trainer.init_state()
     losses = []
@@ -65,8 +65,8 @@ def test_strategies_on_8_devices_match_one_device():
 
 def test_fsdp_shards_adafactor_state_like_params():
     mesh = partitioning.make_mesh(4, 2, jax.devices())
-    trainer = Trainer(EncoderDecoderModel(TINY), optimizers.adafactor(min_dim_size_to_factor=8), mesh,
-                      partitioning.rules_for("fsdp"))
+    trainer = Trainer(EncoderDecoderModel(TINY), optimizers.adafactor(min_dim_size_to_factor=8),
+                      partitioning.Partitioner(mesh, "fsdp"))
     specs = {tuple(s.spec) for s in jax.tree.leaves(trainer.state_shardings.opt_state)}
     # Factored second moments of [embed, mlp] kernels: v_row over `data`, v_col over `model`.
     assert ("data",) in specs and ("model",) in specs
@@ -386,3 +386,59 @@ def test_ctrl_c_during_compilation_exits_130_in_one_line(uninterrupted_run, tmp_
     proc.wait(timeout=300)
     assert proc.returncode == 130, (seen + rest)[-3000:]
     assert rest.strip().splitlines()[-1].endswith("recjax train: interrupted")
+
+
+def _progress_steps(text: str, total: int) -> list[int]:
+    return [int(n) for n in re.findall(rf"train:\s+\d+%\|[^|]*\|\s*(\d+)/{total}", text)]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("stream", ["file", "terminal"])
+def test_the_progress_bar_updates_while_the_run_goes_on(uninterrupted_run, tmp_path, stream):
+    """`recjax train` shows its progress during the run, in a log file (one plain line per update,
+    no carriage return or cursor escape) and on a terminal (redrawn in place), through the stderr
+    filter that keeps TensorStore's closed-event-loop tracebacks out."""
+    _, data_dir, _ = uninterrupted_run
+    steps = 40
+    cmd = [a for a in _train_cmd(tmp_path / "run", data_dir, steps=steps, extra=("--gin.train_lib.train.checkpoint_period=1000",))
+           if a != "--gin.train_lib.train.progress=False"]
+    env = dict(_env(), RECJAX_PROGRESS_SECONDS="0")
+    seen_during_run: list[int] = []
+    if stream == "file":
+        log = tmp_path / "train.log"
+        with open(log, "w") as f:
+            proc = subprocess.Popen(cmd, cwd=REPO_ROOT, env=env, stdout=f, stderr=f)
+            while proc.poll() is None:
+                seen_during_run += _progress_steps(log.read_text(), steps)
+                time.sleep(0.2)
+        text = log.read_text()
+        assert "\r" not in text and "\x1b" not in text, text[-2000:]
+    else:
+        import pty
+        import select
+
+        master, slave = pty.openpty()
+        proc = subprocess.Popen(cmd, cwd=REPO_ROOT, env=env, stdout=slave, stderr=slave)
+        os.close(slave)
+        chunks = []
+        while True:
+            ready, _, _ = select.select([master], [], [], 1.0)
+            if not ready:
+                if proc.poll() is not None:
+                    break
+                continue
+            try:
+                data = os.read(master, 65536).decode(errors="replace")
+            except OSError:  # EIO: the child closed the terminal
+                break
+            if not data:
+                break
+            chunks.append(data)
+            if proc.poll() is None:
+                seen_during_run += _progress_steps("".join(chunks), steps)
+        os.close(master)
+        text = "".join(chunks)
+        assert "\r" in text  # redrawn in place
+    assert proc.wait(timeout=600) == 0, text[-3000:]
+    assert [n for n in seen_during_run if 0 < n < steps], f"no progress while running: {text[-2000:]}"
+    assert steps in _progress_steps(text, steps)  # and the bar's last state is the end

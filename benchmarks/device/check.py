@@ -72,8 +72,8 @@ def train_stage(sizes, batch: int, inputs: int, targets: int, steps: int, peak_t
         data = make_batch(cfg, batch, inputs, targets)
         tokens = int(data["decoder_target_tokens"].size)
         mesh = partitioning.make_mesh(1, 1, jax.devices()[:1])
-        trainer = Trainer(EncoderDecoderModel(cfg, LossConfig(z_loss=0.0)), optimizers.adafactor(), mesh,
-                          partitioning.rules_for("data_parallel"))
+        trainer = Trainer(EncoderDecoderModel(cfg, LossConfig(z_loss=0.0)), optimizers.adafactor(),
+                          partitioning.Partitioner(mesh, "data_parallel"))
         state = [trainer.init_state()]
         sharded = trainer.shard_batch(data)
         flops = float((jax.jit(trainer._step).lower(state[0], sharded).compile().cost_analysis() or {}).get("flops", 0.0))
@@ -125,6 +125,7 @@ def decode_stage(registered, size: str, users: int, hf_users: int, batch: int, t
     from bench_decode import NestedDictTrie, hf_generate
     from bench_train import EXTRA_SIZES
     from recjax import network
+    from recjax.model import EncoderDecoderModel
     from recjax.config import SIZES, padded_vocab_size
     from recjax.decoding import DecodeOptions, ItemDecoder, ItemTrie
     from recjax.evaluation import load_examples
@@ -141,7 +142,7 @@ def decode_stage(registered, size: str, users: int, hf_users: int, batch: int, t
     examples = load_examples(registered.tasks["retrieval"], "test", users, sample_seed=0)
     index = {s: i for i, s in enumerate(dataset.item_ids)}
     histories = [[index[h] for h in ex["history_ids"].split()] for ex in examples]
-    decoder = ItemDecoder(network.Transformer(cfg), trie, DecodeOptions(beam_size=20, top_k=20))
+    decoder = ItemDecoder(EncoderDecoderModel(cfg), trie, DecodeOptions(beam_size=20, top_k=20))
     width = max(8, -(-max(len(set(h)) for h in histories) // 8) * 8)
     runs = list(decode_batches(examples, batch, None))
     search = lambda padded, enc: decoder.search(params, enc, exclude=decoder.exclusion([histories[r] for r in padded], width))

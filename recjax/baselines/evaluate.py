@@ -10,9 +10,9 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 
 import numpy as np
-from tqdm.auto import tqdm
 
 from recjax import metrics
+from recjax import progress as progress_bars
 from recjax.baselines.sequences import fixed_size_batches
 
 TOP_K = 10
@@ -31,7 +31,7 @@ def top_items_full_ranking(score_rows: Callable[[np.ndarray], np.ndarray], num_u
     groups = [np.arange(num_users)] if groups is None else [g for g in groups if len(g)]
     out = np.empty((num_users, k), dtype=np.int64)
     batches = [b for g in groups for b in fixed_size_batches(g, batch_size)]
-    for rows, real in tqdm(batches, desc="rank", leave=False, disable=not progress):
+    for rows, real in progress_bars.bar(batches, desc="rank", leave=False, disable=not progress):
         scores = np.asarray(score_rows(rows))[:real]  # [real, items]
         exclude = [histories[r] for r in rows[:real]]
         out[rows[:real]] = metrics.rank_from_scores(scores, exclude, k=k)

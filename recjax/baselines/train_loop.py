@@ -15,9 +15,9 @@ import jax
 import numpy as np
 import optax
 import orbax.checkpoint as ocp
-from jax.sharding import Mesh, NamedSharding, PartitionSpec
-from tqdm.auto import tqdm
 
+from recjax import progress as progress_bars
+from recjax.partitioning import Partitioner
 from recjax.baselines.evaluate import PREDICTION_DEPTH, TOP_K, full_ranking
 from recjax.baselines.sequences import group_by_width
 
@@ -56,24 +56,6 @@ class TrainResult:
     history: list[dict[str, float]]  # one entry per validation: epoch, mean train loss, metrics
 
 
-class DataParallel:
-    """A 1-D ("data",) mesh over all devices: batch arrays split along their first axis (when it
-    divides evenly), parameters and optimizer state replicated."""
-
-    def __init__(self):
-        self.mesh = Mesh(np.asarray(jax.devices()), ("data",))
-        self.replicated = NamedSharding(self.mesh, PartitionSpec())
-        self.split = NamedSharding(self.mesh, PartitionSpec("data"))
-
-    def put_batch(self, batch: dict[str, np.ndarray]) -> dict[str, jax.Array]:
-        n = self.mesh.size
-        return {k: jax.device_put(v, self.split if v.shape and v.shape[0] % n == 0 else self.replicated)
-                for k, v in batch.items()}
-
-    def replicate(self, tree: Any) -> Any:
-        return jax.device_put(tree, self.replicated)
-
-
 def make_train_step(model: NeuralRecommender, tx: optax.GradientTransformation):
     def step(params, opt_state, batch, dropout_rng):
         loss, grads = jax.value_and_grad(model.loss)(params, batch, dropout_rng)
@@ -83,14 +65,14 @@ def make_train_step(model: NeuralRecommender, tx: optax.GradientTransformation):
 
 
 def evaluate_model(model: NeuralRecommender, scores_fn, params: Any, histories: Sequence[np.ndarray],
-                   targets: np.ndarray, parallel: DataParallel, batch_size: int,
+                   targets: np.ndarray, parallel: Partitioner, batch_size: int,
                    return_top: bool = False):
     """Full-ranking metrics of `params` (and, with return_top, the [users, PREDICTION_DEPTH] best
     items); scores_fn = jax.jit(model.scores). Users are batched by token-width bucket so each
     bucket compiles once."""
     def score_rows(rows: np.ndarray) -> np.ndarray:
         tokens = model.history_tokens([histories[r] for r in rows])  # [batch, width]
-        return np.asarray(scores_fn(params, parallel.put_batch({"t": tokens})["t"]))
+        return np.asarray(scores_fn(params, parallel.place_batch({"t": tokens})["t"]))
 
     groups = list(group_by_width(model.token_lengths(histories), model.max_len).values())
     result, top = full_ranking(score_rows, histories, targets, model.num_items, batch_size, groups=groups,
@@ -108,7 +90,7 @@ def train_and_evaluate(model: NeuralRecommender, train_sequences: Sequence[np.nd
     """Train `model`, validate every `eval_every_epochs` epochs (and after the last one), keep the
     parameters with the best validation NDCG@10, stop after `patience` validations without
     improvement or once `max_train_seconds` of training time is spent; then test the best."""
-    parallel = DataParallel()
+    parallel = Partitioner.create()
     key = jax.random.PRNGKey(seed)
     params = parallel.replicate(model.init_params(key))
     tx = model.optimizer()
@@ -126,13 +108,13 @@ def train_and_evaluate(model: NeuralRecommender, train_sequences: Sequence[np.nd
     step = 0
     stale = 0
     stopped = f"num_epochs={num_epochs} reached"
-    epochs = tqdm(range(1, num_epochs + 1), desc=f"{model.name} epochs", disable=not progress)
+    epochs = progress_bars.bar(range(1, num_epochs + 1), desc=f"{model.name} epochs", disable=not progress)
     epoch = 0
     for epoch in epochs:
         start = time.perf_counter()
         losses = []
         for batch in model.epoch_batches(train_sequences, data_rng):
-            params, opt_state, loss = train_step(params, opt_state, parallel.put_batch(batch),
+            params, opt_state, loss = train_step(params, opt_state, parallel.place_batch(batch),
                                                  jax.random.fold_in(key, step))
             losses.append(loss)
             step += 1

@@ -20,12 +20,11 @@ from collections.abc import Callable, Sequence
 from typing import NamedTuple, Optional
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 
 from recjax.config import DECODER_START_ID
 from recjax.decoding.trie import ItemTrie, node_edges
-from recjax.network import Transformer
+from recjax.decoding.model_api import DecodingModel
 
 
 class ExactItems(NamedTuple):
@@ -35,22 +34,10 @@ class ExactItems(NamedTuple):
 
 
 @functools.lru_cache(maxsize=8)
-def _compiled(module: Transformer):
-    def encode(params, tokens):
-        return module.apply({"params": params}, tokens, enable_dropout=False, method=module.encode)
-
-    def expand(params, encoded, encoder_tokens, prefixes, positions, child_tokens):
-        # encoded [b, enc_len, embed]; prefixes [b, p, depth] decoder inputs (start token, then the
-        # prefix, 0-padded); positions [b, p] the prefix lengths; child_tokens [b, p, width].
-        b, p, depth = prefixes.shape
-        logits = module.apply({"params": params}, jnp.repeat(encoded, p, axis=0), jnp.repeat(encoder_tokens, p, axis=0),
-                              prefixes.reshape(b * p, depth), enable_dropout=False,
-                              positions=positions.reshape(b * p), method=module.decode)[:, 0]  # [b * p, vocab]
-        logits = logits.astype(jnp.float32)
-        log_probs = logits - jax.nn.logsumexp(logits, axis=-1, keepdims=True)
-        return jnp.take_along_axis(log_probs, child_tokens.reshape(b * p, -1), axis=1).reshape(child_tokens.shape)
-
-    return jax.jit(encode), jax.jit(expand)
+def _compiled(model: DecodingModel):
+    """(encode, expand) jitted once per model: expand gives log p(child token | prefix) [b, p, width]
+    for prefixes [b, p, depth] (start token, then the prefix, 0-padded) of lengths [b, p]."""
+    return jax.jit(model.encode), jax.jit(model.prefix_log_probs)
 
 
 class _Frontier:
@@ -111,18 +98,18 @@ class _Frontier:
 class BestFirstSearch:
     """Exact top-k items per encoder input for one model and catalog.
 
-    search = BestFirstSearch(module, trie, top_k=10)
+    search = BestFirstSearch(model, trie, top_k=10)  # model: EncoderDecoderModel
     out = search(params, encoder_input_tokens [batch, enc_len], histories)  # ExactItems (numpy)
 
     `put` places a host batch array for the jitted calls (e.g. sharded over a mesh's data axis);
     `fetch` brings device results back (default: numpy)."""
 
-    def __init__(self, module: Transformer, trie: ItemTrie, top_k: int, prefixes_per_step: int = 8):
+    def __init__(self, model: DecodingModel, trie: ItemTrie, top_k: int, prefixes_per_step: int = 8):
         if top_k < 1 or prefixes_per_step < 1:
             raise ValueError(f"need top_k >= 1 and prefixes_per_step >= 1, got {top_k}, {prefixes_per_step}")
         self.trie, self.top_k, self.per_step = trie, top_k, prefixes_per_step
         self.width = max(trie.root_degree, trie.max_degree)
-        self._encode, self._expand = _compiled(module)
+        self._encode, self._expand = _compiled(model)
         self._arrays = trie.arrays_numpy()
 
     def _edges(self, nodes: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

@@ -13,11 +13,10 @@ import jax
 import jax.numpy as jnp
 
 from recjax.config import DECODER_START_ID
-from recjax.decoding.cache import init_decode_cache, reorder_beams
-from recjax.network import Transformer
+from recjax.decoding.model_api import DecodingModel
 
 
-def score_candidates(module: Transformer, params, encoder_input_tokens: jax.Array, candidates: jax.Array,
+def score_candidates(model: DecodingModel, params, encoder_input_tokens: jax.Array, candidates: jax.Array,
                      start_id: int = DECODER_START_ID) -> jax.Array:
     """Summed log p(candidate | input) [batch, C], equal to `score_batch` on each pair.
 
@@ -25,23 +24,20 @@ def score_candidates(module: Transformer, params, encoder_input_tokens: jax.Arra
     token sequence with EOS, 0-padded (padding positions are not scored). Traceable (jit it).
     """
     batch, num_cand, length = candidates.shape
-    encoded = module.apply({"params": params}, encoder_input_tokens, enable_dropout=False,
-                           method=module.encode)  # [batch, enc_len, embed]
+    encoded = model.encode(params, encoder_input_tokens)  # [batch, enc_len, embed]
 
     def step(tokens, targets, cache):
         """tokens [rows, 1] in, log p(targets [rows, n]) [rows, n] out (normalizer over the vocab,
         without materializing the [rows, vocab] log-softmax)."""
-        logits, mutated = module.apply({"params": params, "cache": cache}, encoded, encoder_input_tokens, tokens,
-                                       decode=True, max_decode_length=length, enable_dropout=False,
-                                       mutable=["cache"], method=module.decode)
-        logits = logits[:, -1].astype(jnp.float32)  # [rows, vocab]
+        logits, cache = model.logits_from_slice(params, cache, encoded, encoder_input_tokens, tokens, length)
+        logits = logits.astype(jnp.float32)  # [rows, vocab]
         normalizer = jax.nn.logsumexp(logits, axis=-1, keepdims=True)
-        return jnp.take_along_axis(logits, targets, axis=1) - normalizer, mutated["cache"]
+        return jnp.take_along_axis(logits, targets, axis=1) - normalizer, cache
 
-    cache = init_decode_cache(module, batch, encoder_input_tokens, length)
+    cache = model.init_decode_cache(batch, encoder_input_tokens, length)
     first, cache = step(jnp.full((batch, 1), start_id, jnp.int32), candidates[:, :, 0], cache)  # [batch, C]
     # Every candidate continues from the one start row of its input.
-    cache = reorder_beams(cache, jnp.zeros((batch, num_cand), jnp.int32), 1, batch)
+    cache = model.reorder_cache(cache, jnp.zeros((batch, num_cand), jnp.int32), 1, batch)
     total = jnp.where(candidates[:, :, 0] > 0, first, 0.0)
     targets = candidates.reshape(batch * num_cand, length)  # [rows, length]
 

@@ -13,11 +13,10 @@ import jax.numpy as jnp
 import numpy as np
 
 from recjax.decoding.beam_search import beam_search
-from recjax.decoding.cache import init_decode_cache, reorder_beams
 from recjax.decoding.constraints import BanTokens, TrieConstraint, exclusion_matrix
 from recjax.config import EOS_ID, PAD_ID
 from recjax.decoding.trie import ItemTrie, TrieArrays
-from recjax.network import Transformer
+from recjax.decoding.model_api import DecodingModel
 
 
 @gin.configurable(module="recjax.decoding")
@@ -63,24 +62,19 @@ class DecodedItems(NamedTuple):
     unexplored_bound: jax.Array  # float32 [batch]: no item left out has a higher log-prob (beam_search)
 
 
-def search_items(module: Transformer, params, encoder_input_tokens: jax.Array, trie: Optional[TrieArrays],
+def search_items(model: DecodingModel, params, encoder_input_tokens: jax.Array, trie: Optional[TrieArrays],
                  exclude: Optional[jax.Array], *, options: DecodeOptions, max_decode_len: int,
                  root_width: int = 0, width: int = 0, eos_id: int = EOS_ID) -> DecodedItems:
     """Traceable body (call under jit): encoder_input_tokens int32 [batch, enc_len];
     trie: `ItemTrie.arrays()` (None when unconstrained); exclude: int32 [batch, history] or None."""
     batch = encoder_input_tokens.shape[0]
     beam = options.beam_size
-    encoded = module.apply({"params": params}, encoder_input_tokens, enable_dropout=False,
-                           method=module.encode)  # [batch, enc_len, embed]
+    encoded = model.encode(params, encoder_input_tokens)  # [batch, enc_len, embed]
 
     def decode_step(tokens, cache, beams_per_input):
-        # tokens [batch * beams_per_input, 1]; the decoder rows of element i share its encoder row
-        # (the network's cross-attention caches its keys/values at step 0 and groups rows after).
+        # tokens [batch * beams_per_input, 1]; the decoder rows of element i share its encoder row.
         del beams_per_input
-        logits, mutated = module.apply({"params": params, "cache": cache}, encoded, encoder_input_tokens, tokens,
-                                       decode=True, max_decode_length=max_decode_len, enable_dropout=False,
-                                       mutable=["cache"], method=module.decode)
-        return logits[:, -1], mutated["cache"]  # [rows, vocab]
+        return model.logits_from_slice(params, cache, encoded, encoder_input_tokens, tokens, max_decode_len)
 
     if options.constrained:
         constraint = TrieConstraint(trie, root_width, width, exclude if options.exclude_history else None)
@@ -88,10 +82,10 @@ def search_items(module: Transformer, params, encoder_input_tokens: jax.Array, t
             constraint.expand = None  # beam search then takes the dense apply/advance hook
     else:
         constraint = BanTokens([PAD_ID])
-    cache = init_decode_cache(module, batch, encoder_input_tokens, max_decode_len)
+    cache = model.init_decode_cache(batch, encoder_input_tokens, max_decode_len)
     out = beam_search(decode_step, cache, batch, beam_size=beam, max_decode_len=max_decode_len, eos_id=eos_id,
                       alpha=options.alpha, top_k=options.top_k, constraint=constraint,
-                      reorder_cache=functools.partial(reorder_beams, batch_size=batch))
+                      reorder_cache=functools.partial(model.reorder_cache, batch_size=batch))
     if options.constrained:
         items = jnp.where(out.finished, constraint.items(out.constraint_state), -1)
     else:
@@ -102,16 +96,16 @@ def search_items(module: Transformer, params, encoder_input_tokens: jax.Array, t
 class ItemDecoder:
     """Jitted top-k item decoding for one model, trie and option set (compiled once per shape).
 
-    decoder = ItemDecoder(module, trie, DecodeOptions(beam_size=20, top_k=20))
+    decoder = ItemDecoder(model, trie, DecodeOptions(beam_size=20, top_k=20))  # model: EncoderDecoderModel
     out = decoder(params, encoder_input_tokens [batch, enc_len], histories)  # numpy DecodedItems
     """
 
-    def __init__(self, module: Transformer, trie: ItemTrie, options: DecodeOptions = DecodeOptions(),
+    def __init__(self, model: DecodingModel, trie: ItemTrie, options: DecodeOptions = DecodeOptions(),
                  *, in_shardings=None, out_shardings=None):
-        self.module, self.trie, self.options = module, trie, options
+        self.model, self.trie, self.options = model, trie, options
         self.max_decode_len = options.decode_len(trie)
         self._trie_arrays = trie.arrays()
-        body = functools.partial(search_items, module, options=options, max_decode_len=self.max_decode_len,
+        body = functools.partial(search_items, model, options=options, max_decode_len=self.max_decode_len,
                                  root_width=trie.root_degree, width=trie.max_degree, eos_id=trie.eos_id)
         kwargs = {}
         if in_shardings is not None:

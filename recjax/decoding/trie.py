@@ -27,7 +27,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from recjax.config import EOS_ID, PAD_ID
+from recjax.config import EOS_ID
 
 
 class TrieArrays(NamedTuple):
