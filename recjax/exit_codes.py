@@ -9,7 +9,9 @@ Result lines go to stdout, diagnostics and errors to stderr.
 from __future__ import annotations
 
 import os
+import signal
 import sys
+import threading
 
 USAGE, FAILED, INTERRUPTED = 2, 1, 130
 
@@ -28,13 +30,29 @@ def report(command: str, error: BaseException | str, code: int = USAGE) -> int:
 
 
 def run(command: str, main, argv) -> int:
-    """main(argv) with Ctrl-C as one line and exit code 130. The process ends with os._exit: the
-    command's own cleanup (finally blocks: checkpoint writes, input threads) has run by then, and
-    interpreter teardown with TensorFlow / XLA threads mid-compilation can crash (SIGSEGV)."""
+    """main(argv) with Ctrl-C as one line and exit code 130, every time.
+
+    SIGINT ends the process from its signal handler (`os._exit`), as soon as the main thread runs
+    Python again: raising KeyboardInterrupt instead unwinds through XLA compilation, TensorFlow's
+    input threads and orbax's writers, where it was sometimes swallowed (exit 0) or crashed the
+    allocator (SIGABRT). Exiting at once is as safe as SIGKILL, which a run survives exactly:
+    checkpoints and outputs are written to a temporary path and renamed."""
+    def interrupted(signum, frame):
+        del signum, frame
+        try:
+            sys.stdout.flush()
+        finally:
+            os.write(2, f"recjax {command}: interrupted\n".encode())
+            os._exit(INTERRUPTED)
+
+    previous = None
+    if threading.current_thread() is threading.main_thread():
+        previous = signal.signal(signal.SIGINT, interrupted)
     try:
         return int(main(argv) or 0)
-    except KeyboardInterrupt:
-        print(f"recjax {command}: interrupted", file=sys.stderr)
-        sys.stdout.flush()
-        sys.stderr.flush()
-        os._exit(INTERRUPTED)
+    except KeyboardInterrupt:  # a handler installed by the command itself raised it
+        interrupted(signal.SIGINT, None)
+        return INTERRUPTED
+    finally:
+        if previous is not None:  # in-process callers (tests, notebooks) get their handler back
+            signal.signal(signal.SIGINT, previous)

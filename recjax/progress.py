@@ -62,8 +62,13 @@ def bar(iterable: Optional[Iterable] = None, *, total: Optional[int] = None, des
     one line per update (at most every `log_interval()` seconds) elsewhere."""
     stream = file if file is not None else sys.stderr
     if _isatty(stream):
+        try:  # a terminal that reports no size (a bare pty) gets a fixed width, not an empty bar
+            sized = os.get_terminal_size(stream.fileno()).columns > 0
+        except (AttributeError, OSError, ValueError):
+            sized = False
+        width = {"dynamic_ncols": True} if sized else {"ncols": 100}
         return tqdm(iterable, total=total, desc=desc, unit=unit, initial=initial, leave=leave, disable=disable,
-                    file=stream, dynamic_ncols=True, **kwargs)
+                    file=stream, **width, **kwargs)
     interval = log_interval()
     return tqdm(iterable, total=total, desc=desc, unit=unit, initial=initial, leave=leave, disable=disable,
                 file=LogLines(stream), ncols=100, ascii=True, mininterval=interval, maxinterval=max(interval, 1.0),
