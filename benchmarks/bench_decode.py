@@ -191,7 +191,8 @@ def main(argv=None) -> int:
     from recjax import hf_mapping, network, param_tree
     from recjax.model import EncoderDecoderModel
     from recjax.config import SIZES
-    from recjax.decoding import DecodeOptions, ItemDecoder, ItemTrie
+    from recjax.decoding import DecodeOptions, ItemDecoder
+    from recjax.items.trie import ItemTrie
 
     item_ids, item_tokens, inputs, histories = load_inputs(args.users, args.seed)
     cfg = SIZES["small"]

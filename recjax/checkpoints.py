@@ -29,6 +29,7 @@ from recjax.config import CONFIG_FILENAME, T5Config
 from recjax.param_tree import (VOCAB_PARAMS, CheckpointError, flatten_params, unflatten_params,
                                validate_dtypes, validate_param_shapes)
 from recjax.data import atomic
+from recjax.items import record as item_record
 from recjax.data.atomic import atomic_write
 
 PARAMS_ITEM = "params"
@@ -174,25 +175,18 @@ def save_params(directory: str, params: Mapping[str, Any], config: T5Config, ste
     return os.path.join(os.path.abspath(directory), str(step))
 
 
-ITEM_IDS_FILE = "item_ids.json"  # the dataset and item-ID scheme a checkpoint was trained with
-
-
 def check_item_ids(directory: str, record: Optional[Mapping[str, Any]], *, write: bool = False) -> None:
     """Refuses (one line) to use a checkpoint with a dataset whose item IDs differ from those it
     was trained on (another scheme, another seed, another catalog); with `write`, records them
     when the checkpoint has no record yet."""
     if record is None:
         return
-    path = os.path.join(directory, ITEM_IDS_FILE)
+    path = os.path.join(directory, item_record.ITEM_IDS_FILE)
     if os.path.isfile(path):
         with open(path, encoding="utf-8") as f:
-            trained = json.load(f)
-        if trained.get("sha256") != record["sha256"]:
-            raise CheckpointError(
-                f"{directory}: trained on dataset {trained.get('dataset')!r} with {trained.get('scheme')!r} item IDs "
-                f"({trained.get('num_items')} items, {trained.get('data_dir')}), but the task's dataset "
-                f"{record['dataset']!r} has {record['scheme']!r} item IDs ({record['num_items']} items, "
-                f"{record['data_dir']}); use the prepared dataset the model was trained on (DATA_DIR)")
+            problem = item_record.mismatch(json.load(f), record)
+        if problem:
+            raise CheckpointError(f"{directory}: {problem}")
     elif write:
         os.makedirs(directory, exist_ok=True)
         atomic_write(path, json.dumps(dict(record), indent=2))

@@ -10,7 +10,6 @@ import gin
 
 CONFIG_FILENAME = "model_config.json"
 VOCAB_MULTIPLE = 128  # T5X / FLAN-T5 pad the vocabulary to a multiple of 128 (32,100 ids -> 32,128)
-FLAN_T5_IDS = 32_100  # FLAN-T5's SentencePiece pieces + 100 sentinels
 # T5's special ids (every T5 / FLAN-T5 vocabulary): padding, which is also the decoder's start
 # token (T5 shifts targets right by one pad), and end of sequence. Masks are `token id > 0`.
 PAD_ID, EOS_ID = 0, 1

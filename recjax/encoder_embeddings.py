@@ -1,6 +1,6 @@
 """Item embeddings from a T5 encoder (`recjax index --embeddings t5`): each item's text encoded
 by a recjax checkpoint, mean-pooled over its real tokens. Lives above the data layer (it runs
-the network); `recjax.data.indexing` receives it as `IndexOptions.encode_items`.
+the network); `recjax.items.schemes` receives it as `IndexOptions.encode_items`.
 """
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ import sentencepiece as spm
 from recjax import checkpoints
 from recjax import serving
 from recjax.config import EOS_ID
-from recjax.data.indexing.embeddings import item_documents
+from recjax.items.embeddings import item_documents
 from recjax.model import EncoderDecoderModel
 
 

@@ -40,7 +40,9 @@ import numpy as np
 from recjax import metrics as rec_metrics
 from recjax import progress
 from recjax.config import EOS_ID
-from recjax.decoding import DecodeOptions, ItemDecoder, ItemTrie, exclusion_matrix
+from recjax.decoding import DecodeOptions, ItemDecoder, exclusion_matrix
+from recjax.items.catalog import Catalog
+from recjax.items.trie import ItemTrie
 from recjax.decoding.beam_search import certified_exact
 from recjax.decoding.best_first import BestFirstSearch
 from recjax.decoding.candidate_scoring import score_candidates
@@ -112,48 +114,15 @@ class TaskResult:
 
 
 # ------------------------------------------------------------------------------------------------
-# The catalog of a registered dataset.
+# The catalog of a registered dataset (recjax.items.catalog).
 # ------------------------------------------------------------------------------------------------
-
-@dataclasses.dataclass
-class Catalog:
-    """A dataset's items as the model writes them: IDs, titles, tokens and the trie."""
-
-    name: str
-    item_ids: list[str]
-    item_titles: list[str]
-    trie: ItemTrie
-    tokenizer: Any  # sentencepiece processor of the task vocabulary
-    item_original_ids: Optional[list[str]] = None  # ASIN / movie id: the same item under any ID scheme
-    _index: Optional[dict[str, int]] = None
-
-    def index(self, item_id: str) -> int:
-        if self._index is None:
-            self._index = {s: i for i, s in enumerate(self.item_ids)}
-        return self._index.get(item_id, -1)
-
-    def decode(self, tokens: np.ndarray) -> str:
-        """Tokens (EOS included or not, 0-padded) -> text."""
-        tokens = [int(t) for t in tokens]
-        if EOS_ID in tokens:
-            tokens = tokens[:tokens.index(EOS_ID)]
-        # The model's vocabulary is padded past the tokenizer's pieces (and sentinels): an
-        # unconstrained decode may write such ids, which decode to nothing.
-        size = self.tokenizer.GetPieceSize()
-        return self.tokenizer.DecodeIds([t for t in tokens if 0 < t < size])
-
 
 @functools.lru_cache(maxsize=8)
 def _catalog_cached(dataset_name: str, data_dir: str, vocab_size: int) -> Catalog:
     import tasks  # late: pulls in seqio / TensorFlow
 
     registered = tasks.registered(dataset_name)
-    dataset = registered.builder.dataset
-    tokenizer = registered.tokenizer
-    sequences = [tokenizer.EncodeAsIds(i) for i in dataset.item_ids]
-    trie = ItemTrie.from_token_sequences(sequences, vocab_size, names=dataset.item_ids)
-    return Catalog(dataset_name, list(dataset.item_ids), list(dataset.item_titles), trie, tokenizer,
-                   list(dataset.item_original_ids))
+    return Catalog.build(dataset_name, registered.builder.dataset, registered.tokenizer, vocab_size)
 
 
 def catalog_of(dataset_name: str, vocab_size: int) -> Catalog:

@@ -100,7 +100,7 @@ def write_hf_tokenizer(vocab_path: str, directory: str, config: T5Config) -> lis
     if (sp.pad_id(), sp.eos_id()) != (PAD_ID, EOS_ID):
         raise CheckpointError(f"{vocab_path}: pad_id={sp.pad_id()}, eos_id={sp.eos_id()}; a T5 vocabulary has "
                               f"pad_id={PAD_ID}, eos_id={EOS_ID}")
-    # A vocabulary grown by item-code pieces (tasks.vocab.item_code_vocabulary) already holds the
+    # A vocabulary grown by item-code pieces (recjax.items.vocabulary.item_code_vocabulary) already holds the
     # sentinels, below the code pieces; a plain T5 one gets them appended by the tokenizer.
     extra_ids = 0 if sp.piece_to_id("\u2581<extra_id_0>") != sp.unk_id() else NUM_SENTINELS
     needed = sp.get_piece_size() + extra_ids

@@ -13,8 +13,10 @@ import sys
 import time
 
 from recjax import exit_codes
-from recjax.config import FLAN_T5_IDS, padded_vocab_size
-from recjax.data.indexing import embeddings, schemes
+from recjax.config import padded_vocab_size
+from recjax.items import embeddings, schemes, vocabulary
+
+FLAN_T5_PIECES = 32_000  # FLAN-T5's SentencePiece model
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -52,8 +54,10 @@ def summary(index) -> list[str]:
     lines.append("  prefix tree: " + ", ".join(f"depth {t['depth']} {t['nodes']} nodes (fan-out {t['mean_fanout']:.1f})"
                                              for t in stats["tree"]))
     pieces = len(index.code_pieces)
-    lines.append(f"  {pieces} vocabulary pieces appended after the tokenizer's; FLAN-T5 ({FLAN_T5_IDS:,} ids) needs "
-                 f"VOCAB_SIZE = {padded_vocab_size(FLAN_T5_IDS + pieces)}")
+    needed = padded_vocab_size(vocabulary.vocabulary_ids(FLAN_T5_PIECES, pieces))
+    lines.append(f"  {pieces} vocabulary pieces appended after the tokenizer's; FLAN-T5 ({FLAN_T5_PIECES:,} pieces + "
+                 f"{vocabulary.DEFAULT_EXTRA_IDS} sentinels) needs VOCAB_SIZE = {needed}, which Gin derives with "
+                 f"VOCAB_SIZE = @items.vocab_size() (items.vocab_size.data_dir, .vocab_path)")
     return lines
 
 
@@ -72,7 +76,7 @@ def main(argv: list[str] | None = None) -> int:
             embeddings_file=args.embeddings_file, checkpoint=args.checkpoint, vocab_path=args.vocab,
             encode_items=_t5_encoder(args) if args.embeddings == "t5" else None,
             rqvae_steps=args.rqvae_steps, seed=args.seed)
-        from recjax.data.indexing import reindex
+        from recjax.items.reindex import reindex
 
         start = time.time()
         _, index = reindex(args.src, args.out, options, overwrite=args.overwrite,

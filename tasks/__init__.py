@@ -19,7 +19,8 @@ from tasks.registry import (RegisteredDataset, dataset_of, get_mixture_or_task, 
                             mixture_members, mixture_suffixes, register_dataset, registered, registered_names, seqio_available,
                             task_kind)
 from tasks.templates import TEMPLATES_VERSION
-from tasks.vocab import dataset_vocabulary, load_tokenizer, load_vocabulary, train_sentencepiece
+from recjax.items.vocabulary import load_tokenizer
+from tasks.vocab import dataset_vocabulary, load_vocabulary, train_sentencepiece
 
 __all__ = [
     "SPLITS", "TEMPLATES_VERSION", "ExampleBuilder", "RegisteredDataset", "TaskKind", "TaskOptions",

@@ -25,7 +25,8 @@ import gin
 
 from tasks import kinds
 from tasks.examples import ExampleBuilder, TaskOptions
-from tasks.vocab import (DEFAULT_EXTRA_IDS, item_code_vocabulary, load_tokenizer, load_vocabulary,
+from recjax.items.vocabulary import DEFAULT_EXTRA_IDS, item_code_vocabulary, load_tokenizer
+from tasks.vocab import (load_vocabulary,
                          sentinel_ids as find_sentinels)
 
 DEFAULT_SHUFFLE_BUFFER = 1_000  # on top of the in-source shuffle of users and examples
@@ -127,7 +128,7 @@ def register_dataset(data_dir: str = gin.REQUIRED, name: str = gin.REQUIRED,
     Options are those of `tasks.examples.TaskOptions` (history lengths, negatives, MIM mask
     probability, MLM noise, whether items show their text). `vocab_path`: a local SentencePiece model (FLAN-T5's spiece.model, or one from
     `tasks.dataset_vocabulary`); a dataset with structured item IDs (`recjax index`) gets this
-    vocabulary grown by its code pieces (`tasks.vocab.item_code_vocabulary`). `mixture_rates`: {task kind: rate} (default 1.0 each), used by
+    vocabulary grown by its code pieces (`recjax.items.vocabulary.item_code_vocabulary`). `mixture_rates`: {task kind: rate} (default 1.0 each), used by
     every mixture that contains the task. `seed`: the default seed of masks, negatives, templates
     and example order when get_dataset gets none. `shuffle_buffer_size`: SeqIO's shuffle buffer on
     top of the source's own seeded shuffle of users and examples; None: the source's shuffle only
@@ -229,14 +230,11 @@ def get_mixture_or_task(name: str):
 def item_ids_record(name: str) -> dict | None:
     """What a checkpoint trained on task or mixture NAME must be served with: the dataset, its
     item-ID scheme and a hash of every item's ID text; None for a name not registered here."""
-    import hashlib
+    from recjax.items.record import record_of
 
     for _, entry in _REGISTERED.values():
         if name in entry.names:
-            dataset = entry.builder.dataset
-            digest = hashlib.sha256("\n".join(dataset.item_ids).encode("utf-8")).hexdigest()
-            return {"dataset": entry.name, "data_dir": entry.data_dir, "scheme": dataset.indexing,
-                    "num_items": dataset.num_items, "sha256": digest}
+            return record_of(entry.builder.dataset, entry.name, entry.data_dir)
     return None
 
 

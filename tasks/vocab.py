@@ -13,15 +13,14 @@ from __future__ import annotations
 import hashlib
 import io
 import os
-import tempfile
 from collections.abc import Iterable
 
 import gin
 import sentencepiece as spm
 from sentencepiece import sentencepiece_model_pb2
 
-DEFAULT_EXTRA_IDS = 100  # T5's sentinels for span corruption (MLM)
-T5_SPECIAL_IDS = {"pad": 0, "eos": 1, "unk": 2}
+from recjax.items.vocabulary import DEFAULT_EXTRA_IDS, check_model, write_model
+
 TRAINER_VERSION = 1  # bump when train_sentencepiece's options change: cached vocabularies retrain
 
 
@@ -35,39 +34,6 @@ def load_vocabulary(path: str, extra_ids: int = DEFAULT_EXTRA_IDS):
 
     check_model(path)
     return seqio.SentencePieceVocabulary(os.fspath(path), extra_ids=extra_ids)
-
-
-def load_tokenizer(path: str, extra_ids: int = DEFAULT_EXTRA_IDS) -> spm.SentencePieceProcessor:
-    """The SentencePiece processor `load_vocabulary(path, extra_ids).tokenizer` is, without seqio or
-    TensorFlow: the model with its `extra_ids` sentinels added as seqio adds them (so every id is
-    the same)."""
-    check_model(path)
-    proto = sentencepiece_model_pb2.ModelProto()
-    with open(path, "rb") as f:
-        proto.ParseFromString(f.read())
-    user_defined = sentencepiece_model_pb2.ModelProto.SentencePiece.USER_DEFINED
-    for k in reversed(range(extra_ids)):  # seqio's order: <extra_id_0> gets the highest id
-        proto.pieces.add(piece=f"\u2581<extra_id_{k}>", score=0.0, type=user_defined)
-    return spm.SentencePieceProcessor(model_proto=proto.SerializeToString())
-
-
-def check_model(path: str) -> None:
-    """One-line FileNotFoundError / ValueError for a vocabulary recjax cannot use."""
-    path = os.fspath(path)
-    if path.startswith("gs://") or "://" in path:
-        raise ValueError(f"{path}: vocabulary must be a local file (recjax never reads remote paths)")
-    if not os.path.isfile(path):
-        raise FileNotFoundError(
-            f"{path}: SentencePiece vocabulary not found (set the VOCAB_PATH Gin macro to a local "
-            f"spiece.model, e.g. ../shared/data/t5_tokenizer/spiece_rebuilt.model)")
-    processor = spm.SentencePieceProcessor()
-    try:
-        processor.Load(path)
-    except (OSError, RuntimeError) as e:
-        raise ValueError(f"{path}: not a SentencePiece model ({str(e).splitlines()[0]})") from None
-    got = {"pad": processor.pad_id(), "eos": processor.eos_id(), "unk": processor.unk_id()}
-    if got != T5_SPECIAL_IDS:
-        raise ValueError(f"{path}: special ids {got}, expected T5's {T5_SPECIAL_IDS}")
 
 
 def train_sentencepiece(texts: Iterable[str], out_path: str, vocab_size: int) -> str:
@@ -103,17 +69,7 @@ def train_sentencepiece(texts: Iterable[str], out_path: str, vocab_size: int) ->
     proto = sentencepiece_model_pb2.ModelProto()
     proto.ParseFromString(model.getvalue())
     proto.trainer_spec.ClearField("model_prefix")  # would record a path: keep the file reproducible
-    return _write_model(proto, out_path)
-
-
-def _write_model(proto, out_path: str) -> str:
-    """Writes a SentencePiece ModelProto to `out_path` atomically (deterministic bytes)."""
-    out_dir = os.path.dirname(os.path.abspath(out_path))
-    os.makedirs(out_dir, exist_ok=True)
-    with tempfile.NamedTemporaryFile("wb", dir=out_dir, prefix=".spm_tmp_", delete=False) as f:
-        f.write(proto.SerializeToString(deterministic=True))
-    os.replace(f.name, out_path)
-    return out_path
+    return write_model(proto, out_path)
 
 
 def vocabulary_corpus(dataset) -> list[str]:
@@ -156,29 +112,3 @@ def sentinel_ids(vocabulary, count: int = DEFAULT_EXTRA_IDS):
         raise ValueError(f"{getattr(vocabulary, 'sentencepiece_model_file', 'the vocabulary')}: "
                          f"has no <extra_id_0..{count - 1}> sentinels")
     return np.asarray(ids, np.int32)
-
-
-def item_code_vocabulary(base_path: str, pieces: list[str], out_dir: str,
-                         extra_ids: int = DEFAULT_EXTRA_IDS) -> str:
-    """Path of a SentencePiece model = the one at `base_path` + its `extra_ids` sentinels (in
-    seqio's order, so every old id keeps its meaning) + one user-defined piece per item code
-    (`recjax.data.indexing`), written once into `out_dir` and reused
-    (`spiece_items_<hash>.model`). Load it with `load_vocabulary(path, extra_ids=0)`."""
-    check_model(base_path)  # one-line errors for a missing / foreign base model
-    with open(base_path, "rb") as f:
-        base = f.read()
-    digest = hashlib.sha256(base + "\n".join(pieces).encode("utf-8") + f"|{extra_ids}".encode()).hexdigest()[:12]
-    path = os.path.join(out_dir, f"spiece_items_{digest}.model")
-    if os.path.isfile(path):
-        return path
-    proto = sentencepiece_model_pb2.ModelProto()
-    proto.ParseFromString(base)
-    existing = {p.piece for p in proto.pieces}
-    user_defined = sentencepiece_model_pb2.ModelProto.SentencePiece.USER_DEFINED
-    sentinels = [f"\u2581<extra_id_{k}>" for k in reversed(range(extra_ids))]  # as seqio adds them
-    for piece in sentinels + list(pieces):
-        if piece in existing:
-            raise ValueError(f"{base_path}: already has a piece {piece!r}; item codes need a plain T5 vocabulary")
-        new = proto.pieces.add()
-        new.piece, new.score, new.type = piece, 0.0, user_defined
-    return _write_model(proto, path)

@@ -11,9 +11,10 @@ import pytest
 
 from recjax import network
 from recjax.config import T5Config
-from recjax.decoding import DecodeOptions, ItemDecoder, ItemTrie, exclusion_matrix
+from recjax.decoding import DecodeOptions, ItemDecoder, exclusion_matrix
+from recjax.items.trie import ItemTrie
 from recjax.decoding.candidate_scoring import score_candidates
-from recjax.decoding.trie import child_node, node_edges
+from recjax.items.trie import child_node, node_edges
 from recjax.model import EncoderDecoderModel, shift_right
 
 CONFIG = T5Config(vocab_size=128, emb_dim=16, num_heads=2, head_dim=8, num_encoder_layers=2,

@@ -9,8 +9,10 @@ import pytest
 
 from recjax.decoding import DecodeOptions
 from recjax.data import load_prepared
-from recjax.data.indexing import IndexOptions, build_index, parse_code_text, reindex
-from recjax.data.indexing import quantize
+from recjax.items.reindex import reindex
+from recjax.items.schemes import IndexOptions, build_index, parse_code_text
+from recjax.items import quantize
+from recjax.items.vocabulary import item_code_vocabulary
 
 STRUCTURED = ("collaborative", "semantic_rqkmeans", "semantic_rqvae")
 SMALL = dict(levels=2, codebook_size=4, embedding_dim=8, rqvae_steps=60)
@@ -169,6 +171,30 @@ def test_code_tokens_follow_the_sentinels_and_ids_are_l_plus_1_tokens(semantic):
     assert grown.tokenizer.piece_to_id("\u2581") not in ids, [grown.tokenizer.id_to_piece(i) for i in ids]
 
 
+def test_vocab_size_is_derived_from_the_dataset_and_base_vocabulary(semantic, synthetic):
+    """`items.vocab_size` (VOCAB_SIZE = @items.vocab_size() in Gin) is the registered task
+    vocabulary padded to 128, for structured and numeric IDs alike; Gin evaluates it."""
+    import gin
+
+    import tasks
+    from recjax.config import T5Config, padded_vocab_size
+    from recjax.items.vocabulary import vocab_size
+
+    registered = semantic["registered"]
+    derived = vocab_size(semantic["data_dir"], semantic["base_vocab"])
+    assert derived == padded_vocab_size(registered.vocab_size) and derived % 128 == 0
+    plain = tasks.register_dataset(synthetic, "plainvocab", semantic["base_vocab"], max_history=6, num_negatives=9)
+    assert vocab_size(synthetic, semantic["base_vocab"]) == padded_vocab_size(plain.vocab_size) < derived
+    gin.clear_config()
+    try:
+        gin.parse_config([f"items.vocab_size.data_dir = '{semantic['data_dir']}'",
+                          f"items.vocab_size.vocab_path = '{semantic['base_vocab']}'",
+                          "T5Config.vocab_size = @items.vocab_size()"])
+        assert T5Config().vocab_size == derived
+    finally:
+        gin.clear_config()
+
+
 def test_trie_of_a_structured_scheme_has_depth_l_plus_2_and_its_fanout(semantic):
     from recjax.evaluation import catalog_of
 
@@ -208,14 +234,14 @@ def test_a_model_trained_on_semantic_ids_decodes_only_valid_items(semantic, tmp_
     dataset = semantic["registered"].builder.dataset
     # served with the random-ID dataset it was not trained on: one line, before any decoding
     import tasks
-    from recjax.checkpoints import CheckpointError
-    from recjax.eval import check_served_item_ids
+    from recjax.checkpoints import Checkpoint, CheckpointError
 
     tasks.register_dataset(semantic["source"], "plainsynth", semantic["base_vocab"], max_history=6, num_negatives=9)
-    with pytest.raises(CheckpointError, match="trained on dataset 'semsynth' with 'semantic_rqkmeans' item IDs .* "
-                                              "dataset 'plainsynth' has 'random' item IDs"):
-        check_served_item_ids(str(tmp_path / "run"), "plainsynth_rec")
-    check_served_item_ids(str(tmp_path / "run"), "semsynth_retrieval")  # its own: accepted
+    with Checkpoint(str(tmp_path / "run")) as checkpoint:
+        with pytest.raises(CheckpointError, match="trained on dataset 'semsynth' with 'semantic_rqkmeans' item IDs .* "
+                                                  "dataset 'plainsynth' has 'random' item IDs"):
+            checkpoint.check_item_ids(tasks.item_ids_record("plainsynth_rec"))
+        checkpoint.check_item_ids(tasks.item_ids_record("semsynth_retrieval"))  # its own: accepted
     assert result.metrics["valid_id_rate"] == 1.0
     for row in result.extra["predictions"]:
         assert row["ranked"] and set(row["ranked"]) <= set(dataset.item_ids)
@@ -275,7 +301,7 @@ def test_exported_grown_tokenizer_tokenizes_like_recjax(semantic, t5_vocab_path,
     from recjax.config import T5Config
 
     dataset = semantic["registered"].builder.dataset
-    path = tasks.vocab.item_code_vocabulary(str(t5_vocab_path), dataset.code_pieces, str(tmp_path / "vocab"))
+    path = item_code_vocabulary(str(t5_vocab_path), dataset.code_pieces, str(tmp_path / "vocab"))
     vocabulary = tasks.load_vocabulary(path, extra_ids=0)
     config = T5Config(vocab_size=-(-vocabulary.vocab_size // 128) * 128, emb_dim=8, num_heads=1, head_dim=8,
                       num_encoder_layers=1, num_decoder_layers=1, mlp_dim=8)
@@ -294,7 +320,7 @@ def test_t5_encoder_embeddings_mean_pool_real_tokens_only(synthetic, shared_data
     import jax
 
     from recjax import convert, encoder_embeddings, network
-    from recjax.data.indexing import embeddings
+    from recjax.items import embeddings
     import sentencepiece as spm
 
     src = shared_data / "t5x_tiny" / "test_t5_tiny.checkpoint_0"

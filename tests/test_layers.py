@@ -5,7 +5,8 @@ import ast
 import pathlib
 
 REPO = pathlib.Path(__file__).resolve().parent.parent
-FOUNDATIONS = ("recjax.config", "recjax.exit_codes", "recjax.tf_import", "recjax.metrics", "recjax.data")
+FOUNDATIONS = ("recjax.config", "recjax.exit_codes", "recjax.tf_import", "recjax.metrics", "recjax.data", "recjax.items",
+               "recjax.progress")
 BELOW_TASKS = FOUNDATIONS + ("recjax.network", "recjax.param_tree", "recjax.partitioning", "recjax.optimizers",
                              "recjax.checkpoints", "recjax.hf_mapping")
 

@@ -19,7 +19,8 @@ import numpy as np
 import jax, jax.numpy as jnp
 from recjax import checkpoints, convert, export, network, partitioning, plan  # noqa: F401
 from recjax.config import T5Config
-from recjax.decoding import DecodeOptions, ItemDecoder, ItemTrie
+from recjax.decoding import DecodeOptions, ItemDecoder
+from recjax.items.trie import ItemTrie
 from recjax.model import EncoderDecoderModel, LossConfig
 from recjax.optimizers import adafactor
 from recjax.train_lib import TrainSetup

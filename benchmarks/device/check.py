@@ -127,7 +127,8 @@ def decode_stage(registered, size: str, users: int, hf_users: int, batch: int, t
     from recjax import network
     from recjax.model import EncoderDecoderModel
     from recjax.config import SIZES, padded_vocab_size
-    from recjax.decoding import DecodeOptions, ItemDecoder, ItemTrie
+    from recjax.decoding import DecodeOptions, ItemDecoder
+    from recjax.items.trie import ItemTrie
     from recjax.evaluation import load_examples
     from recjax.hf_mapping import params_to_hf, t5config_to_hf
     from recjax.param_tree import flatten_params

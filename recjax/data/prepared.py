@@ -46,7 +46,7 @@ class NotPreparedError(ValueError):
 @dataclasses.dataclass
 class PreparedDataset:
     name: str
-    indexing: str  # the item-ID scheme: "random" | "sequential" | a structured one (recjax.data.indexing)
+    indexing: str  # the item-ID scheme: "random" | "sequential" | a structured one (recjax.items.schemes)
     item_ids: list[str]  # the text the model writes for internal item i
     item_titles: list[str]  # title, or the keyword text of the P5/S3-Rec data
     item_original_ids: list[str]  # ASIN / movie id / original numeric id

@@ -8,8 +8,7 @@ import dataclasses
 import numpy as np
 
 from recjax.data.prepared import PreparedDataset
-
-INDEXINGS = ("random", "sequential")
+from recjax.items.schemes import NUMERIC_SCHEMES as INDEXINGS, numeric_ids
 
 
 @dataclasses.dataclass
@@ -138,12 +137,7 @@ def to_prepared(raw: RawDataset, name: str, source_format: str, indexing: str = 
     new_of_old = np.full(len(raw.item_original_ids), -1, np.int64)
     new_of_old[order] = np.arange(len(order))
     sequences = [new_of_old[s].astype(np.int32) for s in raw.sequences]
-    num_items = len(order)
-    if indexing == "sequential":
-        item_ids = [str(i + 1) for i in range(num_items)]
-    else:
-        perm = np.random.default_rng([seed, 1]).permutation(num_items)
-        item_ids = [str(int(p) + 1) for p in perm]
+    item_ids = numeric_ids(len(order), indexing, seed)
     rating_splits = None
     if raw.ratings is not None:
         lengths = [len(s) for s in sequences]

@@ -23,7 +23,7 @@ import jax
 import numpy as np
 
 from recjax.config import DECODER_START_ID
-from recjax.decoding.trie import ItemTrie, node_edges
+from recjax.items.trie import ItemTrie, node_edges
 from recjax.decoding.model_api import DecodingModel
 
 

@@ -30,7 +30,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from recjax.decoding.trie import TrieArrays, child_node, node_edges
+from recjax.items.trie import TrieArrays, child_node, node_edges
 
 Step = Union[int, jax.Array]
 

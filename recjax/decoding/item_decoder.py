@@ -15,7 +15,7 @@ import numpy as np
 from recjax.decoding.beam_search import beam_search
 from recjax.decoding.constraints import BanTokens, TrieConstraint, exclusion_matrix
 from recjax.config import EOS_ID, PAD_ID
-from recjax.decoding.trie import ItemTrie, TrieArrays
+from recjax.items.trie import ItemTrie, TrieArrays
 from recjax.decoding.model_api import DecodingModel
 
 

@@ -8,7 +8,7 @@ Numeric schemes write an item as a decimal string that SentencePiece splits into
 
 Structured schemes write an item as L + 1 tokens of its own, `<a_12><b_7><c_201><d_0>`: one
 vocabulary entry per (level, code), appended after the SentencePiece vocabulary and its
-sentinels (`tasks.vocab.item_code_vocabulary`), and a last level that makes colliding items
+sentinels (`recjax.items.vocabulary.item_code_vocabulary`), and a last level that makes colliding items
 distinct (TIGER's extra code):
 - `collaborative`: hierarchical k-means of the spectral (PPMI-SVD) embedding of the training
   co-occurrence graph (How to Index's collaborative indexing): items bought together share
@@ -27,8 +27,8 @@ from typing import Callable
 
 import numpy as np
 
-from recjax.data.indexing import embeddings as emb
-from recjax.data.indexing import quantize
+from recjax.items import embeddings as emb
+from recjax.items import quantize
 
 NUMERIC_SCHEMES = ("random", "sequential")
 STRUCTURED_SCHEMES = ("collaborative", "semantic_rqkmeans", "semantic_rqvae")

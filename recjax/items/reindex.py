@@ -8,7 +8,7 @@ import os
 import numpy as np
 
 from recjax.data import atomic
-from recjax.data.indexing.schemes import IndexOptions, ItemIndex, build_index
+from recjax.items.schemes import IndexOptions, ItemIndex, build_index
 from recjax.data.prepared import METADATA_FILE, PreparedDataset, load_prepared, write_prepared_files
 
 CODES_FILE = "item_codes.npy"  # int32 [num_items, L + 1] of a structured scheme
