@@ -23,7 +23,8 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 from ids_report import finish_plot, hit_curve, popularity_rows  # noqa: E402
 
-from recjax import compare  # noqa: E402
+from recjax.evaluation import paired as compare  # noqa: E402
+from recjax.predictions import kind_of, read_predictions  # noqa: E402
 from recjax.data import load_prepared  # noqa: E402
 from recjax.metrics import per_user_from_ranks  # noqa: E402
 
@@ -38,7 +39,7 @@ def load_run(directory: str) -> dict[str, dict[int, dict]]:
     for sub in ("test_retrieval", "test_full", "test_ranking"):
         path = os.path.join(directory, sub, "predictions.jsonl")
         if os.path.isfile(path):
-            for task, by_user in compare.read_predictions(path).items():
+            for task, by_user in read_predictions(path).items():
                 rows.setdefault(task, by_user)
     return rows
 
@@ -83,13 +84,13 @@ def main() -> int:
     print("| run | seed | retrieval examples seen (expected) | task | users | hit@10 / hr@1 | ndcg@10 |")
     print("|---|---|---|---|---|---|---|")
     for task in sorted(pop):
-        kind = compare.kind_of(task)
+        kind = kind_of(pop[task])
         m = means(pop[task], kind)
         print(f"| popularity | - | - | {kind} | {len(pop[task]):,} | {m[METRICS[kind][0]]:.4f} | {m['ndcg@10']:.4f} |")
     for (cond, seed), run in sorted(runs.items()):
         seen = run["train"]["steps"] * args.batch_size * RETRIEVAL_SHARE[cond]
         for task in sorted(run["rows"]):
-            kind = compare.kind_of(task)
+            kind = kind_of(run["rows"][task])
             m = means(run["rows"][task], kind)
             print(f"| {CONDITIONS[cond]} | {seed} | {seen:,.0f} | {kind} | {len(run['rows'][task]):,} | "
                   f"{m[METRICS[kind][0]]:.4f} | {m['ndcg@10']:.4f} |")
@@ -101,7 +102,7 @@ def main() -> int:
         seeds = sorted(s for c, s in runs if c == cond)
         for kind in ("retrieval", "ranking"):
             values = [means(rows, kind) for s in seeds for t, rows in runs[(cond, s)]["rows"].items()
-                      if compare.kind_of(t) == kind]
+                      if kind_of(rows) == kind]
             if values:
                 cells = [f"{np.mean([v[k] for v in values]):.4f} ± {np.std([v[k] for v in values]):.4f}"
                          for k in METRICS[kind]]
@@ -114,7 +115,7 @@ def main() -> int:
     diffs: dict[tuple[str, str], list[float]] = {}
     for seed in sorted({s for c, s in runs if c == "rec"} & {s for c, s in runs if c == "aux"}):
         for r in compare.compare(runs[("rec", seed)]["rows"], runs[("aux", seed)]["rows"], args.samples):
-            kind = compare.kind_of(r["task"])
+            kind = r["kind"]
             if r["metric"] not in METRICS[kind]:
                 continue
             diffs.setdefault((kind, r["metric"]), []).append(r["diff"])
@@ -137,10 +138,10 @@ def main() -> int:
     for (cond, seed), run in sorted(runs.items()):
         steps, losses = zip(*run["train"]["curve"]) if run["train"]["curve"] else ((), ())
         ax_loss.plot(steps, losses, color=colors[cond], lw=1, alpha=0.8, label=f"{cond} seed {seed}")
-        task = next((t for t in run["rows"] if compare.kind_of(t) == "retrieval"), None)
+        task = next((t for t in run["rows"] if kind_of(run["rows"][t]) == "retrieval"), None)
         if task:
             ax_hit.plot(range(1, 21), hit_curve(run["rows"][task]), color=colors[cond], label=f"{cond} seed {seed}")
-    task = next(t for t in pop if compare.kind_of(t) == "retrieval")
+    task = next(t for t in pop if kind_of(pop[t]) == "retrieval")
     ax_hit.plot(range(1, 21), hit_curve(pop[task]), "k--", label="popularity")
     ax_loss.set(xlabel="step", ylabel="train loss per target token", title="training (aux: loss over all 5 tasks)")
     ax_hit.set(xlabel="k", ylabel="test hit@k (22,363 users)", title="retrieval over all items (beam 20)")

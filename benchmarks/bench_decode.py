@@ -37,7 +37,7 @@ def load_inputs(num_users: int, seed: int):
     """Beauty (P5 split, recjax's random item IDs): item IDs, encoded inputs of sampled test users."""
     import sentencepiece as spm
 
-    from recjax.data.pipeline import build
+    from recjax.data.preparation import build
     from tasks import kinds, templates
 
     dataset, _ = build("p5", str(SHARED / "beauty"), "beauty")
@@ -56,7 +56,7 @@ def load_inputs(num_users: int, seed: int):
 
 
 def batches(inputs, batch):
-    from recjax.serving import input_bucket
+    from recjax.model_inputs import input_bucket
 
     order = np.argsort([len(x) for x in inputs], kind="stable")
     for start in range(0, len(order) - batch + 1, batch):

@@ -21,7 +21,7 @@ REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 def _prepare_beauty(out: str) -> str:
-    from recjax import prepare
+    from recjax.cli import prepare
 
     src = os.path.join(REPO, "..", "shared", "data", "beauty")
     if prepare.main(["--format", "p5", "--src", src, "--out", out, "--no-tfds"]) != 0:

@@ -38,7 +38,7 @@ def run_prepare(fmt: str, src: str, out: str, extra: list[str]) -> tuple[float, 
 
 def time_tfds_writers(fmt: str, src: str) -> None:
     """Seconds of the TFDS copy alone: TFDS's builder vs recjax's direct writer (same data, fresh processes)."""
-    code = ("import sys, time, tempfile; from recjax.data.pipeline import build; from recjax.data import tfds_builder as tb; "
+    code = ("import sys, time, tempfile; from recjax.data.preparation import build; from recjax.data import tfds_builder as tb; "
             "import tensorflow, tensorflow_datasets; ds, _ = build(sys.argv[1], sys.argv[2], 'beauty'); "
             "t = time.perf_counter(); getattr(tb, sys.argv[3])(ds, tempfile.mkdtemp()); print('SECONDS', time.perf_counter() - t)")
     seconds = {}

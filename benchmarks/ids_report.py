@@ -19,7 +19,8 @@ import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from recjax import compare  # noqa: E402
+from recjax.evaluation import paired as compare  # noqa: E402
+from recjax.predictions import kind_of, read_predictions  # noqa: E402
 from recjax.baselines.popularity import Popularity  # noqa: E402
 from recjax.data import load_prepared  # noqa: E402
 from recjax.metrics import per_user_from_ranks, ranks_from_candidate_scores  # noqa: E402
@@ -58,7 +59,7 @@ def popularity_rows(dataset, rows: dict[str, dict[int, dict]]) -> dict[str, dict
     for task, by_user in rows.items():
         out[task] = {}
         for user, row in by_user.items():
-            if task.endswith("retrieval"):
+            if row["kind"] == "retrieval":
                 target = int(targets[user])
                 assert dataset.item_ids[target] == row["target"], (task, user)
                 seen = position[np.unique(histories[user])]
@@ -68,7 +69,7 @@ def popularity_rows(dataset, rows: dict[str, dict[int, dict]]) -> dict[str, dict
                 cands = [dataset.item_index(i) for i in row["ranked"]]
                 positive = cands.index(dataset.item_index(row["target"]))
                 rank = int(ranks_from_candidate_scores(counts[cands][None].astype(float), [positive])[0])
-            out[task][user] = {"target": row["target"], "target_rank": rank,
+            out[task][user] = {"kind": row["kind"], "target": row["target"], "target_rank": rank,
                                "target_original_id": dataset.item_original_ids[dataset.item_index(row["target"])]}
     return out
 
@@ -87,7 +88,7 @@ def main() -> int:
     for scheme in SCHEMES:
         path = os.path.join(args.runs, scheme, "test", "predictions.jsonl")
         if os.path.isfile(path):
-            preds[scheme] = compare.read_predictions(path)
+            preds[scheme] = read_predictions(path)
             with open(os.path.join(args.runs, scheme, "test", "metrics.json")) as f:
                 metrics[scheme] = json.load(f)
             datasets[scheme] = ds = load_prepared(os.path.join(args.data, DATA_DIRS[scheme]))
@@ -104,7 +105,7 @@ def main() -> int:
     print("|---|---|---|---|---|---|---|---|---|---|")
     for name, rows in [("popularity", pop)] + [(LABELS[s], preds[s]) for s in preds]:
         for task in sorted(rows):
-            kind = compare.kind_of(task)
+            kind = kind_of(rows[task])
             m = {k: v.mean() for k, v in per_user_from_ranks([r["target_rank"] for r in rows[task].values()], kind).items()}
             returned = "-"
             secs = "-"
@@ -150,7 +151,7 @@ def main() -> int:
     for sub in ("test_full", "test"):
         path = os.path.join(args.recipe, sub, "predictions.jsonl")
         if os.path.isfile(path):
-            for task, rows in compare.read_predictions(path).items():
+            for task, rows in read_predictions(path).items():
                 recipe_rows.setdefault(task, rows)  # the whole split where evaluated on it
     if recipe_rows:
         ds = load_prepared(os.path.join(args.data, DATA_DIRS["collaborative"]))
@@ -163,7 +164,7 @@ def main() -> int:
         print("|---|---|---|---|---|---|---|---|")
         for name, rows in (("popularity", recipe_pop), ("T5 recipe (collaborative IDs, 1,200 steps)", recipe_rows)):
             for task in sorted(rows):
-                kind = compare.kind_of(task)
+                kind = kind_of(rows[task])
                 m = {k: v.mean() for k, v in per_user_from_ranks([r["target_rank"] for r in rows[task].values()], kind).items()}
                 cells = [m.get("hit@5", m.get("hr@5")), m.get("hit@10", m.get("hr@10")), m["ndcg@5"], m["ndcg@10"],
                          m.get("hr@1", float("nan"))]

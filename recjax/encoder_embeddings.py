@@ -13,7 +13,7 @@ import numpy as np
 import sentencepiece as spm
 
 from recjax import checkpoints
-from recjax import serving
+from recjax import model_inputs
 from recjax.config import EOS_ID
 from recjax.items.embeddings import item_documents
 from recjax.model import EncoderDecoderModel
@@ -45,7 +45,7 @@ def t5_embeddings(dataset, checkpoint: str, vocab_path: str, batch_size: int = 6
         chunk = docs[start:start + batch_size]
         tokens = np.zeros((batch_size, max_length), np.int32)
         for i, ids in enumerate(sp.encode(chunk)):
-            ids = serving.trim(ids + [EOS_ID], max_length)
+            ids = model_inputs.trim(ids + [EOS_ID], max_length)
             tokens[i, :len(ids)] = ids
         out[start:start + len(chunk)] = np.asarray(encode(params, tokens))[:len(chunk)]
     return out

@@ -1,6 +1,6 @@
 """Task/mixture -> batches of model features, with a resumable position: through SeqIO (the
 default) or through the TensorFlow-free numpy loader (`DatasetConfig.loader = 'numpy'`,
-`recjax.numpy_pipeline`), from the same registration.
+`recjax.numpy_loader`), from the same registration.
 
 The dataset is a deterministic function of (task, split, seed): a restart rebuilds it and skips
 the batches already consumed (the position saved with each checkpoint), so a resumed run sees
@@ -40,7 +40,7 @@ class DatasetConfig:
     pack: bool = False
     use_cached: bool = False  # accepted for T5X compatibility; recjax tasks are built on the fly
     num_epochs: Optional[int] = None  # None: repeat forever (training)
-    loader: str = "seqio"  # or "numpy": no TensorFlow or SeqIO (recjax.numpy_pipeline)
+    loader: str = "seqio"  # or "numpy": no TensorFlow or SeqIO (recjax.numpy_loader)
 
     def __post_init__(self):
         if self.loader not in LOADERS:
@@ -117,11 +117,11 @@ def _process_split(cfg: DatasetConfig, process_index: Optional[int], process_cou
 def numpy_batches(cfg: DatasetConfig, *, process_index: Optional[int] = None, process_count: Optional[int] = None,
                   skip_batches: int = 0) -> Iterator[dict[str, np.ndarray]]:
     """The TensorFlow-free loader's batches for this process (the same split of rows as SeqIO's)."""
-    from recjax import numpy_pipeline
+    from recjax import numpy_loader
 
     process_index, process_count = _process_split(cfg, process_index, process_count)
     _members(cfg.mixture_or_task_name)  # a clear error for an unknown name
-    stream = numpy_pipeline.batches(cfg.mixture_or_task_name, dict(cfg.task_feature_lengths), split=cfg.split,
+    stream = numpy_loader.batches(cfg.mixture_or_task_name, dict(cfg.task_feature_lengths), split=cfg.split,
                                     batch_size=cfg.batch_size, shuffle=cfg.shuffle, seed=int(cfg.seed or 0),
                                     pack_examples=cfg.pack, num_epochs=cfg.num_epochs)
     stream = itertools.islice(stream, skip_batches, None)

@@ -6,19 +6,20 @@ followed by EOS (`add_eos=True`); a too-long input is trimmed and then given its
 cut target is not the likelihood of the target, so a target longer than the limit is an error
 for that line.
 
-Examples are grouped by (input bucket, target bucket) (`recjax.serving.bucket_length`), and every
+Examples are grouped by (input bucket, target bucket) (`recjax.model_inputs.bucket_length`), and every
 batch is padded to the full batch size, so jit compiles one program per bucket pair that occurs
 (a handful), whatever the number of lines.
 """
 from __future__ import annotations
 
 import dataclasses
+import os
 import functools
 from typing import Any, Iterable, Iterator, Mapping, Optional, Sequence
 
 import numpy as np
 
-from recjax import serving
+from recjax import model_inputs
 from recjax.data import jsonl
 
 MIN_BUCKET = 8
@@ -55,9 +56,9 @@ def parse_line(text: str) -> tuple[str, str]:
 def tokenize(vocabulary, inputs: str, targets: str, *, line: int, max_inputs_length: Optional[int] = None,
              max_targets_length: Optional[int] = None) -> Example:
     """SeqIO's token ids (EOS appended) of one example; trims inputs, refuses over-long targets."""
-    full_inputs = serving.encode(vocabulary.tokenizer, inputs)
-    input_ids = serving.trim(full_inputs, max_inputs_length).tolist()
-    target_ids = serving.encode(vocabulary.tokenizer, targets).tolist()
+    full_inputs = model_inputs.encode(vocabulary.tokenizer, inputs)
+    input_ids = model_inputs.trim(full_inputs, max_inputs_length).tolist()
+    target_ids = model_inputs.encode(vocabulary.tokenizer, targets).tolist()
     truncated = len(input_ids) < len(full_inputs)
     if max_targets_length is not None and len(target_ids) > max_targets_length:
         raise ScoreInputError(f"targets are {len(target_ids)} tokens with EOS, more than --max_targets_length "
@@ -75,8 +76,8 @@ def make_batches(examples: Sequence[Example], batch_size: int, *, max_inputs_len
     """
     groups: dict[tuple[int, int], list[Example]] = {}
     for ex in examples:
-        key = (serving.bucket_length(len(ex.input_ids), MIN_BUCKET, max_inputs_length),
-               serving.bucket_length(len(ex.target_ids), MIN_BUCKET, max_targets_length))
+        key = (model_inputs.bucket_length(len(ex.input_ids), MIN_BUCKET, max_inputs_length),
+               model_inputs.bucket_length(len(ex.target_ids), MIN_BUCKET, max_targets_length))
         groups.setdefault(key, []).append(ex)
     for (in_len, tgt_len), members in sorted(groups.items()):
         for start in range(0, len(members), batch_size):
@@ -180,3 +181,42 @@ def output_records(results: Mapping[int, dict[str, Any]], errors: Mapping[int, s
     for line in sorted(set(results) | set(errors)):
         records.append(results[line] if line in results else jsonl.error_record(line, errors[line]))
     return records
+
+
+def score_file(checkpoint: str, vocab: str, input_path: str, output_path: str, *, batch_size: int = 32,
+               max_inputs_length: Optional[int] = None, max_targets_length: Optional[int] = None,
+               step: Optional[int] = None, dtype: Optional[str] = None, progress: bool = True) -> dict[str, int]:
+    """Scores every line of `input_path` into `output_path`; returns {"scored": n, "errors": m}.
+
+    Raises ValueError / FileNotFoundError (one line, naming the file) for a missing or invalid
+    input, vocabulary or checkpoint; per-line problems become error records instead.
+    """
+    from recjax.checkpoints import Checkpoint
+    from recjax.partitioning import Partitioner
+    from recjax.restore import restore_model
+    from tasks import load_vocabulary
+
+    if batch_size < 1:
+        raise ValueError(f"--batch_size must be >= 1, got {batch_size}")
+    for name, value in (("--max_inputs_length", max_inputs_length), ("--max_targets_length", max_targets_length)):
+        if value is not None and value < 1:
+            raise ValueError(f"{name} must be >= 1, got {value}")
+    if not os.path.isfile(input_path):
+        raise FileNotFoundError(f"{input_path}: input JSONL not found")
+    vocabulary = load_vocabulary(vocab)
+    partitioner = Partitioner.create()
+    with Checkpoint(checkpoint) as ckpt:
+        model, params, _ = restore_model(ckpt, partitioner, step, dtype=dtype)
+    config = model.config
+    if vocabulary.vocab_size > config.vocab_size:
+        raise ValueError(f"{vocab}: {vocabulary.vocab_size} ids (with sentinels) do not fit the model's "
+                         f"vocab_size {config.vocab_size} ({checkpoint})")
+    examples, errors = read_numbered(jsonl.read_lines(input_path), vocabulary,
+                                             max_inputs_length=max_inputs_length,
+                                             max_targets_length=max_targets_length)
+    scorer = Scorer(model, params, partitioner)
+    results = score_examples(scorer, examples, partitioner.round_batch(batch_size), max_inputs_length=max_inputs_length,
+                                     max_targets_length=max_targets_length, progress=progress)
+    os.makedirs(os.path.dirname(os.path.abspath(output_path)), exist_ok=True)
+    jsonl.write_jsonl(output_path, output_records(results, errors))
+    return {"scored": len(results), "errors": len(errors)}

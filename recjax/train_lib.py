@@ -288,7 +288,7 @@ def train(model_dir: str = gin.REQUIRED,
     metrics are logged under the evaluator's `split` (`validation` when it has none).
     `use_cached_tasks` exists for T5X compatibility: recjax's tasks are built on the fly and
     cannot be cached. `loader`: "seqio" (default) or "numpy", the TensorFlow-free input path
-    (recjax.numpy_pipeline: the same tasks and batches without TensorFlow or SeqIO installed).
+    (recjax.numpy_loader: the same tasks and batches without TensorFlow or SeqIO installed).
     `setup_only`: return the `TrainSetup` and do nothing else (`recjax plan`).
     """
     del task_setup, use_cached_tasks  # task_setup acted when Gin evaluated it

@@ -12,7 +12,7 @@ ids with EOS, add_eos=True) and their `*_pretokenized` text, plus the metadata o
 The registration itself (example builder, tokenizer, task and mixture names and rates) needs
 neither SeqIO nor TensorFlow; where SeqIO is installed the same tasks and mixtures are also
 registered with it (its TaskRegistry and MixtureRegistry: the default input path). Without it,
-`recjax.numpy_pipeline` reads the same registration.
+`recjax.numpy_loader` reads the same registration.
 """
 from __future__ import annotations
 

@@ -8,7 +8,7 @@ import jax
 import numpy as np
 import pytest
 
-from recjax import baseline
+from recjax.cli import baseline
 from recjax.baselines.bert4rec import BERT4Rec
 from recjax.baselines.evaluate import full_ranking_metrics
 from recjax.baselines.popularity import Popularity
@@ -59,12 +59,13 @@ def test_popularity_hand_computed_through_the_binary(tmp_path):
     assert "| test | 0.5000 | 1.0000 | 0.3750 |" in report
     assert (out / "config.gin").exists()
     # Per-user test rankings in recjax eval's predictions format, which recjax compare reads.
-    from recjax import compare
+    from recjax.evaluation import paired as compare
+    from recjax.predictions import read_predictions
 
     rows = [json.loads(line) for line in (out / "predictions.jsonl").read_text().splitlines()]
     assert [r["target_rank"] for r in rows] == [0, 2, 7, 6] and [r["user"] for r in rows] == [0, 1, 2, 3]
     assert rows[0]["target"] == rows[0]["ranked"][0] and len({r["task"] for r in rows}) == 1
-    table = compare.compare(compare.read_predictions(str(out)), compare.read_predictions(str(out)))
+    table = compare.compare(read_predictions(str(out)), read_predictions(str(out)))
     ndcg = next(t for t in table if t["metric"] == "ndcg@10")
     assert ndcg["a"] == pytest.approx(result["test"]["ndcg@10"]) and ndcg["diff"] == 0.0
     # An existing --out is refused without --overwrite.

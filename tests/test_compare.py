@@ -4,21 +4,24 @@ import json
 import numpy as np
 import pytest
 
-from recjax import compare
+from recjax.cli import compare as compare_cli
+from recjax.evaluation import paired as compare
+from recjax.predictions import read_predictions
 
 
 def _write(path, task, ranks, targets=None):
     with open(path, "w", encoding="utf-8") as f:
         for user, rank in enumerate(ranks):
             target = (targets or {}).get(user, f"t{user}")
-            f.write(json.dumps({"task": task, "user": user, "target": target, "target_rank": rank, "ranked": []}) + "\n")
+            f.write(json.dumps({"task": task, "kind": task.rsplit("_", 1)[-1], "user": user, "target": target,
+                                "target_rank": rank, "ranked": []}) + "\n")
     return str(path)
 
 
 def test_hand_made_files_give_hand_computed_differences(tmp_path, capsys):
     a = _write(tmp_path / "a.jsonl", "beauty_retrieval", [0, -1, 3, 12])
     b = _write(tmp_path / "b.jsonl", "beauty_retrieval", [0, 0, -1, 5])
-    rows = {r["metric"]: r for r in compare.compare(compare.read_predictions(a), compare.read_predictions(b),
+    rows = {r["metric"]: r for r in compare.compare(read_predictions(a), read_predictions(b),
                                                     samples=2000)}
     assert rows["hit@5"]["a"] == 0.5 and rows["hit@5"]["b"] == 0.5 and rows["hit@5"]["diff"] == 0.0
     assert rows["hit@10"]["a"] == 0.5 and rows["hit@10"]["b"] == 0.75 and rows["hit@10"]["diff"] == 0.25
@@ -30,7 +33,7 @@ def test_hand_made_files_give_hand_computed_differences(tmp_path, capsys):
     assert rows["ndcg@10"]["a"] == pytest.approx(ndcg_a) and rows["ndcg@10"]["b"] == pytest.approx(ndcg_b)
     assert rows["ndcg@10"]["diff"] == pytest.approx(ndcg_b - ndcg_a)
     assert rows["ndcg@10"]["ci_low"] <= rows["ndcg@10"]["diff"] <= rows["ndcg@10"]["ci_high"]
-    assert compare.main([a, b, "--samples", "500", "--plot", str(tmp_path / "d.png")]) == 0
+    assert compare_cli.main([a, b, "--samples", "500", "--plot", str(tmp_path / "d.png")]) == 0
     out = capsys.readouterr().out
     assert "| beauty_retrieval | hit@10 | 4 | 0.5000 | 0.7500 | +0.2500 |" in out
     assert (tmp_path / "d.png").stat().st_size > 0
@@ -56,12 +59,12 @@ def test_interval_contains_the_true_difference_and_p_is_small_when_it_should_be(
 def test_bad_files_are_one_line(tmp_path, capsys):
     a = _write(tmp_path / "a.jsonl", "beauty_retrieval", [0, 1])
     bad = tmp_path / "bad.jsonl"
-    bad.write_text('{"task": "beauty_retrieval", "user": 0, "target_rank": 1}\nnot json\n')
-    assert compare.main([a, str(bad)]) == 2
+    bad.write_text('{"task": "beauty_retrieval", "kind": "retrieval", "user": 0, "target_rank": 1}\nnot json\n')
+    assert compare_cli.main([a, str(bad)]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and f"{bad}:2:" in err[0]
     other = _write(tmp_path / "o.jsonl", "beauty_retrieval", [0, 1], targets={1: "x"})
-    assert compare.main([a, other]) == 2
+    assert compare_cli.main([a, other]) == 2
     assert "user 1 has target 't1' in A but 'x' in B" in capsys.readouterr().err
 
 
@@ -69,14 +72,25 @@ def test_runs_with_different_item_id_schemes_are_matched_by_original_id(tmp_path
     def write(path, ids):
         with open(path, "w") as f:
             for user, (target, original, rank) in enumerate(ids):
-                f.write(json.dumps({"task": "b_retrieval", "user": user, "target": target, "target_original_id": original,
+                f.write(json.dumps({"task": "b_retrieval", "kind": "retrieval", "user": user, "target": target, "target_original_id": original,
                                     "target_rank": rank, "ranked": []}) + "\n")
         return str(path)
 
     a = write(tmp_path / "a.jsonl", [("17", "B00A", 0), ("4", "B00B", -1)])
     b = write(tmp_path / "b.jsonl", [("<a_1><b_2>", "B00A", 3), ("<a_0><b_0>", "B00B", 1)])
-    rows = {r["metric"]: r for r in compare.compare(compare.read_predictions(a), compare.read_predictions(b), 500)}
+    rows = {r["metric"]: r for r in compare.compare(read_predictions(a), read_predictions(b), 500)}
     assert rows["hit@5"]["a"] == 0.5 and rows["hit@5"]["b"] == 1.0
     c = write(tmp_path / "c.jsonl", [("<a_1><b_2>", "B00A", 3), ("<a_0><b_0>", "B00Z", 1)])
     with pytest.raises(ValueError, match="user 1 has target 'B00B' in A but 'B00Z' in B"):
-        compare.compare(compare.read_predictions(a), compare.read_predictions(c), 500)
+        compare.compare(read_predictions(a), read_predictions(c), 500)
+
+
+def test_a_row_without_its_kind_is_one_line_naming_the_file_and_line(tmp_path):
+    """The kind (retrieval or ranking) is read from each row, never guessed from the task name."""
+    path = tmp_path / "old.jsonl"
+    path.write_text(json.dumps({"task": "beauty_retrieval", "user": 0, "target": "t", "target_rank": 0}) + "\n")
+    with pytest.raises(ValueError, match=f"{path}:1: expected a JSON object with task, kind, user, target_rank"):
+        read_predictions(str(path))
+    path.write_text(json.dumps({"task": "x", "kind": "rating", "user": 0, "target": "t", "target_rank": 0}) + "\n")
+    with pytest.raises(ValueError, match="kind must be one of"):
+        read_predictions(str(path))

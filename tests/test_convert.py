@@ -8,7 +8,8 @@ import pytest
 torch = pytest.importorskip("torch")
 transformers = pytest.importorskip("transformers")
 
-from recjax import checkpoints, convert, hf_mapping, param_tree  # noqa: E402
+from recjax import checkpoints, conversion, hf_mapping, param_tree  # noqa: E402
+from recjax.cli import convert  # noqa: E402
 from recjax.checkpoints import CheckpointError  # noqa: E402
 from recjax.config import T5Config  # noqa: E402
 
@@ -155,7 +156,7 @@ def test_convert_hf_layouts(layout, hf_model, hf_dirs, tmp_path, capsys):
 def test_hf_half_precision_weights_become_float32(hf_model, tmp_path):
     half = fixtures.random_hf_model(seed=0).to(torch.bfloat16)
     src = fixtures.save_hf(half, str(tmp_path / "bf16"), "safetensors")
-    params, _ = convert.load_hf_checkpoint(src)
+    params, _ = conversion.load_hf_checkpoint(src)
     query = params["decoder"]["layers_1"]["self_attention"]["query"]["kernel"]
     assert query.dtype == np.float32
     want = half.state_dict()["decoder.block.1.layer.0.SelfAttention.q.weight"].float().numpy().T
@@ -165,7 +166,7 @@ def test_hf_half_precision_weights_become_float32(hf_model, tmp_path):
 def test_hf_logits_equal_recjax_network_logits(hf_model, hf_dirs):
     """The converted checkpoint computes what transformers computes (padding included)."""
     network = pytest.importorskip("recjax.network")
-    params, config = convert.load_hf_checkpoint(hf_dirs["safetensors"])
+    params, config = conversion.load_hf_checkpoint(hf_dirs["safetensors"])
     rng = np.random.default_rng(0)
     encoder_tokens = rng.integers(2, 72, size=(2, 9)).astype(np.int32)
     encoder_tokens[1, 6:] = 0  # padding
@@ -218,7 +219,7 @@ def test_t5x_tensorstore_directory_layout(t5x_legacy, tmp_path):
     checkpoint_dir = fixtures.write_t5x_tensorstore_checkpoint(t5x_legacy, model_dir, step=1200)
     assert os.path.isdir(os.path.join(checkpoint_dir, "target.encoder.layers_0.attention.query.kernel"))
     for path in (checkpoint_dir, model_dir):  # the checkpoint_N dir, or the model dir (newest step)
-        params, config = convert.load_t5x_checkpoint(path)
+        params, config = conversion.load_t5x_checkpoint(path)
         assert config == T5X_TINY_CONFIG
         _assert_same_as_legacy(params, t5x_legacy)
     # A zarr array that is gone: the error names its path and the param.
@@ -226,7 +227,7 @@ def test_t5x_tensorstore_directory_layout(t5x_legacy, tmp_path):
     shutil.rmtree(os.path.join(checkpoint_dir, "target.decoder.logits_dense.kernel"))
     with pytest.raises(CheckpointError, match="target.decoder.logits_dense.kernel: missing TensorStore array "
                                               "for param 'decoder/logits_dense/kernel'"):
-        convert.load_t5x_checkpoint(checkpoint_dir)
+        conversion.load_t5x_checkpoint(checkpoint_dir)
 
 
 def test_t5x_orbax_directory_layout(t5x_legacy, tmp_path):
@@ -234,7 +235,7 @@ def test_t5x_orbax_directory_layout(t5x_legacy, tmp_path):
     checkpoint_dir = fixtures.write_t5x_orbax_checkpoint(t5x_legacy, model_dir, step=3)
     assert os.path.isdir(os.path.join(checkpoint_dir, "state"))
     for path in (checkpoint_dir, model_dir):
-        params, config = convert.load_t5x_checkpoint(path)
+        params, config = conversion.load_t5x_checkpoint(path)
         assert config == T5X_TINY_CONFIG
         _assert_same_as_legacy(params, t5x_legacy)
 
@@ -280,19 +281,19 @@ def test_hf_unexpected_tensor_and_bad_files(hf_dirs, tmp_path, capsys):
     src = fixtures.copy_tree(hf_dirs["safetensors"], str(tmp_path / "src"))
     _rewrite_safetensors(src, lambda t: t.update({"decoder.block.3.layer.0.layer_norm.weight": np.ones(16, np.float32)}))
     with pytest.raises(CheckpointError, match="unexpected tensor 'decoder.block.3.layer.0.layer_norm.weight'"):
-        convert.load_hf_checkpoint(src)
+        conversion.load_hf_checkpoint(src)
     with open(os.path.join(src, "model.safetensors"), "wb") as f:
         f.write(b"not safetensors")
     with pytest.raises(CheckpointError, match="model.safetensors: not a readable safetensors file"):
-        convert.load_hf_checkpoint(src)
+        conversion.load_hf_checkpoint(src)
     os.remove(os.path.join(src, "model.safetensors"))
     with pytest.raises(CheckpointError, match="no HF weights found"):
-        convert.load_hf_checkpoint(src)
+        conversion.load_hf_checkpoint(src)
     os.remove(os.path.join(src, "config.json"))
     with pytest.raises(CheckpointError, match=r"config.json: missing"):
-        convert.load_hf_checkpoint(src)
+        conversion.load_hf_checkpoint(src)
     with pytest.raises(CheckpointError, match=r"config.json: not a directory \(expected an HF model directory"):
-        convert.load_hf_checkpoint(os.path.join(hf_dirs["safetensors"], "config.json"))
+        conversion.load_hf_checkpoint(os.path.join(hf_dirs["safetensors"], "config.json"))
 
 
 def test_hf_sharded_with_missing_shard(hf_dirs, tmp_path):
@@ -300,7 +301,7 @@ def test_hf_sharded_with_missing_shard(hf_dirs, tmp_path):
     shard = os.path.join(src, sorted(n for n in os.listdir(src) if n.startswith("model-0"))[1])
     os.remove(shard)
     with pytest.raises(CheckpointError, match=f"{shard}: missing shard"):
-        convert.load_hf_checkpoint(src)
+        conversion.load_hf_checkpoint(src)
 
 
 def test_t5x_missing_and_mis_shaped_param(t5x_legacy, tmp_path, capsys):
@@ -360,7 +361,7 @@ def test_failure_while_writing_leaves_nothing(hf_dirs, tmp_path, monkeypatch):
         raise OSError("disk full")
     monkeypatch.setattr(checkpoints, "save_params", failing_save)
     with pytest.raises(OSError, match="disk full"):
-        convert.convert("hf", hf_dirs["safetensors"], str(tmp_path / "ckpt"))
+        conversion.convert("hf", hf_dirs["safetensors"], str(tmp_path / "ckpt"))
     assert os.listdir(tmp_path) == []
 
 
@@ -370,7 +371,7 @@ def test_failure_while_writing_leaves_nothing(hf_dirs, tmp_path, monkeypatch):
 
 def test_restore_validates_against_the_config(hf_dirs, tmp_path):
     dst = str(tmp_path / "ckpt")
-    convert.convert("hf", hf_dirs["safetensors"], dst)
+    conversion.convert("hf", hf_dirs["safetensors"], dst)
     config_path = os.path.join(dst, "model_config.json")
     with open(config_path) as f:
         d = json.load(f)
@@ -397,7 +398,7 @@ def test_full_train_state_checkpoint_restores_params_only_and_sharded(hf_dirs, t
     import optax
     from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
-    params, config = convert.load_hf_checkpoint(hf_dirs["safetensors"])
+    params, config = conversion.load_hf_checkpoint(hf_dirs["safetensors"])
     opt_state = optax.adamw(1e-3).init(params)
     directory = str(tmp_path / "train")
     checkpoints.write_config(directory, config)
@@ -435,7 +436,7 @@ def test_full_train_state_checkpoint_restores_params_only_and_sharded(hf_dirs, t
 
 
 def test_save_params_refuses_invalid_params_and_a_second_model(hf_dirs, tmp_path):
-    params, config = convert.load_hf_checkpoint(hf_dirs["safetensors"])
+    params, config = conversion.load_hf_checkpoint(hf_dirs["safetensors"])
     flat = param_tree.flatten_params(params)
     del flat["encoder/encoder_norm/scale"]
     with pytest.raises(CheckpointError, match=r"params to save: missing param 'encoder/encoder_norm/scale' "

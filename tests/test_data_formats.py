@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from recjax.data.errors import DataError
-from recjax.data.pipeline import SourceOptions, build, read_raw
+from recjax.data.preparation import SourceOptions, build, read_raw
 
 # ---------------------------------------------------------------- amazon2014
 

@@ -6,10 +6,10 @@ import os
 import numpy as np
 import pytest
 
-from recjax import prepare as prepare_cli
-from recjax import stats as stats_cli
+from recjax.cli import prepare as prepare_cli
+from recjax.cli import stats as stats_cli
 from recjax.data import PreparedDataset, load_prepared
-from recjax.data.pipeline import apply_policies
+from recjax.data.preparation import apply_policies
 from recjax.data.prepared import NotPreparedError
 from recjax.data.raw import to_prepared
 from recjax.data.synthetic import synthetic_raw
@@ -230,7 +230,7 @@ def test_tfds_builder_reads_raw_files_from_the_manual_dir(tmp_path):
 
 
 def load_p5_sequences(src):
-    from recjax.data.pipeline import read_raw
+    from recjax.data.preparation import read_raw
 
     return read_raw("p5", src).sequences
 

@@ -8,10 +8,10 @@ import time
 import numpy as np
 import pytest
 
-from recjax import prepare as prepare_cli
-from recjax import stats as stats_cli
+from recjax.cli import prepare as prepare_cli
+from recjax.cli import stats as stats_cli
 from recjax.data import load_prepared
-from recjax.data.pipeline import build
+from recjax.data.preparation import build
 
 # (users, items, interactions) reported by P5 (Geng et al. 2022) and S3-Rec (Zhou et al. 2020)
 PUBLISHED = {"beauty": (22_363, 12_101, 198_502), "sports": (35_598, 18_357, 296_337), "toys": (19_412, 11_924, 167_597)}
@@ -46,7 +46,7 @@ def test_sequential_indexing_reproduces_p5_ids(shared_data):
     first_lines = open(shared_data / "beauty" / "sequential_data.txt").read().split("\n")[:50]
     for u, line in enumerate(first_lines):
         assert [ds.item_ids[i] for i in ds.sequences[u]] == line.split()[1:]
-    from recjax.data.pipeline import read_raw
+    from recjax.data.preparation import read_raw
     from recjax.data.raw import sequential_order
 
     raw = read_raw("p5", str(shared_data / "beauty"))

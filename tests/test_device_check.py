@@ -12,7 +12,7 @@ REPO = pathlib.Path(__file__).resolve().parent.parent
 
 
 def test_cpu_smoke_runs_every_stage(shared_data, t5_vocab_path, tmp_path):
-    from recjax import prepare
+    from recjax.cli import prepare
 
     data = tmp_path / "beauty"
     assert prepare.main(["--format", "p5", "--src", str(shared_data / "beauty"), "--out", str(data), "--no-tfds"]) == 0

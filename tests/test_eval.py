@@ -218,7 +218,7 @@ def checkpoint(env):
 def test_eval_binary_writes_metrics_report_and_plot(env, results, checkpoint):
     import gin
 
-    from recjax import eval as eval_binary
+    from recjax.cli import eval as eval_binary
 
     out = env["root"] / "eval_out"
     argv = [f"--gin_file={_gin_file(env)}", "--gin_file=gin/runs/eval.gin", "--checkpoint", checkpoint,
@@ -244,7 +244,7 @@ def test_eval_binary_writes_metrics_report_and_plot(env, results, checkpoint):
 def test_eval_binary_errors_are_one_line(env, tmp_path, capsys):
     import gin
 
-    from recjax import eval as eval_binary
+    from recjax.cli import eval as eval_binary
 
     try:
         code = eval_binary.main([f"--gin_file={_gin_file(env)}", "--gin_file=gin/runs/eval.gin", "--checkpoint",
@@ -258,7 +258,8 @@ def test_eval_binary_errors_are_one_line(env, tmp_path, capsys):
 def test_infer_binary_answers_good_lines_and_reports_bad_ones(env, checkpoint, tmp_path):
     import gin
 
-    from recjax import infer
+    from recjax import recommend
+    from recjax.cli import infer
     from recjax.evaluation import catalog_of
 
     reg = env["registered"]
@@ -272,7 +273,7 @@ def test_infer_binary_answers_good_lines_and_reports_bad_ones(env, checkpoint, t
         json.dumps(["history"]),
         json.dumps({"user": "u5", "history": [ids[0]], "titles": ["one", "two"]}),
         json.dumps({"user": "u6"}),
-        json.dumps({"user": "u7", "history": [ids[4]] * (infer.MAX_HISTORY_ITEMS + 1)}),
+        json.dumps({"user": "u7", "history": [ids[4]] * (recommend.MAX_HISTORY_ITEMS + 1)}),
         json.dumps({"user": "u8", "history": [ids[6]]}),  # after the non-UTF-8 line below: answered
     ]
     src, dst = tmp_path / "users.jsonl", tmp_path / "out" / "recs.jsonl"
@@ -294,7 +295,7 @@ def test_infer_binary_answers_good_lines_and_reports_bad_ones(env, checkpoint, t
     assert "unknown item ID 'no-such-item'" in errors[4] and "evalsynth" in errors[4]
     # Error records keep the user when it could be read.
     assert [out[i].get("user") for i in range(1, 10)] == [None, "u2", "u3", "u4", None, "u5", "u6", "u7", None]
-    assert errors[9] == f'"history" holds {infer.MAX_HISTORY_ITEMS + 1:,} items; one line may hold at most 1,000'
+    assert errors[9] == f'"history" holds {recommend.MAX_HISTORY_ITEMS + 1:,} items; one line may hold at most 1,000'
     column = raw[9].index(b"\xff") + 1
     assert errors[10] == f"not UTF-8 text (byte 0xff at column {column})"
     assert len(out[10]["recommendations"]) == 5 and out[10]["user"] == "u8"
@@ -311,8 +312,8 @@ def test_infer_binary_answers_good_lines_and_reports_bad_ones(env, checkpoint, t
         assert all(r["title"] == catalog.item_titles[catalog.index(r["item_id"])] for r in recs)
         scores = [r["score"] for r in recs]
         assert scores == sorted(scores, reverse=True)
-        request = infer.Request(0, None, [catalog.index(h) for h in history], titles)
-        text = infer.render_inputs(request, env["registered"].builder, 0)
+        request = recommend.Request(0, None, [catalog.index(h) for h in history], titles)
+        text = recommend.render_inputs(request, env["registered"].builder, 0)
         if titles:
             assert "a custom title" in text
         enc = catalog.tokenizer.EncodeAsIds(text) + [1]
@@ -353,11 +354,12 @@ def test_validation_gin_wires_the_evaluator_into_training():
 
 def test_predictions_give_back_the_reported_metrics(results, tmp_path):
     """Every evaluated user's line of `recjax eval --predictions` recomputes the task's metrics."""
-    from recjax import compare, report
+    from recjax.evaluation import report
+    from recjax.predictions import read_predictions
 
     path = tmp_path / "predictions.jsonl"
     report.write_predictions(str(path), results)
-    read = compare.read_predictions(str(path))
+    read = read_predictions(str(path))
     for r in results:
         if r.kind not in ("retrieval", "ranking"):
             continue
@@ -430,7 +432,7 @@ def test_exact_search_equals_exhaustive_scoring_with_a_beam_smaller_than_the_cat
 def test_infer_input_equals_the_evaluation_input_token_for_token(env):
     """`recjax infer` renders a history with the training code: for every test user, the request
     built from the user's history gives the evaluation example's input ids exactly."""
-    from recjax import infer
+    from recjax import recommend
     from recjax.evaluation import catalog_of
 
     catalog = catalog_of("evalsynth", env["model"].config.vocab_size)
@@ -440,9 +442,9 @@ def test_infer_input_equals_the_evaluation_input_token_for_token(env):
     for ex in examples:
         history = ex["history_ids"].split()
         line = json.dumps({"user": int(ex["user"]), "history": history})
-        request = infer.parse_line(1, line, catalog)
+        request = recommend.parse_line(1, line, catalog)
         template = int(ex["template"].split("/")[1].split("@")[0])
-        ids = vocabulary.encode(infer.render_inputs(request, builder, template)) + [1]
+        ids = vocabulary.encode(recommend.render_inputs(request, builder, template)) + [1]
         assert ids == list(ex["inputs"]), ex["user"]
 
 
@@ -452,7 +454,8 @@ def test_eval_infer_and_score_restore_through_one_function_onto_the_same_shardin
     resolution, one orbax manager) onto the partitioner's shardings: the same for all three."""
     import gin
 
-    from recjax import eval as eval_binary, infer, restore, score
+    from recjax import restore
+    from recjax.cli import eval as eval_binary, infer, score
 
     calls = []
     original = restore.restore_model

@@ -7,7 +7,8 @@ import os
 import gin
 import pytest
 
-from recjax import gin_utils, plan
+from recjax import gin_utils, memory_plan
+from recjax.cli import plan
 from tasks.registry import mixture_suffixes
 
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -49,7 +50,7 @@ def fresh_gin():
 def test_experiment_parses_into_its_run(name, fresh_gin):
     dataset, size, mixture = name.split("_", 2)
     gin_utils.parse_gin([f"gin/experiments/{name}.gin"], [DUMMY_CHECKPOINT])
-    setup = plan.read_train_setup()  # every train_lib.train argument the step needs resolves
+    setup = memory_plan.read_train_setup()  # every train_lib.train argument the step needs resolves
     assert setup.model_config.emb_dim == SIZES[size]
     assert setup.model_config.dtype == "bfloat16"
     assert setup.sharding_strategy == ("fsdp" if size == "xl" else "data_parallel")
@@ -103,7 +104,7 @@ def test_plan_accepts_experiment(name, mesh_flag, mesh, capsys, fresh_gin):
 def _repro_run(name):
     gin.clear_config()
     gin_utils.parse_gin([f"gin/repro/{name}.gin"], [])
-    setup = plan.read_train_setup()
+    setup = memory_plan.read_train_setup()
     return setup, {key: gin_utils.bound_argument("train_lib.train", key)
                    for key in ("mixture_or_task_name", "model_dir", "train_steps")}, \
         {"num_negatives": gin.query_parameter("tasks.register_dataset.num_negatives"),

@@ -10,7 +10,8 @@ import pytest
 torch = pytest.importorskip("torch")
 transformers = pytest.importorskip("transformers")
 
-from recjax import checkpoints, convert, export, hf_mapping, param_tree  # noqa: E402
+from recjax import checkpoints, conversion, hf_mapping, param_tree  # noqa: E402
+from recjax.cli import export  # noqa: E402
 from recjax.config import T5Config  # noqa: E402
 
 import t5_test_models as fixtures  # noqa: E402
@@ -27,7 +28,7 @@ def t5x_tiny_checkpoint(shared_data, tmp_path_factory):
     if not src.exists():
         pytest.skip(f"T5X tiny checkpoint not found at {src}")
     dst = str(tmp_path_factory.mktemp("t5x") / "ckpt")
-    convert.convert("t5x", str(src), dst)
+    conversion.convert("t5x", str(src), dst)
     return dst
 
 
@@ -51,7 +52,7 @@ def test_hf_to_recjax_to_hf_keeps_every_tensor_exactly(layout, shard, hf_model, 
     if layout == "bin":
         fixtures.hub_style_config(src)  # the Hub's FLAN-T5 config.json form
     ckpt, out = str(tmp_path / "ckpt"), tmp_path / "hf_out"
-    convert.convert("hf", src, ckpt)
+    conversion.convert("hf", src, ckpt)
     argv = ["--checkpoint", ckpt, "--out", out, "--format", "hf"] + (["--max_shard_size", shard] if shard else [])
     rc, stdout, err = _run(argv, capsys)
     assert rc == 0, err
@@ -165,7 +166,7 @@ def test_bad_input_gives_one_line_and_no_output(t5x_tiny_checkpoint, hf_model, t
 def test_vocab_larger_than_model_is_refused(hf_model, t5_vocab_path, tmp_path, capsys):
     src = fixtures.save_hf(hf_model, str(tmp_path / "src"), "safetensors")
     ckpt = str(tmp_path / "ckpt")
-    convert.convert("hf", src, ckpt)
+    conversion.convert("hf", src, ckpt)
     rc, _, err = _run(["--checkpoint", ckpt, "--out", tmp_path / "out", "--vocab", t5_vocab_path], capsys)
     assert rc == 2
     _one_line(err, "32000 pieces + 100 sentinels = 32100 ids, more than the model's vocab_size 72")
@@ -189,7 +190,7 @@ def test_tied_logits_model_is_not_exported_to_hf(tmp_path, capsys):
 def test_export_needs_neither_torch_nor_transformers(t5x_tiny_checkpoint, tmp_path):
     out = tmp_path / "no_torch"
     code = ("import sys; sys.modules['torch'] = None; sys.modules['transformers'] = None\n"
-            "from recjax import export\n"
+            "from recjax.cli import export\n"
             f"sys.exit(export.main(['--checkpoint', {t5x_tiny_checkpoint!r}, '--out', {str(out)!r}]))\n")
     env = dict(os.environ, JAX_PLATFORMS="cpu")
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=300)
@@ -202,7 +203,7 @@ def test_export_and_score_take_a_train_model_dir(t5x_tiny_checkpoint, t5_vocab_p
     MODEL_DIR/checkpoints): same files, same scores as from the checkpoint directory itself."""
     import shutil
 
-    from recjax import score
+    from recjax.cli import score
 
     model_dir = tmp_path / "run"
     shutil.copytree(t5x_tiny_checkpoint, model_dir / "checkpoints")

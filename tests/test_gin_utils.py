@@ -57,7 +57,7 @@ def _header_example(path="gin/runs/finetune.gin") -> list[str]:
 def test_the_finetune_header_example_trains(shared_data, tmp_path):
     """The model + run + task combination finetune.gin's header shows works as written (here with
     the tiny model, 1 step, Beauty prepared into a temporary directory)."""
-    from recjax import prepare
+    from recjax.cli import prepare
 
     data = tmp_path / "beauty"
     assert prepare.main(["--format", "p5", "--src", str(shared_data / "beauty"), "--out", str(data), "--no-tfds"]) == 0

@@ -97,7 +97,7 @@ def test_bad_options_are_one_line(bad, message):
 
 
 def test_embedding_file_errors_name_the_file(synthetic, tmp_path, capsys):
-    from recjax import index
+    from recjax.cli import index
 
     missing = tmp_path / "nope.npy"
     rc = index.main(["--scheme", "semantic_rqkmeans", "--embeddings", "file", "--embeddings_file", str(missing),
@@ -115,7 +115,7 @@ def test_embedding_file_errors_name_the_file(synthetic, tmp_path, capsys):
 
 
 def test_index_command_writes_a_dataset_that_records_its_scheme(synthetic, tmp_path, capsys):
-    from recjax import index
+    from recjax.cli import index
 
     out = tmp_path / "sem"
     rc = index.main(["--scheme", "semantic_rqkmeans", "--levels", "2", "--codebook_size", "4",
@@ -258,12 +258,13 @@ def test_grown_vocabulary_keeps_old_logits_and_transformers_loads_the_export(tmp
     import jax
 
     import t5_test_models as fixtures
-    from recjax import checkpoints, convert, export, network
+    from recjax import checkpoints, conversion, network
+    from recjax.cli import export
 
     hf_model = fixtures.random_hf_model(seed=3)
     src = fixtures.save_hf(hf_model, str(tmp_path / "hf"), "safetensors")
     dst = str(tmp_path / "grown")
-    config, _ = convert.convert("hf", src, dst, vocab_size=256, seed=1)
+    config, _ = conversion.convert("hf", src, dst, vocab_size=256, seed=1)
     assert config.vocab_size == 256
     params, config = checkpoints.restore_params(dst)
     old = fixtures.HF_TINY["vocab_size"]
@@ -297,7 +298,7 @@ def test_exported_grown_tokenizer_tokenizes_like_recjax(semantic, t5_vocab_path,
     gives the ids seqio gives, code tokens and sentinels included."""
     transformers = pytest.importorskip("transformers")
     import tasks
-    from recjax import export
+    from recjax import exporting
     from recjax.config import T5Config
 
     dataset = semantic["registered"].builder.dataset
@@ -305,7 +306,7 @@ def test_exported_grown_tokenizer_tokenizes_like_recjax(semantic, t5_vocab_path,
     vocabulary = tasks.load_vocabulary(path, extra_ids=0)
     config = T5Config(vocab_size=-(-vocabulary.vocab_size // 128) * 128, emb_dim=8, num_heads=1, head_dim=8,
                       num_encoder_layers=1, num_decoder_layers=1, mlp_dim=8)
-    export.write_hf_tokenizer(path, str(tmp_path), config)
+    exporting.write_hf_tokenizer(path, str(tmp_path), config)
     tokenizer = transformers.AutoTokenizer.from_pretrained(str(tmp_path))
     text = (f"Purchase history of a user, oldest first: {dataset.item_ids[3]} (lip gloss); {dataset.item_ids[4]}. "
             "Which item <extra_id_0> next?")
@@ -319,7 +320,7 @@ def test_t5_encoder_embeddings_mean_pool_real_tokens_only(synthetic, shared_data
     first item's vector is its encoder states averaged by hand."""
     import jax
 
-    from recjax import convert, encoder_embeddings, network
+    from recjax import conversion, encoder_embeddings, network
     from recjax.items import embeddings
     import sentencepiece as spm
 
@@ -327,7 +328,7 @@ def test_t5_encoder_embeddings_mean_pool_real_tokens_only(synthetic, shared_data
     if not src.exists():
         pytest.skip(f"T5X tiny checkpoint not found at {src}")
     ckpt = str(tmp_path / "ckpt")
-    config, _ = convert.convert("t5x", str(src), ckpt)
+    config, _ = conversion.convert("t5x", str(src), ckpt)
     dataset = load_prepared(synthetic)
     short = embeddings.item_embeddings(dataset, "t5", checkpoint=ckpt, encode_items=encoder_embeddings.t5_encoder(
         ckpt, str(t5_vocab_path), batch_size=16, max_length=48))

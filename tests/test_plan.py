@@ -8,7 +8,8 @@ import gin
 import numpy as np
 import pytest
 
-from recjax import param_tree, plan
+from recjax import param_tree
+from recjax.cli import plan
 from recjax.config import T5Config
 
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))

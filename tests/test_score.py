@@ -7,7 +7,8 @@ import pytest
 torch = pytest.importorskip("torch")
 transformers = pytest.importorskip("transformers")
 
-from recjax import convert, score, scoring  # noqa: E402
+from recjax import conversion, scoring  # noqa: E402
+from recjax.cli import score  # noqa: E402
 
 import t5_test_models as fixtures  # noqa: E402
 
@@ -55,7 +56,7 @@ def checkpoint(hf_model, tmp_path_factory):
     root = tmp_path_factory.mktemp("score")
     hf_dir = fixtures.save_hf(hf_model, str(root / "hf"), "safetensors")
     dst = str(root / "ckpt")
-    convert.convert("hf", hf_dir, dst)
+    conversion.convert("hf", hf_dir, dst)
     return dst
 
 

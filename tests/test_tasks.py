@@ -249,7 +249,7 @@ def test_bad_input_gives_one_line_errors(synthetic, tmp_path):
 
 
 def test_inspect_cli_prints_examples_percentiles_and_truncation(synthetic, capsys):
-    from recjax import inspect
+    from recjax.cli import inspect
 
     vocab = synthetic.vocabulary.sentencepiece_model_file
     argv = ["--gin_file=gin/tasks/synthetic.gin", f"--gin.DATA_DIR='{synthetic.data_dir}'",

@@ -16,7 +16,7 @@ RATES = {"ranking": 2.0, "mlm": 0.5}
 
 @pytest.fixture(scope="module")
 def beauty(shared_data, t5_vocab_path, tmp_path_factory):
-    from recjax import prepare
+    from recjax.cli import prepare
 
     out = tmp_path_factory.mktemp("beauty") / "beauty"
     assert prepare.main(["--format", "p5", "--src", str(shared_data / "beauty"), "--out", str(out),

@@ -17,7 +17,8 @@ for name in BLOCKED:  # as if not installed: `import` raises ModuleNotFoundError
 
 import numpy as np
 import jax, jax.numpy as jnp
-from recjax import checkpoints, convert, export, network, partitioning, plan  # noqa: F401
+from recjax import checkpoints, conversion, exporting, memory_plan, network, partitioning  # noqa: F401
+from recjax.cli import convert, export, plan  # noqa: F401
 from recjax.config import T5Config
 from recjax.decoding import DecodeOptions, ItemDecoder
 from recjax.items.trie import ItemTrie

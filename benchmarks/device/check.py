@@ -132,7 +132,7 @@ def decode_stage(registered, size: str, users: int, hf_users: int, batch: int, t
     from recjax.evaluation import load_examples
     from recjax.hf_mapping import params_to_hf, t5config_to_hf
     from recjax.param_tree import flatten_params
-    from recjax.serving import decode_batches
+    from recjax.model_inputs import decode_batches
 
     cfg = (EXTRA_SIZES.get(size) or SIZES[size]).replace(vocab_size=padded_vocab_size(registered.vocab_size),
                                                         dropout_rate=0.0, dtype="bfloat16")

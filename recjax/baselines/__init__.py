@@ -3,5 +3,5 @@ SASRec (Kang & McAuley, ICDM 2018) and BERT4Rec (Sun et al., CIKM 2019), trained
 and evaluated with `recjax.metrics` by full ranking over all items (history items excluded).
 
 Models work on lists of int item-index arrays (internal indices 0..num_items-1), not on a loader:
-`recjax.baseline` (the binary) connects them to `recjax.data.load_prepared`.
+`recjax.baselines.run` (what `recjax baseline` runs) connects them to `recjax.data.load_prepared`.
 """

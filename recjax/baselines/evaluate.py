@@ -61,7 +61,7 @@ def prediction_rows(task: str, top: np.ndarray, targets: np.ndarray, item_ids: S
     ranks = metrics.target_ranks(top, targets)
     rows = []
     for user, (items, target, rank) in enumerate(zip(top.tolist(), np.asarray(targets).tolist(), ranks.tolist())):
-        row = {"task": task, "user": user, "target": item_ids[target], "target_rank": rank,
+        row = {"task": task, "kind": "retrieval", "user": user, "target": item_ids[target], "target_rank": rank,
                "ranked": [item_ids[i] for i in items if i >= 0]}  # -1: no item left
         if original_ids is not None:
             row["target_original_id"] = original_ids[target]

@@ -40,7 +40,7 @@ class RecjaxDatasetConfig(tfds.core.BuilderConfig):
     source_format: str = "p5"
     indexing: str = "random"
     seed: int = 0
-    options: dict = dataclasses.field(default_factory=dict)  # recjax.data.pipeline.SourceOptions fields
+    options: dict = dataclasses.field(default_factory=dict)  # recjax.data.preparation.SourceOptions fields
     download_urls: dict = dataclasses.field(default_factory=dict)  # file name -> official URL
 
 
@@ -126,7 +126,7 @@ class RecjaxDataset(tfds.core.GeneratorBasedBuilder):
     def _split_generators(self, dl_manager):
         config = self.builder_config
         if self._prepared is None:
-            from recjax.data.pipeline import SourceOptions, build
+            from recjax.data.preparation import SourceOptions, build
 
             options = dict(config.options)
             self._prepared, _ = build(config.source_format, self._source(dl_manager), name=config.name,

@@ -11,7 +11,7 @@ import os
 import time
 
 from recjax.data.atomic import atomic_directory
-from recjax.data.pipeline import apply_policies
+from recjax.data.preparation import apply_policies
 from recjax.data.prepared import PreparedDataset, write_prepared_files
 from recjax.data.raw import RawDataset, to_prepared
 from recjax.data.synthetic import synthetic_raw

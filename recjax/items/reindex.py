@@ -7,10 +7,13 @@ import os
 
 import numpy as np
 
+from recjax.config import padded_vocab_size
 from recjax.data import atomic
+from recjax.items import schemes, vocabulary
 from recjax.items.schemes import IndexOptions, ItemIndex, build_index
 from recjax.data.prepared import METADATA_FILE, PreparedDataset, load_prepared, write_prepared_files
 
+FLAN_T5_PIECES = 32_000  # FLAN-T5's SentencePiece model
 CODES_FILE = "item_codes.npy"  # int32 [num_items, L + 1] of a structured scheme
 
 
@@ -43,3 +46,25 @@ def reindex(src: str, out: str, options: IndexOptions, *, overwrite: bool = Fals
         if index.codes is not None:
             np.save(os.path.join(tmp, CODES_FILE), index.codes.astype(np.int32))
     return indexed, index
+
+
+def describe(index) -> list[str]:
+    """What `recjax index` prints: codebook usage, collisions, the prefix tree, the VOCAB_SIZE to set."""
+    info = index.info
+    lines = [f"scheme {index.scheme}: {len(index.item_ids)} items, e.g. {index.item_ids[0]}"]
+    if index.codes is None:
+        return lines
+    stats, coll = info["stats"], info["collisions"]
+    for level, s in enumerate(stats["levels"]):
+        lines.append(f"  level {schemes.LEVEL_LETTERS[level]}: {s['used']} of {s['of'] if level < info['levels'] else info['collision_code_size']} "
+                     f"codes used, perplexity {s['perplexity']:.1f}")
+    lines.append(f"  collisions before the extra code: {coll['colliding_items']} items ({coll['collision_rate']:.1%}) "
+                 f"in groups of up to {coll['max_group']}; {coll['unique_prefixes']} distinct L-code prefixes")
+    lines.append("  prefix tree: " + ", ".join(f"depth {t['depth']} {t['nodes']} nodes (fan-out {t['mean_fanout']:.1f})"
+                                             for t in stats["tree"]))
+    pieces = len(index.code_pieces)
+    needed = padded_vocab_size(vocabulary.vocabulary_ids(FLAN_T5_PIECES, pieces))
+    lines.append(f"  {pieces} vocabulary pieces appended after the tokenizer's; FLAN-T5 ({FLAN_T5_PIECES:,} pieces + "
+                 f"{vocabulary.DEFAULT_EXTRA_IDS} sentinels) needs VOCAB_SIZE = {needed}, which Gin derives with "
+                 f"VOCAB_SIZE = @items.vocab_size() (items.vocab_size.data_dir, .vocab_path)")
+    return lines

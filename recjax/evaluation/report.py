@@ -19,6 +19,7 @@ from typing import Any
 
 import numpy as np
 
+from recjax import predictions
 from recjax.data.atomic import atomic_write
 
 METRICS_FILE = "metrics.json"
@@ -112,12 +113,7 @@ def write_report(out_dir: str, results: Sequence[Any], info: Mapping[str, Any]) 
 
 
 def write_predictions(path: str, results: Sequence[Any]) -> int:
-    """One JSONL line per evaluated example of the retrieval and ranking tasks of `results`
-    ({"task", "user", "target", "target_rank", "ranked"}), written atomically; returns the count."""
-    lines = []
-    for r in results:
-        for row in r.extra.get("predictions", ()):
-            lines.append(json.dumps({"task": r.task, **row}, ensure_ascii=False))
-    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-    atomic_write(path, ("\n".join(lines) + "\n").encode("utf-8") if lines else b"")
-    return len(lines)
+    """The prediction rows (`recjax.predictions`) of every evaluated example of the retrieval and
+    ranking tasks of `results`, written atomically; returns the count."""
+    return predictions.write_predictions(path, ({"task": r.task, "kind": r.kind, **row} for r in results
+                                                for row in r.extra.get("predictions", ())))

@@ -1,7 +1,9 @@
-"""`recjax <command> ...`: dispatches to the thin binary `recjax/<command>.py`, T5X style.
+"""The binaries: `recjax <command> ...` dispatches to `recjax/cli/<command>.py`, T5X style.
 
-Each binary module exposes `main(argv: list[str]) -> int | None` and is also runnable as
-`python -m recjax.<command>`. Modules are imported lazily so `recjax --help` stays fast.
+Each command module is a thin parser over library functions and exposes
+`main(argv: list[str]) -> int | None`; no command imports another. `python -m recjax.<command>`
+runs the same command (recjax/<command>.py calls `main([command, ...])`). Modules are imported
+lazily so `recjax --help` stays fast.
 """
 from __future__ import annotations
 
@@ -11,7 +13,7 @@ import sys
 
 from recjax import exit_codes, tf_import
 
-# command -> one-line description; the module is recjax.<command>.
+# command -> one-line description; the module is recjax.cli.<command>.
 COMMANDS = {
     "prepare": "raw interaction files -> a prepared dataset",
     "stats": "print statistics of a prepared dataset",
@@ -52,14 +54,11 @@ def main(argv: list[str] | None = None) -> int:
         print(f"recjax: unknown command {command!r}\n\n{_usage()}", file=sys.stderr)
         return 2
     try:
-        module = importlib.import_module(f"recjax.{command}")
+        module = importlib.import_module(f"recjax.cli.{command}")
     except ModuleNotFoundError as e:
-        if e.name == f"recjax.{command}":
+        if e.name == f"recjax.cli.{command}":
             print(f"recjax: command {command!r} is not implemented yet", file=sys.stderr)
             return 2
         raise
     return exit_codes.run(command, module.main, rest)
 
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -19,7 +19,7 @@ BATCHES = 150
 
 @pytest.fixture(scope="module")
 def beauty(shared_data, t5_vocab_path, tmp_path_factory):
-    from recjax import prepare
+    from recjax.cli import prepare
 
     out = tmp_path_factory.mktemp("beauty_np") / "beauty"
     assert prepare.main(["--format", "p5", "--src", str(shared_data / "beauty"), "--out", str(out), "--no-tfds"]) == 0
@@ -64,10 +64,10 @@ def test_numpy_loader_resumes_and_splits_rows_like_seqio(beauty):
 
 
 def test_numpy_mixture_follows_the_rates_and_is_deterministic(beauty):
-    from recjax import numpy_pipeline
+    from recjax import numpy_loader
 
     lengths = {"inputs": 512, "targets": 8}
-    draw = lambda: list(zip(range(2000), numpy_pipeline.mixture_examples("beautynp_rec", "train", lengths, seed=5,
+    draw = lambda: list(zip(range(2000), numpy_loader.mixture_examples("beautynp_rec", "train", lengths, seed=5,
                                                                             shuffle=True, num_epochs=None)))
     first, again = draw(), draw()
     assert all(np.array_equal(a[1]["inputs"], b[1]["inputs"]) for a, b in zip(first, again))
@@ -131,7 +131,7 @@ def test_training_runs_with_tensorflow_and_seqio_blocked(beauty, t5_vocab_path, 
 
 @pytest.mark.parametrize("task", ["beautynp_retrieval", "beautynp_ranking", "beautynp_mlm"])
 def test_evaluation_examples_equal_seqios(beauty, task):
-    """What the evaluator reads (recjax.numpy_pipeline.task_rows, no TensorFlow) is the SeqIO
+    """What the evaluator reads (recjax.numpy_loader.task_rows, no TensorFlow) is the SeqIO
     task's test split, example for example and feature for feature."""
     import seqio
 

@@ -49,7 +49,7 @@ from recjax.decoding.candidate_scoring import score_candidates
 from recjax.decoding.item_decoder import search_items
 from recjax.model import EncoderDecoderModel
 from recjax.partitioning import Partitioner
-from recjax.serving import decode_batches, num_batches
+from recjax.model_inputs import decode_batches, num_batches
 
 SEARCHES = ("beam", "exact")
 RATING_VALUES = (1, 2, 3, 4, 5)
@@ -162,7 +162,7 @@ def _task_members(task_or_mixture) -> list[EvalTask]:
 
 
 # ------------------------------------------------------------------------------------------------
-# Examples (batches and placement: recjax.serving).
+# Examples (batches and placement: recjax.model_inputs).
 # ------------------------------------------------------------------------------------------------
 
 def sample_indices(n: int, max_examples: Optional[int], seed: int = 0) -> np.ndarray:
@@ -175,13 +175,13 @@ def sample_indices(n: int, max_examples: Optional[int], seed: int = 0) -> np.nda
 
 def load_examples(task, split: str, max_examples: Optional[int] = None, sample_seed: int = 0) -> list[dict]:
     """The task's examples of `split` in order (no shuffle), tokenized, untrimmed, with their
-    features (`recjax.numpy_pipeline.task_rows`: what the SeqIO task gives, without TensorFlow);
+    features (`recjax.numpy_loader.task_rows`: what the SeqIO task gives, without TensorFlow);
     with `max_examples`, a seeded random sample of them (`sample_indices`), in order. `task`: a
     name, an EvalTask or a seqio Task."""
-    from recjax import numpy_pipeline
+    from recjax import numpy_loader
 
     name = task if isinstance(task, str) else task.name
-    out = list(numpy_pipeline.task_rows(name, split))
+    out = list(numpy_loader.task_rows(name, split))
     if not out:
         raise ValueError(f"task {name!r} has no {split!r} examples")
     return [out[i] for i in sample_indices(len(out), max_examples, sample_seed)]

@@ -20,7 +20,7 @@ Where SeqIO draws with TensorFlow's random ops, the same draws cannot be replaye
 shuffle buffer (`register_dataset(shuffle_buffer_size=N)`) or a mixture of several tasks, the
 examples and their distribution are the same but their order differs. With
 `shuffle_buffer_size=None` (the source's own seeded shuffle only), a task gives SeqIO's batches
-array for array, packed or not (tests/test_numpy_pipeline.py checks it on Beauty).
+array for array, packed or not (tests/test_numpy_loader.py checks it on Beauty).
 """
 from __future__ import annotations
 
@@ -30,7 +30,7 @@ from typing import Optional
 
 import numpy as np
 
-from recjax import serving
+from recjax import model_inputs
 from recjax.config import EOS_ID
 from tasks.examples import META_STRING_FEATURES
 
@@ -57,8 +57,8 @@ def _task_stream(builder, kind, split, lengths, seed, shuffle, num_epochs, shard
         for chunk in builder.token_chunks(kind.name, split, epoch, seed, shuffle, shard_index, num_shards):
             ids = _split_tokens(chunk)
             for inputs, targets in zip(ids["inputs"], ids["targets"]):
-                yield {"inputs": serving.trim(np.append(inputs, EOS_ID), lengths["inputs"]),
-                       "targets": serving.trim(np.append(targets, EOS_ID), lengths["targets"])}
+                yield {"inputs": model_inputs.trim(np.append(inputs, EOS_ID), lengths["inputs"]),
+                       "targets": model_inputs.trim(np.append(targets, EOS_ID), lengths["targets"])}
 
 
 def _split_tokens(chunk: dict) -> dict[str, list[np.ndarray]]:
