@@ -38,7 +38,6 @@ class DatasetConfig:
     shuffle: bool = True
     seed: Optional[int] = 0
     pack: bool = False
-    use_cached: bool = False  # accepted for T5X compatibility; recjax tasks are built on the fly
     num_epochs: Optional[int] = None  # None: repeat forever (training)
     loader: str = "seqio"  # or "numpy": no TensorFlow or SeqIO (recjax.numpy_loader)
 
@@ -62,24 +61,14 @@ def _seqio():
     return seqio
 
 
-def _unknown(name: str, known: list[str]) -> ValueError:
-    import tasks
-
-    known = sorted(set(known) | set(tasks.registered_names()))
-    shown = ", ".join(known[:30]) + (" ..." if len(known) > 30 else "")
-    if not known:
-        return ValueError(f"unknown task or mixture {name!r}: no task is registered; include the "
-                          f"dataset's gin/tasks/*.gin file (e.g. --gin_file=gin/tasks/beauty.gin), which "
-                          f"registers its tasks")
-    return ValueError(f"unknown task or mixture {name!r}; registered: {shown}")
-
-
 def get_mixture_or_task(name: str):
     seqio = _seqio()
     try:
         return seqio.get_mixture_or_task(name)
     except ValueError:
-        raise _unknown(name, list(seqio.TaskRegistry.names()) + list(seqio.MixtureRegistry.names())) from None
+        import tasks
+
+        raise tasks.unknown_task_error(name, list(seqio.TaskRegistry.names()) + list(seqio.MixtureRegistry.names())) from None
 
 
 def check_vocabulary_fits(name: str, model_vocab_size: int) -> None:
@@ -103,7 +92,7 @@ def _members(name: str) -> list[tuple[str, float]]:
     except ValueError:
         if tasks.seqio_available():
             get_mixture_or_task(name)  # a name SeqIO knows from elsewhere, or SeqIO's message with its names
-        raise _unknown(name, []) from None
+        raise tasks.unknown_task_error(name) from None
 
 
 def _process_split(cfg: DatasetConfig, process_index: Optional[int], process_count: Optional[int]) -> tuple[int, int]:

@@ -247,8 +247,3 @@ def sequence_log_likelihood(logits: Array, targets: Array) -> Array:
     log_probs = jax.nn.log_softmax(logits.astype(jnp.float32), axis=-1)
     token_ll = jnp.take_along_axis(log_probs, targets[..., None].astype(jnp.int32), axis=-1)[..., 0]
     return jnp.sum(token_ll * (targets > 0), axis=-1)
-
-
-def shift_right(targets: Array, bos_id: int = 0) -> Array:
-    """Decoder inputs from targets: prepend the start id (T5 uses the pad id 0), drop the last."""
-    return jnp.concatenate([jnp.full(targets.shape[:-1] + (1,), bos_id, targets.dtype), targets[..., :-1]], axis=-1)

@@ -64,3 +64,15 @@ def decode_batches(examples: Sequence[dict], batch_size: int,
 
 def num_batches(n: int, batch_size: int) -> int:
     return -(-n // batch_size)
+
+
+def shift_right(targets: np.ndarray, segment_ids: Optional[np.ndarray] = None) -> np.ndarray:
+    """Decoder inputs [b, l] of targets [b, l]: shifted right with T5's start id 0, and 0 at each
+    packed segment's start (seqio.utils.make_autoregressive_inputs)."""
+    shifted = np.zeros_like(targets)
+    shifted[:, 1:] = targets[:, :-1]
+    if segment_ids is not None:
+        previous = np.zeros_like(segment_ids)
+        previous[:, 1:] = segment_ids[:, :-1]
+        shifted *= (segment_ids == previous)
+    return shifted

@@ -134,18 +134,7 @@ def pad(examples: Sequence[dict], lengths: Mapping[str, int]) -> dict[str, np.nd
         inputs, targets = ex["inputs"][:lengths["inputs"]], ex["targets"][:lengths["targets"]]
         enc[row, :len(inputs)], dec[row, :len(targets)] = inputs, targets
     return {"encoder_input_tokens": enc, "decoder_target_tokens": dec,
-            "decoder_input_tokens": _shift_right(dec), "decoder_loss_weights": (dec != 0).astype(np.int32)}
-
-
-def _shift_right(targets: np.ndarray, segment_ids: Optional[np.ndarray] = None) -> np.ndarray:
-    """seqio.utils.make_autoregressive_inputs (bos 0): shifted right, 0 at each segment's start."""
-    shifted = np.zeros_like(targets)
-    shifted[:, 1:] = targets[:, :-1]
-    if segment_ids is not None:
-        previous = np.zeros_like(segment_ids)
-        previous[:, 1:] = segment_ids[:, :-1]
-        shifted *= (segment_ids == previous)
-    return shifted
+            "decoder_input_tokens": model_inputs.shift_right(dec), "decoder_loss_weights": (dec != 0).astype(np.int32)}
 
 
 def pack(examples: Iterator[dict], lengths: Mapping[str, int]) -> Iterator[dict[str, np.ndarray]]:
@@ -187,7 +176,7 @@ def _packed_features(row: dict[str, list], lengths: Mapping[str, int]) -> dict[s
         out[f"{prefix}_segment_ids"], out[f"{prefix}_positions"] = segments.astype(np.int32), positions
         out["encoder_input_tokens" if key == "inputs" else "decoder_target_tokens"] = tokens
     dec, seg = out["decoder_target_tokens"][None], out["decoder_segment_ids"][None]
-    out["decoder_input_tokens"] = _shift_right(dec, seg)[0]
+    out["decoder_input_tokens"] = model_inputs.shift_right(dec, seg)[0]
     out["decoder_loss_weights"] = (out["decoder_target_tokens"] != 0).astype(np.int32)
     return out
 

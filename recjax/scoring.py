@@ -87,7 +87,7 @@ def make_batches(examples: Sequence[Example], batch_size: int, *, max_inputs_len
             for row, ex in enumerate(chunk):
                 encoder[row, :len(ex.input_ids)] = ex.input_ids
                 targets[row, :len(ex.target_ids)] = ex.target_ids
-            decoder_inputs = np.concatenate([np.zeros((batch_size, 1), np.int32), targets[:, :-1]], axis=1)
+            decoder_inputs = model_inputs.shift_right(targets)
             yield chunk, {"encoder_input_tokens": encoder, "decoder_input_tokens": decoder_inputs,
                           "decoder_target_tokens": targets}
 

@@ -17,7 +17,7 @@ import os
 import re
 import sys
 import time
-from typing import Any, Callable, Mapping, Optional, Sequence
+from typing import Any, Callable, Mapping, Optional, Sequence, Union
 
 import gin
 import jax
@@ -265,7 +265,6 @@ def train(model_dir: str = gin.REQUIRED,
           sharding_strategy: str = "data_parallel",
           num_microbatches: int = 1,
           initial_checkpoint_path: Optional[str] = None,
-          use_cached_tasks: bool = False,
           pack: bool = False,
           seed: int = 0,
           loader: str = "seqio",
@@ -279,19 +278,18 @@ def train(model_dir: str = gin.REQUIRED,
           evaluator: Optional[Callable[..., Mapping[str, float]]] = None,
           progress: bool = True,
           extra_callbacks: Sequence[Callable[[int, TrainState, dict], None]] = (),
-          setup_only: bool = False) -> TrainState:
-    """Trains `model_config` on a SeqIO task or mixture; returns the final state.
+          setup_only: bool = False) -> Union[TrainState, TrainSetup]:
+    """Trains `model_config` on a SeqIO task or mixture; returns the final TrainState (with
+    `setup_only`, the run's `TrainSetup` instead, untrained: what `recjax plan` compiles).
 
     `task_setup` is whatever registers the tasks (a Gin reference such as
     `@tasks.register_dataset()`, evaluated when `train` is called). `evaluator`, when given, is
     called as `evaluator(params=..., step=...)` every `eval_period` steps and at the end and its
     metrics are logged under the evaluator's `split` (`validation` when it has none).
-    `use_cached_tasks` exists for T5X compatibility: recjax's tasks are built on the fly and
-    cannot be cached. `loader`: "seqio" (default) or "numpy", the TensorFlow-free input path
+    `loader`: "seqio" (default) or "numpy", the TensorFlow-free input path
     (recjax.numpy_loader: the same tasks and batches without TensorFlow or SeqIO installed).
-    `setup_only`: return the `TrainSetup` and do nothing else (`recjax plan`).
     """
-    del task_setup, use_cached_tasks  # task_setup acted when Gin evaluated it
+    del task_setup  # it acted when Gin evaluated it
     if not setup_only:
         _check_counts(train_steps=train_steps, batch_size=batch_size, num_microbatches=num_microbatches,
                       checkpoint_period=checkpoint_period, log_period=log_period, eval_batches=eval_batches)
@@ -319,107 +317,181 @@ def train(model_dir: str = gin.REQUIRED,
     checkpoints.check_config(ckpt_dir, model_config)
     item_ids = _item_ids_record(mixture_or_task_name)
     checkpoints.check_item_ids(ckpt_dir, item_ids, write=False)
-
-    def open_manager() -> ocp.CheckpointManager:
-        return ocp.CheckpointManager(
-            os.path.abspath(ckpt_dir),
-            item_handlers={checkpoints.PARAMS_ITEM: ocp.PyTreeCheckpointHandler(),
-                           checkpoints.OPT_STATE_ITEM: ocp.PyTreeCheckpointHandler(),
-                           checkpoints.DATA_STATE_ITEM: ocp.JsonCheckpointHandler()},
-            options=ocp.CheckpointManagerOptions(max_to_keep=keep_checkpoints,
-                                                 enable_async_checkpointing=async_checkpointing))
-
-    manager = open_manager() if os.path.isdir(ckpt_dir) else None
+    run = _RunDirectory(model_dir, ckpt_dir, keep_checkpoints, async_checkpointing)
     writer = MetricsWriter(model_dir)
     batches = None
     try:
-        restored = _restore_newest_intact(manager, ckpt_dir, trainer) if manager is not None else None
-        if restored is not None:
-            start, state, data_state = restored
-            batches_consumed = int(data_state["batches_consumed"])
-        else:
-            params = None
-            if initial_checkpoint_path:
-                params, init_config = checkpoints.restore_initial_params(
-                    initial_checkpoint_path, model_config, trainer.param_shardings, seed=seed)
-                if init_config.replace(dropout_rate=0.0, dtype="float32") != model_config.replace(
-                        dropout_rate=0.0, dtype="float32"):
-                    raise ValueError(f"{initial_checkpoint_path}: its model config {init_config} differs from the "
-                                     f"run's {model_config} (beyond dropout/dtype)")
-            state = trainer.init_state(params)
-            batches_consumed, start = 0, 0
+        start, state, batches_consumed = _restore_or_initialise(run, trainer, model_config, initial_checkpoint_path,
+                                                                seed)
         if start >= train_steps:
             _say_finished(model_dir, start, train_steps, writer)
             return state
         writer.drop_after(start)
         batches = BatchIterator(train_cfg, batches_consumed=batches_consumed)
-        bar = progress_bars.bar(total=train_steps, initial=start, desc="train", unit="step",
-                                disable=not progress or jax.process_index() != 0)
-        window_start, window_tokens, window_steps = time.time(), 0, 0
-        last_saved = start if start > 0 else None
-        saving = None  # the step whose asynchronous save may still fail
-        for step in range(start + 1, train_steps + 1):
-            _check_saved(manager, saving, ckpt_dir)
-            batch = next(batches)
-            state, metrics = trainer.train_step(state, trainer.shard_batch(batch))
-            loss, param_norm = float(metrics["loss"]), float(metrics["param_norm"])
-            if not (math.isfinite(loss) and math.isfinite(param_norm)):
-                # Checked before any save, so no checkpoint ever holds non-finite params.
-                what = f"loss is {loss}" if not math.isfinite(loss) else f"loss is {loss} but the updated params are {param_norm}"
-                kept = (f"The last good checkpoint is step {last_saved} in {ckpt_dir}" if last_saved is not None
-                        else "No checkpoint was saved yet")
-                raise NonFiniteLossError(
-                    f"step {step}: {what}; stopped. {kept} (lower the learning rate, or check the data around "
-                    f"batch {batches.batches_consumed}).")
-            if step == start + 1:  # the first step ran: now the run's directory is written
-                if jax.process_index() == 0:
-                    checkpoints.write_config(ckpt_dir, model_config)
-                    checkpoints.check_item_ids(ckpt_dir, item_ids, write=True)
-                    atomic_write(os.path.join(model_dir, "config.gin"), gin.operative_config_str())
-                manager = manager if manager is not None else open_manager()
-            window_tokens += int(metrics["target_tokens"])
-            window_steps += 1
-            bar.update(1)
-            if step % log_period == 0 or step == train_steps:
-                elapsed = max(time.time() - window_start, 1e-9)
-                scalars = {k: float(v) for k, v in jax.device_get(metrics).items()}
-                scalars.update(steps_per_sec=window_steps / elapsed, target_tokens_per_sec=window_tokens / elapsed)
-                writer.write(step, "train", scalars)
-                bar.set_postfix(loss=f"{loss:.4f}", steps_s=f"{scalars['steps_per_sec']:.2f}",
-                                tok_s=f"{scalars['target_tokens_per_sec']:.0f}")
-                window_start, window_tokens, window_steps = time.time(), 0, 0
-            if step % checkpoint_period == 0 or step == train_steps:
-                try:
-                    manager.save(step, args=checkpoints.composite_save_args(
-                        state.params, state.opt_state, dict(batches.state(), step=step)))
-                except Exception as e:  # OSError, or TensorStore's ValueError (RESOURCE_EXHAUSTED: ...)
-                    raise _save_failed(step, ckpt_dir, e) from None
-                last_saved = saving = step
-            if eval_period and (step % eval_period == 0 or step == train_steps):
-                eval_cfg = DatasetConfig(mixture_or_task_name, dict(task_feature_lengths), eval_split, batch_size,
-                                         shuffle=False, seed=seed, num_epochs=1, loader=loader)
-                writer.write(step, "validation", _evaluate_loss(trainer, state.params, eval_cfg, eval_batches))
-                if evaluator is not None:
-                    results = evaluator(params=state.params, step=step)
-                    writer.write(step, getattr(evaluator, "split", "validation"), results)
-                    if jax.process_index() == 0:
-                        tqdm.write(f"evaluation at step {step}: " +
-                                   ", ".join(f"{k} {v:.4f}" for k, v in sorted(results.items())))
-            for callback in extra_callbacks:
-                callback(step, state, metrics)
-        bar.close()
-        try:
-            manager.wait_until_finished()
-        except Exception as e:
-            raise _save_failed(saving, ckpt_dir, e) from None
-        _check_saved(manager, saving, ckpt_dir)
+
+        def eval_config() -> DatasetConfig:
+            return DatasetConfig(mixture_or_task_name, dict(task_feature_lengths), eval_split, batch_size,
+                                 shuffle=False, seed=seed, num_epochs=1, loader=loader)
+
+        actions = _PeriodicActions(run, writer, trainer, batches, train_steps, checkpoint_period, log_period,
+                                   eval_period, eval_config, eval_batches, evaluator,
+                                   last_saved=start if start > 0 else None)
+        state = _step_loop(trainer, state, batches, start, train_steps, actions, run, model_config, item_ids,
+                           extra_callbacks, progress)
+        run.finish(actions.saving)
         return state
     finally:
         if batches is not None:
             batches.close()
-        if manager is not None:
-            manager.close()
+        run.close()
         writer.close()
+
+
+class _RunDirectory:
+    """MODEL_DIR's checkpoints: one orbax manager, opened when the directory exists (a resumed
+    run) or once the first step has run; failed asynchronous saves reported with their step."""
+
+    def __init__(self, model_dir: str, ckpt_dir: str, keep_checkpoints: Optional[int], async_checkpointing: bool):
+        self.model_dir, self.ckpt_dir = model_dir, ckpt_dir
+        self._keep, self._async = keep_checkpoints, async_checkpointing
+        self.manager = self._open() if os.path.isdir(ckpt_dir) else None
+
+    def _open(self) -> ocp.CheckpointManager:
+        return ocp.CheckpointManager(
+            os.path.abspath(self.ckpt_dir),
+            item_handlers={checkpoints.PARAMS_ITEM: ocp.PyTreeCheckpointHandler(),
+                           checkpoints.OPT_STATE_ITEM: ocp.PyTreeCheckpointHandler(),
+                           checkpoints.DATA_STATE_ITEM: ocp.JsonCheckpointHandler()},
+            options=ocp.CheckpointManagerOptions(max_to_keep=self._keep, enable_async_checkpointing=self._async))
+
+    def first_step_ran(self, model_config: T5Config, item_ids) -> None:
+        """The run's directory is written once its first step has run: config, item IDs, config.gin."""
+        if jax.process_index() == 0:
+            checkpoints.write_config(self.ckpt_dir, model_config)
+            checkpoints.check_item_ids(self.ckpt_dir, item_ids, write=True)
+            atomic_write(os.path.join(self.model_dir, "config.gin"), gin.operative_config_str())
+        if self.manager is None:
+            self.manager = self._open()
+
+    def check_saved(self, step: Optional[int]) -> None:
+        _check_saved(self.manager, step, self.ckpt_dir)
+
+    def save(self, step: int, state: TrainState, data_state: dict) -> None:
+        try:
+            self.manager.save(step, args=checkpoints.composite_save_args(state.params, state.opt_state, data_state))
+        except Exception as e:  # OSError, or TensorStore's ValueError (RESOURCE_EXHAUSTED: ...)
+            raise _save_failed(step, self.ckpt_dir, e) from None
+
+    def finish(self, saving: Optional[int]) -> None:
+        """Waits for the last asynchronous save; a failure is reported with its step."""
+        try:
+            self.manager.wait_until_finished()
+        except Exception as e:
+            raise _save_failed(saving, self.ckpt_dir, e) from None
+        self.check_saved(saving)
+
+    def close(self) -> None:
+        if self.manager is not None:
+            self.manager.close()
+
+
+def _restore_or_initialise(run: _RunDirectory, trainer: Trainer, model_config: T5Config,
+                           initial_checkpoint_path: Optional[str], seed: int) -> tuple[int, TrainState, int]:
+    """(step, state, batches consumed): the newest intact checkpoint of the run, else a fresh
+    state (random, or INITIAL_CHECKPOINT_PATH's params)."""
+    restored = _restore_newest_intact(run.manager, run.ckpt_dir, trainer) if run.manager is not None else None
+    if restored is not None:
+        start, state, data_state = restored
+        return start, state, int(data_state["batches_consumed"])
+    params = None
+    if initial_checkpoint_path:
+        params, init_config = checkpoints.restore_initial_params(
+            initial_checkpoint_path, model_config, trainer.param_shardings, seed=seed)
+        if init_config.replace(dropout_rate=0.0, dtype="float32") != model_config.replace(
+                dropout_rate=0.0, dtype="float32"):
+            raise ValueError(f"{initial_checkpoint_path}: its model config {init_config} differs from the "
+                             f"run's {model_config} (beyond dropout/dtype)")
+    return 0, trainer.init_state(params), 0
+
+
+class _PeriodicActions:
+    """What happens every so many steps: metrics (log_period), checkpoints (checkpoint_period),
+    validation loss and the evaluator (eval_period); and at the last step, all of them."""
+
+    def __init__(self, run: _RunDirectory, writer: MetricsWriter, trainer: Trainer, batches, train_steps: int,
+                 checkpoint_period: int, log_period: int, eval_period: Optional[int], eval_config: Callable,
+                 eval_batches: int, evaluator, last_saved: Optional[int]):
+        self.run, self.writer, self.trainer, self.batches = run, writer, trainer, batches
+        self.train_steps, self.checkpoint_period, self.log_period = train_steps, checkpoint_period, log_period
+        self.eval_period, self.eval_config, self.eval_batches, self.evaluator = (eval_period, eval_config,
+                                                                               eval_batches, evaluator)
+        self.last_saved = last_saved
+        self.saving = None  # the step whose asynchronous save may still fail
+        self._window = (time.time(), 0, 0)  # start, target tokens, steps since the last log
+
+    def _due(self, step: int, period: Optional[int]) -> bool:
+        return bool(period) and (step % period == 0 or step == self.train_steps)
+
+    def after_step(self, step: int, state: TrainState, metrics: dict, bar) -> None:
+        start, tokens, steps = self._window
+        self._window = (start, tokens + int(metrics["target_tokens"]), steps + 1)
+        if self._due(step, self.log_period):
+            self._log(step, metrics, bar)
+        if self._due(step, self.checkpoint_period):
+            self.run.save(step, state, dict(self.batches.state(), step=step))
+            self.last_saved = self.saving = step
+        if self._due(step, self.eval_period):
+            self._evaluate(step, state)
+
+    def _log(self, step: int, metrics: dict, bar) -> None:
+        start, tokens, steps = self._window
+        elapsed = max(time.time() - start, 1e-9)
+        scalars = {k: float(v) for k, v in jax.device_get(metrics).items()}
+        scalars.update(steps_per_sec=steps / elapsed, target_tokens_per_sec=tokens / elapsed)
+        self.writer.write(step, "train", scalars)
+        bar.set_postfix(loss=f"{scalars['loss']:.4f}", steps_s=f"{scalars['steps_per_sec']:.2f}",
+                        tok_s=f"{scalars['target_tokens_per_sec']:.0f}")
+        self._window = (time.time(), 0, 0)
+
+    def _evaluate(self, step: int, state: TrainState) -> None:
+        self.writer.write(step, "validation", _evaluate_loss(self.trainer, state.params, self.eval_config(),
+                                                             self.eval_batches))
+        if self.evaluator is not None:
+            results = self.evaluator(params=state.params, step=step)
+            self.writer.write(step, getattr(self.evaluator, "split", "validation"), results)
+            if jax.process_index() == 0:
+                tqdm.write(f"evaluation at step {step}: " +
+                           ", ".join(f"{k} {v:.4f}" for k, v in sorted(results.items())))
+
+
+def _step_loop(trainer: Trainer, state: TrainState, batches, start: int, train_steps: int,
+               actions: _PeriodicActions, run: _RunDirectory, model_config: T5Config, item_ids,
+               extra_callbacks, progress: bool) -> TrainState:
+    """Steps start+1 .. train_steps: a batch, the partitioned step, the finiteness check (before
+    anything is saved), then the periodic actions."""
+    bar = progress_bars.bar(total=train_steps, initial=start, desc="train", unit="step",
+                            disable=not progress or jax.process_index() != 0)
+    for step in range(start + 1, train_steps + 1):
+        run.check_saved(actions.saving)
+        batch = next(batches)
+        state, metrics = trainer.train_step(state, trainer.shard_batch(batch))
+        loss, param_norm = float(metrics["loss"]), float(metrics["param_norm"])
+        if not (math.isfinite(loss) and math.isfinite(param_norm)):
+            # Checked before any save, so no checkpoint ever holds non-finite params.
+            what = f"loss is {loss}" if not math.isfinite(loss) else f"loss is {loss} but the updated params are {param_norm}"
+            kept = (f"The last good checkpoint is step {actions.last_saved} in {run.ckpt_dir}"
+                    if actions.last_saved is not None else "No checkpoint was saved yet")
+            raise NonFiniteLossError(
+                f"step {step}: {what}; stopped. {kept} (lower the learning rate, or check the data around "
+                f"batch {batches.batches_consumed}).")
+        if step == start + 1:  # the first step ran: now the run's directory is written
+            run.first_step_ran(model_config, item_ids)
+        bar.update(1)
+        actions.after_step(step, state, metrics, bar)
+        for callback in extra_callbacks:
+            callback(step, state, metrics)
+    bar.close()
+    return state
 
 
 def _say_finished(model_dir: str, step: int, train_steps: int, writer: MetricsWriter) -> None:

@@ -17,7 +17,7 @@ from tasks.kinds import TaskKind
 from tasks.metric_fns import candidates_and_positive, parse_rating, rating_metric_fn
 from tasks.registry import (RegisteredDataset, dataset_of, get_mixture_or_task, item_ids_record, kind_of,
                             mixture_members, mixture_suffixes, register_dataset, registered, registered_names, seqio_available,
-                            task_kind)
+                            task_kind, unknown_task_error)
 from tasks.templates import TEMPLATES_VERSION
 from recjax.items.vocabulary import load_tokenizer
 from tasks.vocab import dataset_vocabulary, load_vocabulary, train_sentencepiece
@@ -27,4 +27,5 @@ __all__ = [
     "candidates_and_positive", "dataset_of", "dataset_vocabulary", "get_mixture_or_task", "item_ids_record",
     "kind_of", "kinds", "load_tokenizer", "load_vocabulary", "mixture_members", "mixture_suffixes", "parse_rating", "rating_metric_fn",
     "register_dataset", "registered", "registered_names", "seqio_available", "task_kind", "train_sentencepiece",
+    "unknown_task_error",
 ]

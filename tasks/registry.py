@@ -19,6 +19,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 import re
+from collections.abc import Iterable
 from typing import Optional
 
 import gin
@@ -219,12 +220,22 @@ def get_mixture_or_task(name: str):
             import seqio
 
             return seqio.get_mixture_or_task(name)
-    known = sorted(n for _, e in _REGISTERED.values() for n in e.names)
+    raise unknown_task_error(name)
+
+
+def unknown_task_error(name: str, also_known: Iterable[str] = ()) -> ValueError:
+    """The one error for a task or mixture name nobody registered: the registered names (here,
+    and `also_known` ones such as other SeqIO tasks), or how to register a dataset's tasks."""
+    known = sorted(set(registered_names()) | set(also_known))
+    if not known:
+        return ValueError(f"unknown task or mixture {name!r}: no task is registered; include the "
+                          f"dataset's gin/tasks/*.gin file (e.g. --gin_file=gin/tasks/beauty.gin), which "
+                          f"registers its tasks")
     hint = ""
     if name.endswith("_rating") and name[:-len("_rating")] in _REGISTERED:
         hint = f" (dataset {name[:-len('_rating')]!r} has no ratings)"
-    raise ValueError(f"unknown task or mixture {name!r}{hint}; registered: "
-                     f"{', '.join(known) or 'none (call tasks.register_dataset)'}")
+    shown = ", ".join(known[:30]) + (" ..." if len(known) > 30 else "")
+    return ValueError(f"unknown task or mixture {name!r}{hint}; registered: {shown}")
 
 
 def item_ids_record(name: str) -> dict | None:
@@ -264,9 +275,7 @@ def mixture_members(name: str) -> list[tuple[str, float]]:
             return list(entry.members[name])
         if name in entry.tasks.values():
             return [(name, 1.0)]
-    known = sorted(n for _, e in _REGISTERED.values() for n in e.names)
-    raise ValueError(f"unknown task or mixture {name!r}; registered: "
-                     f"{', '.join(known) or 'none (call tasks.register_dataset)'}")
+    raise unknown_task_error(name)
 
 
 def dataset_of(task_name: str) -> RegisteredDataset:

@@ -15,7 +15,8 @@ from recjax.decoding import DecodeOptions, ItemDecoder, exclusion_matrix
 from recjax.items.trie import ItemTrie
 from recjax.decoding.candidate_scoring import score_candidates
 from recjax.items.trie import child_node, node_edges
-from recjax.model import EncoderDecoderModel, shift_right
+from recjax.model import EncoderDecoderModel
+from recjax.model_inputs import shift_right
 
 CONFIG = T5Config(vocab_size=128, emb_dim=16, num_heads=2, head_dim=8, num_encoder_layers=2,
                   num_decoder_layers=2, mlp_dim=32)

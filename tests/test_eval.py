@@ -18,7 +18,8 @@ import pytest
 from recjax import metrics, network
 from recjax.config import T5Config
 from recjax.decoding import DecodeOptions
-from recjax.model import EncoderDecoderModel, shift_right
+from recjax.model import EncoderDecoderModel
+from recjax.model_inputs import shift_right
 
 NUM_ITEMS = 40
 MAX_EXAMPLES = 16

@@ -13,7 +13,8 @@ import pytest
 
 from recjax import network
 from recjax.config import T5Config
-from recjax.model import EncoderDecoderModel, LossConfig, normalized_weights, shift_right, weighted_cross_entropy
+from recjax.model import EncoderDecoderModel, LossConfig, normalized_weights, weighted_cross_entropy
+from recjax.model_inputs import shift_right
 
 CFG = T5Config(vocab_size=96, emb_dim=16, num_heads=3, head_dim=6, num_encoder_layers=2, num_decoder_layers=3,
                mlp_dim=24)

@@ -16,7 +16,8 @@ import pytest
 
 from recjax import checkpoints, optimizers, param_tree, partitioning
 from recjax.config import T5Config
-from recjax.model import EncoderDecoderModel, shift_right
+from recjax.model import EncoderDecoderModel
+from recjax.model_inputs import shift_right
 from recjax.trainer import Trainer
 
 from conftest import REPO_ROOT

@@ -1,7 +1,7 @@
 """`recjax train --gin_file=F [--gin_file=G] --gin.KEY=VALUE ...`: fine-tune from Gin files.
 
 The run's Gin files set macros T5X users know: MODEL_DIR, MIXTURE_OR_TASK_NAME,
-TASK_FEATURE_LENGTHS, TRAIN_STEPS, BATCH_SIZE, INITIAL_CHECKPOINT_PATH, USE_CACHED_TASKS,
+TASK_FEATURE_LENGTHS, TRAIN_STEPS, BATCH_SIZE, INITIAL_CHECKPOINT_PATH,
 DROPOUT_RATE (see gin/runs/finetune.gin). Multi-host flags: --coordinator_address,
 --num_processes, --process_id (TPU VMs need none).
 """
