@@ -22,7 +22,8 @@ import torch
 from recjax import optimizers, partitioning
 from recjax.config import SIZES, T5Config
 from recjax.hf_mapping import params_to_hf, t5config_to_hf
-from recjax.model import EncoderDecoderModel, LossConfig, shift_right
+from recjax.model import EncoderDecoderModel, LossConfig
+from recjax.model_inputs import shift_right
 from recjax.param_tree import flatten_params
 from recjax.trainer import Trainer
 

@@ -112,22 +112,8 @@ def parse_gin(files: Sequence[str], bindings: Sequence[str], search_paths: Seque
         gin.parse_config_files_and_bindings(resolved, bindings, finalize_config=False)
     except (ValueError, KeyError, SyntaxError, ImportError) as e:
         message = " ".join(line.strip() for line in str(e).strip().splitlines())
-        raise GinFlagError(f"gin: {message}{_moved_hint(message)}") from None
+        raise GinFlagError(f"gin: {message}") from None
     check_macro_bindings(bindings)
-
-
-# Parameters that moved to another configurable: (old configurable, parameter) -> new name.
-MOVED_PARAMETERS = {("EvalOptions", p): f"recjax.decoding.DecodeOptions.{p}"
-                    for p in ("beam_size", "top_k", "constrained", "exclude_history", "alpha")}
-
-
-def _moved_hint(message: str) -> str:
-    match = re.search(r"Configurable '([\w.]+)' doesn't have a parameter named '(\w+)'", message)
-    if match:
-        moved = MOVED_PARAMETERS.get((match.group(1).rsplit(".", 1)[-1], match.group(2)))
-        if moved:
-            return f" (it moved: bind {moved} instead)"
-    return ""
 
 
 def referenced_macros() -> set[str]:

@@ -226,15 +226,18 @@ def get_mixture_or_task(name: str):
 def unknown_task_error(name: str, also_known: Iterable[str] = ()) -> ValueError:
     """The one error for a task or mixture name nobody registered: the registered names (here,
     and `also_known` ones such as other SeqIO tasks), or how to register a dataset's tasks."""
-    known = sorted(set(registered_names()) | set(also_known))
-    if not known:
+    ours = registered_names()
+    others = sorted(set(also_known) - set(ours))
+    if not ours and not others:
         return ValueError(f"unknown task or mixture {name!r}: no task is registered; include the "
                           f"dataset's gin/tasks/*.gin file (e.g. --gin_file=gin/tasks/beauty.gin), which "
                           f"registers its tasks")
     hint = ""
     if name.endswith("_rating") and name[:-len("_rating")] in _REGISTERED:
         hint = f" (dataset {name[:-len('_rating')]!r} has no ratings)"
-    shown = ", ".join(known[:30]) + (" ..." if len(known) > 30 else "")
+    shown = ", ".join(ours) or "none of recjax's"
+    if others:  # other SeqIO tasks (a T5X registry can hold hundreds): the first few
+        shown += f"; other SeqIO tasks: {', '.join(others[:10])}" + (f" and {len(others) - 10} more" if len(others) > 10 else "")
     return ValueError(f"unknown task or mixture {name!r}{hint}; registered: {shown}")
 
 

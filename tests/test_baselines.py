@@ -105,6 +105,7 @@ def popularity_test_metrics(seqs, num_items):
     return full_ranking_metrics(lambda rows: pop.scores(len(rows)), hist, targets, num_items)
 
 
+@pytest.mark.slow
 def test_sasrec_learns_successor_pattern_and_checkpoint_round_trips(tmp_path):
     seqs, num_items = chain_sequences(), 40
     train, valid, test = splits(seqs)
@@ -122,6 +123,7 @@ def test_sasrec_learns_successor_pattern_and_checkpoint_round_trips(tmp_path):
     assert again == result.test_metrics
 
 
+@pytest.mark.slow
 def test_bert4rec_learns_successor_pattern_through_the_binary(tmp_path):
     seqs, num_items = chain_sequences(seed=1), 40
     data = write_dataset(tmp_path / "data", seqs, num_items, name="chain")
@@ -219,6 +221,7 @@ def test_rating_mean_baselines_hand_computed_through_the_binary(tmp_path):
         baseline.main(["--model", "item_mean", "--data_dir", str(unrated), "--out", str(tmp_path / "x")])
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("loss", ["ce", "sampled"])
 def test_sasrec_softmax_losses_learn_the_successor_pattern_faster_than_bce(loss):
     """Same model, data, seed and (short) budget: full / sampled softmax beats the paper's BCE
@@ -256,6 +259,7 @@ def test_bert4rec_sampled_softmax_is_the_full_softmax_when_every_item_is_sampled
     assert float(sampled.loss(params, batch, key)) < want - 1e-3
 
 
+@pytest.mark.slow
 def test_bert4rec_with_sampled_softmax_learns_successor_pattern():
     seqs, num_items = chain_sequences(seed=2), 40
     train, valid, test = splits(seqs)

@@ -5,6 +5,8 @@ import subprocess
 import sys
 import types
 
+import pytest
+
 from recjax import tf_import
 
 NOISE = ("absl::InitializeLog", "oneDNN custom operations", "cuda drivers", "cuInit")
@@ -18,6 +20,7 @@ def _prepare(tmp_path, *flags):
     return subprocess.run(argv, capture_output=True, text=True, env=env, timeout=300)
 
 
+@pytest.mark.slow
 def test_tensorflow_start_up_lines_hidden_unless_verbose(tmp_path):
     quiet = _prepare(tmp_path)
     assert quiet.returncode == 0, quiet.stderr

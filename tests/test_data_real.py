@@ -13,6 +13,8 @@ from recjax.cli import stats as stats_cli
 from recjax.data import load_prepared
 from recjax.data.preparation import build
 
+pytestmark = pytest.mark.slow  # integration tier: `pytest -m "not slow"` leaves it out
+
 # (users, items, interactions) reported by P5 (Geng et al. 2022) and S3-Rec (Zhou et al. 2020)
 PUBLISHED = {"beauty": (22_363, 12_101, 198_502), "sports": (35_598, 18_357, 296_337), "toys": (19_412, 11_924, 167_597)}
 

@@ -178,15 +178,16 @@ def test_evaluate_options_are_checked():
         EvalOptions(batch_size=0)
 
 
-def test_moved_decode_options_name_their_new_home():
-    """EvalOptions holds a DecodeOptions: an old `EvalOptions.beam_size` binding says where it went."""
+def test_decode_options_are_bound_on_their_own_configurable():
+    """EvalOptions holds a DecodeOptions: beam search is bound as recjax.decoding.DecodeOptions.*,
+    and a binding on EvalOptions is refused in one line (the redirect of the old names is gone)."""
     import gin
 
     from recjax import gin_utils
     import recjax.evaluation  # noqa: F401  (registers the configurables)
 
     try:
-        with pytest.raises(gin_utils.GinFlagError, match=r"it moved: bind recjax.decoding.DecodeOptions.beam_size"):
+        with pytest.raises(gin_utils.GinFlagError, match=r"beam_size"):
             gin_utils.parse_gin([], ["recjax.evaluation.EvalOptions.beam_size = 48"])
         gin_utils.parse_gin([], ["recjax.decoding.DecodeOptions.beam_size = 48"])
         assert recjax.evaluation.EvalOptions().decode.beam_size == 48

@@ -83,6 +83,7 @@ SHRINK = ["--gin.T5Config.num_encoder_layers=1", "--gin.T5Config.num_decoder_lay
     ("beauty_base_rec_aux", ["--mesh", "data=2,model=1"], {"data": 2, "model": 1, "devices": 2}),
     ("toys_xl_rec_mlm", [], {"data": 8, "model": 1, "devices": 8}),  # the file's MESH_SHAPE (-1, 1), 8 devices
 ])
+@pytest.mark.slow
 def test_plan_accepts_experiment(name, mesh_flag, mesh, capsys, fresh_gin):
     capsys.readouterr()
     rc = plan.main([f"--gin_file=gin/experiments/{name}.gin", f"--gin.{DUMMY_CHECKPOINT.replace(' ', '')}",

@@ -54,6 +54,7 @@ def _header_example(path="gin/runs/finetune.gin") -> list[str]:
     return shlex.split(" ".join(lines))[1:]
 
 
+@pytest.mark.slow
 def test_the_finetune_header_example_trains(shared_data, tmp_path):
     """The model + run + task combination finetune.gin's header shows works as written (here with
     the tiny model, 1 step, Beauty prepared into a temporary directory)."""

@@ -206,6 +206,7 @@ def test_trie_of_a_structured_scheme_has_depth_l_plus_2_and_its_fanout(semantic)
     assert catalog.trie.num_items == dataset.num_items
 
 
+@pytest.mark.slow
 def test_a_model_trained_on_semantic_ids_decodes_only_valid_items(semantic, tmp_path):
     """Train a tiny T5 on the re-indexed synthetic catalog through `train_lib.train`, then decode
     retrieval constrained and free: constrained returns catalog items only."""

@@ -1,14 +1,41 @@
-"""Imports only go downward (README, "Layout"): no import cycle among recjax and tasks modules
-(lazy imports included), tasks use only the foundation layer of recjax, and the layers below
-tasks never import them."""
+"""Imports only go downward (README, "Layout"): every module of recjax and tasks belongs to one
+of six layers and imports (lazy imports included) only its own layer or lower ones; no import
+cycle; the model gateway is the only code that applies the network; one partitioner."""
 import ast
 import pathlib
 
 REPO = pathlib.Path(__file__).resolve().parent.parent
-FOUNDATIONS = ("recjax.config", "recjax.exit_codes", "recjax.tf_import", "recjax.metrics", "recjax.data", "recjax.items",
-               "recjax.progress")
-BELOW_TASKS = FOUNDATIONS + ("recjax.network", "recjax.param_tree", "recjax.partitioning", "recjax.optimizers",
-                             "recjax.checkpoints", "recjax.hf_mapping")
+# The README's layers, lowest first: a module belongs to the layer of its longest matching prefix.
+LAYERS = (
+    ("foundations", ("recjax.xla_defaults", "recjax.config", "recjax.exit_codes", "recjax.tf_import",
+                     "recjax.metrics", "recjax.progress", "recjax.predictions", "recjax.gin_utils", "recjax.data",
+                     "recjax.items", "recjax.embedded")),
+    ("network", ("recjax.network", "recjax.param_tree", "recjax.partitioning", "recjax.optimizers", "recjax.checkpoints",
+                 "recjax.hf_mapping", "recjax.multihost")),
+    ("tasks", ("tasks",)),
+    ("model and decoding", ("recjax.decoding", "recjax.model", "recjax.model_inputs", "recjax.restore",
+                            "recjax.scoring", "recjax.baselines", "recjax.encoder_embeddings", "recjax.input_pipeline",
+                            "recjax.numpy_loader", "recjax.conversion", "recjax.exporting")),
+    ("training and evaluation", ("recjax.trainer", "recjax.train_lib", "recjax.evaluation", "recjax.recommend",
+                                 "recjax.memory_plan", "recjax.task_inspection")),
+    ("binaries", ("recjax.cli",) + tuple(f"recjax.{c}" for c in (
+        "train", "eval", "infer", "score", "convert", "export", "plan", "baseline", "prepare", "index", "inspect",
+        "compare", "stats"))),
+)
+FOUNDATIONS = LAYERS[0][1]
+BELOW_TASKS = FOUNDATIONS + LAYERS[1][1]
+
+
+def _layer(name: str) -> int:
+    if name == "recjax":  # the package's __init__: XLA defaults only
+        return 0
+    best, layer = -1, None
+    for number, (_, prefixes) in enumerate(LAYERS):
+        for prefix in prefixes:
+            if _in(name, (prefix,)) and len(prefix) > best:
+                best, layer = len(prefix), number
+    assert layer is not None, f"{name}: in no layer of tests/test_layers.py (and the README's Layout)"
+    return layer
 
 
 def _modules() -> dict[str, pathlib.Path]:
@@ -54,6 +81,14 @@ def test_no_import_cycles():
     for module in graph:
         if module not in state:
             visit(module, [])
+
+
+def test_every_module_imports_only_its_layer_or_lower_ones():
+    modules = _modules()
+    for name, path in modules.items():
+        mine = _layer(name)
+        for dep in _imports(path, modules):
+            assert _layer(dep) <= mine, (f"{name} ({LAYERS[mine][0]}) imports {dep} ({LAYERS[_layer(dep)][0]})")
 
 
 def test_layers_below_tasks_do_not_import_them_and_tasks_use_only_the_foundations():

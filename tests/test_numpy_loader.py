@@ -13,6 +13,8 @@ import tasks
 from recjax import input_pipeline
 from recjax.input_pipeline import DatasetConfig
 
+pytestmark = pytest.mark.slow  # integration tier: `pytest -m "not slow"` leaves it out
+
 REPO = pathlib.Path(__file__).resolve().parent.parent
 BATCHES = 150
 

@@ -50,6 +50,7 @@ def _main(argv, capsys):
     return rc, out, err
 
 
+@pytest.mark.slow
 def test_fsdp_4x2_from_the_binary():
     """A fresh process without XLA_FLAGS: the binary makes its 8 CPU devices itself."""
     env = {k: v for k, v in os.environ.items() if k not in ("XLA_FLAGS", "JAX_PLATFORMS")}
@@ -76,6 +77,7 @@ def test_fsdp_4x2_from_the_binary():
     assert b["peak"] == b["arguments"] + b["outputs"] - b["aliased"] + b["temporaries"]
 
 
+@pytest.mark.slow
 def test_data_parallel_replicates_params_and_prints_a_table(capsys):
     rc, out, err = _main([*TINY, "--mesh", "data=2,model=1", "--batch_size", "8"], capsys)
     assert rc == 0, err

@@ -28,4 +28,5 @@ def test_readme_names_only_existing_commands_and_files():
     for path in set(re.findall(r"(gin/[\w/]+\.gin)", README)):
         assert (REPO_ROOT / path).is_file(), path
     for command in COMMANDS:
-        assert (REPO_ROOT / "recjax" / f"{command}.py").is_file(), f"recjax {command} has no binary"
+        assert (REPO_ROOT / "recjax" / "cli" / f"{command}.py").is_file(), f"recjax {command} has no binary"
+        assert (REPO_ROOT / "recjax" / f"{command}.py").is_file(), f"python -m recjax.{command} has no entry point"

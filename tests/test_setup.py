@@ -8,6 +8,8 @@ import subprocess
 
 import pytest
 
+pytestmark = pytest.mark.slow  # integration tier: `pytest -m "not slow"` leaves it out
+
 REPO = pathlib.Path(__file__).resolve().parent.parent
 
 

@@ -10,6 +10,8 @@ import tasks
 from tasks import kinds, templates
 from task_checks import check_no_leakage  # tests/task_checks.py
 
+pytestmark = pytest.mark.slow  # integration tier: `pytest -m "not slow"` leaves it out
+
 LENGTHS = {"inputs": 512, "targets": 32}
 RATES = {"ranking": 2.0, "mlm": 0.5}
 

@@ -7,6 +7,8 @@ import pathlib
 import subprocess
 import sys
 
+import pytest
+
 REPO = pathlib.Path(__file__).resolve().parent.parent
 
 SCRIPT = r'''
@@ -59,6 +61,7 @@ print("TF-FREE OK")
 '''
 
 
+@pytest.mark.slow
 def test_model_side_runs_without_tensorflow_or_seqio(tmp_path):
     env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=1", JAX_PLATFORMS="cpu")
     result = subprocess.run([sys.executable, "-c", SCRIPT, str(tmp_path / "ckpt")], cwd=REPO, env=env,

@@ -22,6 +22,8 @@ from recjax.trainer import Trainer
 
 from conftest import REPO_ROOT
 
+pytestmark = pytest.mark.slow  # integration tier: `pytest -m "not slow"` leaves it out
+
 TINY = T5Config(vocab_size=128, emb_dim=16, num_heads=4, head_dim=4, num_encoder_layers=2, num_decoder_layers=2,
                 mlp_dim=32)
 
