@@ -166,13 +166,39 @@ def save_params(directory: str, params: Mapping[str, Any], config: T5Config, ste
     validate_param_shapes({k: tuple(np.shape(v)) for k, v in flat.items()}, config, source="params to save")
     validate_dtypes({k: v.dtype for k, v in flat.items()}, source="params to save")
     write_config(directory, config)
+    return save_param_tree(directory, unflatten_params(flat), step)
+
+
+def save_param_tree(directory: str, params: Any, step: int = 0) -> str:
+    """Writes any param tree as the `params` item of `step` in the one checkpoint layout (a T5's
+    adds model_config.json through `save_params`; the baselines' networks have no T5Config);
+    returns the step directory."""
     manager = open_manager(directory)
     try:
-        manager.save(step, args=composite_save_args(unflatten_params(flat)))
+        manager.save(step, args=composite_save_args(params), force=True)
         manager.wait_until_finished()
     finally:
         manager.close()
     return os.path.join(os.path.abspath(directory), str(step))
+
+
+def restore_param_tree(directory: str, abstract_params: Any = None) -> Any:
+    """The `params` item of the newest step of `directory` (`save_param_tree`'s layout), laid out
+    like `abstract_params` when given (arrays or ShapeDtypeStructs), else numpy arrays."""
+    manager = open_manager(directory, create=False)
+    try:
+        step = manager.latest_step()
+        if step is None:
+            raise CheckpointError(f"{os.path.abspath(directory)}: no checkpoint steps found")
+        if abstract_params is None:
+            item = ocp.args.PyTreeRestore()
+        else:  # each array with the sharding and dtype of its template
+            item = ocp.args.PyTreeRestore(item=abstract_params,
+                                          restore_args=ocp.checkpoint_utils.construct_restore_args(abstract_params))
+        with reading_step(os.path.abspath(directory), step):
+            return manager.restore(step, args=ocp.args.Composite(**{PARAMS_ITEM: item}))[PARAMS_ITEM]
+    finally:
+        manager.close()
 
 
 def check_item_ids(directory: str, record: Optional[Mapping[str, Any]], *, write: bool = False) -> None:

@@ -14,8 +14,8 @@ import gin
 import jax
 import numpy as np
 import optax
-import orbax.checkpoint as ocp
 
+from recjax import checkpoints
 from recjax import progress as progress_bars
 from recjax.partitioning import Partitioner
 from recjax.baselines.evaluate import PREDICTION_DEPTH, TOP_K, full_ranking
@@ -152,20 +152,11 @@ def train_and_evaluate(model: NeuralRecommender, train_sequences: Sequence[np.nd
 
 
 def save_params(directory: str, params: Any, step: int) -> str:
-    """Write `params` as an orbax checkpoint (CheckpointManager layout: DIR/<step>/)."""
-    directory = os.path.abspath(directory)
-    with ocp.CheckpointManager(directory, options=ocp.CheckpointManagerOptions(max_to_keep=1)) as manager:
-        manager.save(step, args=ocp.args.StandardSave(params), force=True)
-        manager.wait_until_finished()
-    return directory
+    """Write `params` in recjax's one checkpoint layout (`checkpoints.save_param_tree`: an orbax
+    CheckpointManager directory whose step holds a `params` item)."""
+    return os.path.dirname(checkpoints.save_param_tree(directory, params, step))
 
 
 def restore_params(directory: str, abstract_params: Any | None = None) -> Any:
     """The latest parameters saved by `save_params` (as numpy/jax arrays)."""
-    directory = os.path.abspath(directory)
-    with ocp.CheckpointManager(directory) as manager:
-        step = manager.latest_step()
-        if step is None:
-            raise FileNotFoundError(f"{directory}: no orbax checkpoint found")
-        args = ocp.args.StandardRestore(abstract_params) if abstract_params is not None else ocp.args.StandardRestore()
-        return manager.restore(step, args=args)
+    return checkpoints.restore_param_tree(directory, abstract_params)
