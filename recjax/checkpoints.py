@@ -93,8 +93,33 @@ def reading_step(directory: str, step: int, items: tuple[str, ...] = (PARAMS_ITE
         yield
     except CheckpointError:
         raise
-    except (ValueError, AttributeError, KeyError, OSError, RuntimeError) as e:
-        raise _storage_error(directory, step, e) from None
+    except Exception as e:  # noqa: BLE001  the sharded path raises a bare Exception ("Encountered error while reading array index")
+        error = _storage_error(directory, step, e)
+        if "cannot be read" not in str(error):  # the sharded read names no tensor: find it on the host
+            error = _diagnose(directory, step, items) or error
+        raise error from None
+
+
+def _diagnose(directory: str, step: int, items: tuple[str, ...]) -> Optional[CorruptCheckpointError]:
+    """The error that names the unreadable tensor and file of a step, found by reading its
+    PyTree items into host memory (what a failed read onto a mesh does not say); None if they
+    all read."""
+    manager = open_manager(directory, create=False)
+    try:
+        for item in items:
+            if item == DATA_STATE_ITEM:
+                continue
+            tree = manager.item_metadata(step)[item].tree
+            args = jax.tree_util.tree_map(lambda _: ocp.RestoreArgs(restore_type=np.ndarray), tree)
+            try:
+                manager.restore(step, args=ocp.args.Composite(**{item: ocp.args.PyTreeRestore(restore_args=args)}))
+            except Exception as e:  # noqa: BLE001
+                return _storage_error(directory, step, e)
+    except Exception as e:  # noqa: BLE001  unreadable metadata
+        return _storage_error(directory, step, e)
+    finally:
+        manager.close()
+    return None
 
 
 # ----------------------------------------------------------------------------------------------

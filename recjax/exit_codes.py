@@ -14,6 +14,12 @@ import sys
 import threading
 
 USAGE, FAILED, INTERRUPTED = 2, 1, 130
+_command: str | None = None  # the running `recjax <command>` (set by `run`): errors name it
+
+
+def error_line(message: str) -> str:
+    """`recjax COMMAND: error: MESSAGE` inside a command, `error: MESSAGE` in library use."""
+    return f"recjax {_command}: error: {message}" if _command else f"error: {message}"
 
 
 def first_line(error: BaseException) -> str:
@@ -45,6 +51,8 @@ def run(command: str, main, argv) -> int:
             os.write(2, f"recjax {command}: interrupted\n".encode())
             os._exit(INTERRUPTED)
 
+    global _command
+    _command = command
     previous = None
     if threading.current_thread() is threading.main_thread():
         previous = signal.signal(signal.SIGINT, interrupted)
@@ -54,5 +62,6 @@ def run(command: str, main, argv) -> int:
         interrupted(signal.SIGINT, None)
         return INTERRUPTED
     finally:
+        _command = None
         if previous is not None:  # in-process callers (tests, notebooks) get their handler back
             signal.signal(signal.SIGINT, previous)

@@ -30,7 +30,7 @@ _BARE_WORD = re.compile(r"^[A-Za-z_./~-][\w./~-]*$")
 
 def _usage_exit(message: str):
     """A malformed flag: one line, exit 2 (as argparse does for its own flags)."""
-    print(f"error: {message}", file=sys.stderr)
+    print(exit_codes.error_line(message), file=sys.stderr)
     raise SystemExit(exit_codes.USAGE)
 
 
@@ -163,16 +163,16 @@ def run_with_gin_errors(fn, argv, errors: tuple[type[BaseException], ...] = (Val
     try:
         return int(fn(argv) or 0)
     except GinFlagError as e:
-        print(f"error: {e}", file=sys.stderr)
+        print(exit_codes.error_line(str(e)), file=sys.stderr)
         return exit_codes.USAGE
     except errors as e:
-        print(f"error: {first_line(e)}", file=sys.stderr)
+        print(exit_codes.error_line(first_line(e)), file=sys.stderr)
         return exit_codes.USAGE
     except RuntimeError as e:
         missing = _missing_bindings_message(e)
         if missing is None:
             raise
-        print(f"error: {missing}", file=sys.stderr)
+        print(exit_codes.error_line(missing), file=sys.stderr)
         return exit_codes.USAGE
 
 

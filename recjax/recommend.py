@@ -44,10 +44,13 @@ def parse_line(line_number: int, text: str, catalog) -> Request:
     for value in history:
         if not isinstance(value, (str, int)) or isinstance(value, bool):
             raise LineError(f'"history" holds {value!r}, not an item ID (a string)', user)
-        index = catalog.index(str(value))
+        index = catalog.index_of_any(str(value))
         if index < 0:
+            forms = f"IDs such as {catalog.item_ids[0]!r}"
+            if catalog.item_original_ids:
+                forms += f" or original IDs such as {catalog.item_original_ids[0]!r}"
             raise LineError(f"unknown item ID {str(value)!r} (not one of the {len(catalog.item_ids):,} items of "
-                            f"dataset {catalog.name!r})", user)
+                            f"dataset {catalog.name!r}: {forms})", user)
         items.append(index)
     titles = obj.get("titles")
     if titles is not None:
@@ -94,8 +97,11 @@ def recommend(model, params, catalog, requests: list[Request], *, builder, templ
                     item = int(result.items[i, k])
                     if item < 0:  # the catalog ran out (fewer items than top_k left)
                         continue
-                    recs.append({"rank": len(recs) + 1, "item_id": catalog.item_ids[item],
-                                 "title": catalog.item_titles[item], "score": round(float(result.log_probs[i, k]), 5)})
+                    rec = {"rank": len(recs) + 1, "item_id": catalog.item_ids[item]}
+                    if catalog.item_original_ids:
+                        rec["original_id"] = catalog.item_original_ids[item]
+                    rec.update(title=catalog.item_titles[item], score=round(float(result.log_probs[i, k]), 5))
+                    recs.append(rec)
                 out[r] = recs
     return out
 

@@ -336,9 +336,13 @@ def train(model_dir: str = gin.REQUIRED,
         actions = _PeriodicActions(run, writer, trainer, batches, train_steps, checkpoint_period, log_period,
                                    eval_period, eval_config, eval_batches, evaluator,
                                    last_saved=start if start > 0 else None)
+        began = time.time()
         state = _step_loop(trainer, state, batches, start, train_steps, actions, run, model_config, item_ids,
                            extra_callbacks, progress)
         run.finish(actions.saving)
+        if jax.process_index() == 0:
+            print(run_summary(model_dir, train_steps, train_steps - start, time.time() - began, actions.last_metrics,
+                              actions.last_evaluation), flush=True)
         return state
     finally:
         if batches is not None:
@@ -427,6 +431,8 @@ class _PeriodicActions:
                                                                                eval_batches, evaluator)
         self.last_saved = last_saved
         self.saving = None  # the step whose asynchronous save may still fail
+        self.last_metrics: dict[str, float] = {}  # the last logged train scalars
+        self.last_evaluation: Optional[tuple[int, str, dict]] = None  # (step, split, flat metrics)
         self._window = (time.time(), 0, 0)  # start, target tokens, steps since the last log
 
     def _due(self, step: int, period: Optional[int]) -> bool:
@@ -449,6 +455,7 @@ class _PeriodicActions:
         scalars = {k: float(v) for k, v in jax.device_get(metrics).items()}
         scalars.update(steps_per_sec=steps / elapsed, target_tokens_per_sec=tokens / elapsed)
         self.writer.write(step, "train", scalars)
+        self.last_metrics = scalars
         bar.set_postfix(loss=f"{scalars['loss']:.4f}", steps_s=f"{scalars['steps_per_sec']:.2f}",
                         tok_s=f"{scalars['target_tokens_per_sec']:.0f}")
         self._window = (time.time(), 0, 0)
@@ -458,10 +465,13 @@ class _PeriodicActions:
                                                              self.eval_batches))
         if self.evaluator is not None:
             results = self.evaluator(params=state.params, step=step)
-            self.writer.write(step, getattr(self.evaluator, "split", "validation"), results)
-            if jax.process_index() == 0:
-                tqdm.write(f"evaluation at step {step}: " +
-                           ", ".join(f"{k} {v:.4f}" for k, v in sorted(results.items())))
+            split = getattr(self.evaluator, "split", "validation")
+            self.writer.write(step, split, results)
+            self.last_evaluation = (step, split, dict(results))
+            if jax.process_index() == 0 and step != self.train_steps:  # the last one is in the run's summary
+                tqdm.write(f"evaluation at step {step} ({split}): " + "; ".join(
+                    f"{task} " + ", ".join(f"{m} {v:.4f}" for m, v in values.items())
+                    for task, values in headline_metrics(results).items()))
 
 
 def _step_loop(trainer: Trainer, state: TrainState, batches, start: int, train_steps: int,
@@ -492,6 +502,47 @@ def _step_loop(trainer: Trainer, state: TrainState, batches, start: int, train_s
             callback(step, state, metrics)
     bar.close()
     return state
+
+
+# The metrics a run's summary shows per task (of the many the evaluator logs), in this order.
+HEADLINE_METRICS = ("hit@10", "ndcg@10", "hr@1", "rmse", "mae", "valid_id_rate")
+
+
+def headline_metrics(flat: Mapping[str, float]) -> dict[str, dict[str, float]]:
+    """{"task/metric": v} -> {task: {metric: v}} for the HEADLINE_METRICS each task has."""
+    out: dict[str, dict[str, float]] = {}
+    for name in HEADLINE_METRICS:
+        for key, value in flat.items():
+            task, _, metric = key.rpartition("/")
+            if metric == name:
+                out.setdefault(task, {})[metric] = float(value)
+    return dict(sorted(out.items()))
+
+
+def run_summary(model_dir: str, step: int, steps_run: int, seconds: float, last: Mapping[str, float],
+                evaluation: Optional[tuple[int, str, Mapping[str, float]]]) -> str:
+    """What a finished run prints: steps and time, the last loss, the headline metrics of the last
+    evaluation as a table, and where everything went."""
+    minutes, secs = divmod(int(round(seconds)), 60)
+    lines = [f"done: step {step} ({steps_run} steps in {minutes} min {secs} s" +
+             (f", {steps_run / seconds:.2f} steps/s" if seconds > 0 else "") + ")" +
+             (f"; last train loss {last['loss']:.4f}" if "loss" in last else "")]
+    if evaluation is not None:
+        at, split, flat = evaluation
+        table = headline_metrics(flat)
+        columns = [m for m in HEADLINE_METRICS if any(m in v for v in table.values())]
+        if table:
+            lines += ["", f"evaluation at step {at} ({split}):", "| task | " + " | ".join(columns) + " |",
+                      "|---" * (len(columns) + 1) + "|"]
+            lines += [f"| {task} | " + " | ".join(f"{v[m]:.4f}" if m in v else "-" for m in columns) + " |"
+                      for task, v in table.items()]
+    model_dir = os.path.abspath(model_dir)
+    lines += ["", f"written to {model_dir}:",
+              f"  {CHECKPOINT_SUBDIR}/   orbax checkpoints (params, optimizer, input position), model_config.json, "
+              "item_ids.json",
+              "  config.gin     the operative Gin config",
+              "  metrics.jsonl  every logged metric (TensorBoard: tensorboard --logdir " + model_dir + ")"]
+    return "\n".join(lines)
 
 
 def _say_finished(model_dir: str, step: int, train_steps: int, writer: MetricsWriter) -> None:

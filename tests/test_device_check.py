@@ -35,3 +35,17 @@ def test_cpu_smoke_runs_every_stage(shared_data, t5_vocab_path, tmp_path):
     assert beauty["users"] == 64 and 0.0 <= beauty["ndcg@10"] <= beauty["hit@10"] <= 1.0
     table = (tmp_path / "out" / "check.md").read_text()
     assert "| decode (beam 20, constrained) |" in table and "NDCG@10" in table
+
+
+def test_without_staged_data_the_smoke_says_to_stage_it_in_one_line(tmp_path):
+    """A fresh clone has no .device/: --cpu-smoke says to run --stage-data first (one line, exit
+    2, before any stage runs) instead of a NotPreparedError traceback."""
+    env = dict(os.environ, OUT=str(tmp_path / "out"), PYTHON=sys.executable)
+    env.pop("XLA_FLAGS", None)
+    proc = subprocess.run(["bash", str(REPO / "benchmarks/device/check.sh"), "--cpu-smoke", "--data_dir",
+                           str(tmp_path / "nowhere")], capture_output=True, text=True, env=env, timeout=300)
+    lines = proc.stderr.strip().splitlines()
+    assert proc.returncode == 2 and len(lines) == 1, proc.stderr[-2000:]
+    assert lines[0] == (f"check.sh: error: {tmp_path / 'nowhere'}: no prepared dataset; run "
+                        "`bash benchmarks/device/check.sh --stage-data` first (or pass --data_dir and --vocab)")
+    assert not (tmp_path / "out").exists()

@@ -8,6 +8,7 @@ search must return exactly the exhaustive top-k. Evaluation runs on the 8 fake C
 conftest.py (batch sharded over `data`), the references on one device.
 """
 import json
+import os
 
 import flax
 import jax
@@ -492,3 +493,68 @@ def test_eval_infer_and_score_restore_through_one_function_onto_the_same_shardin
     assert len(set(directories)) == 1 and set(steps) == {7}
     assert shardings[0] == shardings[1] == shardings[2]
     assert all(isinstance(s, jax.sharding.NamedSharding) for s in jax.tree.leaves(shardings[0]))
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("fraction", [1 / 3, 1 / 2, 0.9])
+def test_a_truncated_tensor_file_is_one_line_for_eval_infer_and_score(env, checkpoint, tmp_path, fraction):
+    """The largest tensor file of the checkpoint cut short: eval and infer (which read onto the
+    mesh, where the storage error names no tensor) and score exit 2 with one line naming the step
+    and the tensor; nothing is written."""
+    import shutil
+    import subprocess
+    import sys
+
+    corrupt = tmp_path / "ckpt"
+    shutil.copytree(checkpoint, corrupt)
+    data = max((p for p in (corrupt / "7" / "params").rglob("*") if p.is_file() and p.parent.name == "d"),
+               key=lambda p: p.stat().st_size)
+    with open(data, "r+b") as f:
+        f.truncate(int(data.stat().st_size * fraction))
+    users = tmp_path / "users.jsonl"
+    users.write_text(json.dumps({"user": "u1", "history": [env["registered"].builder.dataset.item_ids[3]]}) + "\n")
+    pairs = tmp_path / "pairs.jsonl"
+    pairs.write_text(json.dumps({"inputs": "history 1 2", "targets": "3"}) + "\n")
+    commands = {
+        "eval": ["eval", f"--gin_file={_gin_file(env)}", "--gin_file=gin/runs/eval.gin", "--checkpoint", str(corrupt),
+                 "--task", "evalsynth_retrieval", "--output_dir", str(tmp_path / "eval"), "--gin.EVAL_BATCH_SIZE=16"],
+        "infer": ["infer", f"--gin_file={_gin_file(env)}", "--checkpoint", str(corrupt), "--input", str(users),
+                  "--output", str(tmp_path / "recs.jsonl"), "--batch_size", "8"],
+        "score": ["score", "--checkpoint", str(corrupt), "--vocab", env["vocab_path"], "--input", str(pairs),
+                  "--output", str(tmp_path / "scores.jsonl")],
+    }
+    for name, argv in commands.items():
+        proc = subprocess.run([sys.executable, "-m", "recjax.cli", *argv], capture_output=True, text=True, timeout=300,
+                              env=dict(os.environ, JAX_PLATFORMS="cpu"))
+        lines = proc.stderr.strip().splitlines()
+        assert proc.returncode == 2 and len(lines) == 1, (name, proc.stderr[-3000:])
+        assert lines[0].startswith(f"recjax {name}: error: "), (name, lines)
+        assert f"{corrupt / '7'}: checkpoint step 7 is corrupt (tensor " in lines[0], (name, lines)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["ckpt", "pairs.jsonl", "users.jsonl"]
+
+
+def test_infer_takes_original_ids_and_answers_with_both_forms(env, checkpoint, tmp_path):
+    """A history written with the catalog's original IDs (ASINs on Amazon data) is the same request
+    as one written with the model's IDs; every recommendation carries both forms."""
+    import gin
+
+    from recjax.cli import infer
+
+    dataset = env["registered"].builder.dataset
+    history = [3, 5, 8]
+    lines = [{"user": "ids", "history": [dataset.item_ids[i] for i in history]},
+             {"user": "originals", "history": [dataset.item_original_ids[i] for i in history]},
+             {"user": "unknown", "history": ["B000NOPE"]}]
+    src, dst = tmp_path / "users.jsonl", tmp_path / "recs.jsonl"
+    src.write_text("".join(json.dumps(line) + "\n" for line in lines))
+    try:
+        assert infer.main([f"--gin_file={_gin_file(env)}", "--checkpoint", checkpoint, "--input", str(src),
+                           "--output", str(dst), "--top_k", "5", "--batch_size", "8", "--no_progress"]) == 0
+    finally:
+        gin.clear_config()
+    by_ids, by_originals, unknown = [json.loads(line) for line in dst.read_text().splitlines()]
+    assert by_ids["recommendations"] == by_originals["recommendations"]
+    for rec in by_ids["recommendations"]:
+        index = dataset.item_ids.index(rec["item_id"])
+        assert rec["original_id"] == dataset.item_original_ids[index]
+    assert "unknown item ID 'B000NOPE'" in unknown["error"] and "original IDs such as" in unknown["error"]

@@ -76,7 +76,7 @@ def test_the_finetune_header_example_trains(shared_data, tmp_path):
     proc = subprocess.run([sys.executable, "-m", "recjax.cli", *argv], capture_output=True, text=True, timeout=600)
     assert proc.returncode == 2
     assert proc.stderr.strip().splitlines() == [
-        "error: unknown task or mixture 'beauty_rec_aux': no task is registered; include the dataset's "
+        "recjax train: error: unknown task or mixture 'beauty_rec_aux': no task is registered; include the dataset's "
         "gin/tasks/*.gin file (e.g. --gin_file=gin/tasks/beauty.gin), which registers its tasks"]
     assert not (tmp_path / "run2").exists()
 

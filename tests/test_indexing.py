@@ -369,3 +369,37 @@ def test_initial_checkpoint_with_a_smaller_vocabulary_is_grown(tmp_path):
     np.testing.assert_array_equal(np.asarray(again["token_embedder"]["embedding"]), emb)
     with pytest.raises(checkpoints.CheckpointError, match="can only grow"):
         checkpoints.grow_vocabulary(params, config, 64)
+
+
+def test_index_refuses_flags_its_scheme_does_not_read(synthetic, tmp_path, capsys):
+    """A flag the scheme (or embedding source) would ignore is refused in one line, before any
+    work; `--embeddings file` without the file says what is missing."""
+    from recjax.cli import index
+
+    cases = [
+        (["--scheme", "collaborative", "--embeddings_file", "x.npy"], "--embeddings_file is not read by --scheme collaborative"),
+        (["--scheme", "random", "--levels", "2"], "--levels is not read by --scheme random"),
+        (["--scheme", "semantic_rqkmeans", "--embeddings", "collaborative", "--text_weighting", "bm25"],
+         "--text_weighting is not read by --scheme semantic_rqkmeans --embeddings collaborative"),
+        (["--scheme", "semantic_rqkmeans", "--rqvae_steps", "10"], "--rqvae_steps is not read by --scheme semantic_rqkmeans"),
+        (["--scheme", "semantic_rqkmeans", "--embeddings", "file"],
+         "--embeddings file needs --embeddings_file (a [num_items, dim] .npy matrix)"),
+    ]
+    for flags, message in cases:
+        rc = index.main(flags + ["--src", synthetic, "--out", str(tmp_path / "out")])
+        err = capsys.readouterr().err.strip().splitlines()
+        assert rc == 2 and len(err) == 1 and err[0].startswith("recjax index: error: ") and message in err[0], (flags, err)
+        assert not os.path.exists(tmp_path / "out")
+
+
+def test_index_warns_when_a_prefix_holds_many_items(synthetic, tmp_path, capsys):
+    """Sixty items in 2 x 2 prefixes: groups far above 16 items; `recjax index` says so on stderr,
+    with the group sizes and what would spread them."""
+    from recjax.cli import index
+
+    rc = index.main(["--scheme", "collaborative", "--levels", "2", "--codebook_size", "2", "--embedding_dim", "8",
+                     "--src", synthetic, "--out", str(tmp_path / "cid")])
+    captured = capsys.readouterr()
+    assert rc == 0 and "warning:" not in captured.out
+    [warning] = [line for line in captured.err.splitlines() if line.startswith("warning: ")]
+    assert "items share one L-code prefix (largest groups: " in warning and "here 2 x 2" in warning

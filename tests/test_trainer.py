@@ -233,16 +233,18 @@ def test_non_finite_loss_stops_and_keeps_the_last_good_checkpoint(uninterrupted_
         cwd=REPO_ROOT, env=_env(), capture_output=True, text=True, timeout=600)
     assert result.returncode == 1, result.stderr[-2000:]
     message = result.stderr.strip().splitlines()[-1]
-    assert message.startswith("error: step 7: loss is") and "The last good checkpoint is step 6" in message
+    assert message.startswith("recjax train: error: step 7: loss is") and "The last good checkpoint is step 6" in message
     assert checkpoints.latest_step(str(model_dir / "checkpoints")) == 6
     params, _ = checkpoints.restore_params(str(model_dir / "checkpoints"))
     assert all(np.isfinite(v).all() for v in param_tree.flatten_params(params).values())
 
 
-@pytest.mark.parametrize("fault", ["truncated", "deleted", "no_metadata"])
+@pytest.mark.parametrize("fault", ["truncated_to_a_third", "truncated_to_half", "truncated_to_nine_tenths", "deleted",
+                                   "no_metadata"])
 def test_corrupt_checkpoint_is_one_line_and_train_falls_back_to_the_newest_intact(uninterrupted_run, fault):
-    """A truncated or deleted tensor file, or a missing _METADATA, in the newest step: reading it is
-    one line naming the step and what is broken, and `train` resumes from the step before it."""
+    """A truncated (at several points) or deleted tensor file, or a missing _METADATA, in the newest
+    step: reading it (on the host, and onto the mesh as train does) is one line naming the step and
+    the tensor, and `train` resumes from the step before it."""
     root, data_dir, good_dir = uninterrupted_run
     model_dir = root / f"corrupt_{fault}"
     shutil.copytree(good_dir, model_dir)
@@ -252,10 +254,12 @@ def test_corrupt_checkpoint_is_one_line_and_train_falls_back_to_the_newest_intac
         os.remove(params_dir / "_METADATA")
         blamed = f"{params_dir / '_METADATA'}: missing; checkpoint step 6 is corrupt"
     else:
-        data = max((p for p in (params_dir / "d").iterdir()), key=lambda p: p.stat().st_size)
-        if fault == "truncated":
+        data = max((p for p in params_dir.rglob("*") if p.is_file() and p.parent.name == "d"),
+                   key=lambda p: p.stat().st_size)  # params/d/ or params/ocdbt.process_0/d/
+        if fault.startswith("truncated"):
+            fraction = {"truncated_to_a_third": 1 / 3, "truncated_to_half": 1 / 2, "truncated_to_nine_tenths": 0.9}[fault]
             with open(data, "r+b") as f:
-                f.truncate(data.stat().st_size // 3)
+                f.truncate(int(data.stat().st_size * fraction))
         else:
             os.remove(data)
         blamed = f"{ckpt / '6'}: checkpoint step 6 is corrupt (tensor "
@@ -312,10 +316,17 @@ def test_rerunning_a_finished_run_says_so_and_logs_the_end_evaluation_as_test(un
              "--gin.evaluation.EvalOptions.max_examples=16")
     cmd = _train_cmd(model_dir, data_dir, steps=2)
     cmd = [a for a in cmd if not a.startswith(("--gin.train_lib.train.eval_period", "--gin.train_lib.train.evaluator"))]
-    subprocess.run(cmd + list(extra), cwd=REPO_ROOT, env=_env(), check=True, timeout=600)
+    first = subprocess.run(cmd + list(extra), cwd=REPO_ROOT, env=_env(), capture_output=True, text=True, timeout=600)
+    assert first.returncode == 0, first.stderr[-2000:]
     with open(model_dir / "metrics.jsonl") as f:
         rows = [json.loads(line) for line in f]
     assert any(r["split"] == "test" and "retrieval/ndcg@10" in " ".join(r) for r in rows), rows
+    # The run ends with its summary: a table of the headline metrics and where everything went.
+    out = first.stdout
+    assert "done: step 2 (2 steps in " in out and "evaluation at step 2 (test):" in out, out
+    assert "| task | hit@10 | ndcg@10 | hr@1 |" in out and "| synthetic_retrieval | " in out, out
+    assert f"written to {model_dir}:" in out and "config.gin" in out and "metrics.jsonl" in out, out
+    assert max(len(line) for line in out.splitlines()) < 200, out  # no 1,000-character line of metrics
     assert not any(r["split"] == "validation" and any("ndcg" in k for k in r) for r in rows)
     again = subprocess.run(cmd + list(extra), cwd=REPO_ROOT, env=_env(), capture_output=True, text=True, timeout=600)
     assert again.returncode == 0, again.stderr[-2000:]
@@ -347,9 +358,9 @@ def test_read_only_model_dir_is_one_line_before_any_work(uninterrupted_run, tmp_
         if mounted:
             subprocess.run(["umount", str(mount)], check=True)
     assert result.returncode == 2, result.stderr[-2000:]
-    assert result.stderr.strip().splitlines()[-1] == (f"error: {mount / 'run'}: MODEL_DIR is not writable "
+    assert result.stderr.strip().splitlines()[-1] == (f"recjax train: error: {mount / 'run'}: MODEL_DIR is not writable "
                                                       f"({mount}: Read-only file system)" if mounted else
-                                                      f"error: {mount / 'run'}: MODEL_DIR is not writable "
+                                                      f"recjax train: error: {mount / 'run'}: MODEL_DIR is not writable "
                                                       f"({mount}: Permission denied)")
 
 
@@ -368,7 +379,7 @@ def test_a_full_disk_fails_the_save_of_its_step_in_one_line(uninterrupted_run, t
         subprocess.run(["umount", str(mount)], check=True)
     assert result.returncode == 1, result.stderr[-3000:]
     last = result.stderr.strip().splitlines()[-1]
-    assert last.startswith(f"error: saving checkpoint step 2 in {mount / 'run' / 'checkpoints'} failed: "), last
+    assert last.startswith(f"recjax train: error: saving checkpoint step 2 in {mount / 'run' / 'checkpoints'} failed: "), last
     assert "No space left on device" in last
     assert "Traceback" not in result.stderr and "exception was never retrieved" not in result.stderr
     assert max(r["step"] for r in rows) <= 4  # stopped by the next save at the latest (orbax raises it there)
@@ -455,3 +466,22 @@ def test_the_progress_bar_updates_while_the_run_goes_on(uninterrupted_run, tmp_p
     assert proc.wait(timeout=600) == 0, text[-3000:]
     assert [n for n in seen_during_run if 0 < n < steps], f"no progress while running: {text[-2000:]}"
     assert steps in _progress_steps(text, steps)  # and the bar's last state is the end
+
+
+def test_export_takes_a_train_model_dir_in_both_formats(uninterrupted_run, tmp_path):
+    """`recjax export --checkpoint MODEL_DIR` resolves MODEL_DIR/checkpoints for params_bf16 as it
+    does for hf (params_bf16 looked the step up on the raw MODEL_DIR: a TypeError traceback)."""
+    import ml_dtypes
+
+    from recjax.cli import export
+
+    _, _, model_dir = uninterrupted_run
+    for fmt in ("params_bf16", "hf"):
+        assert export.main(["--checkpoint", str(model_dir), "--out", str(tmp_path / fmt), "--format", fmt]) == 0
+    assert checkpoints.latest_step(str(tmp_path / "params_bf16")) == 6  # the run's newest step
+    bf16, config = checkpoints.restore_params(str(tmp_path / "params_bf16"))
+    full, _ = checkpoints.restore_params(str(model_dir))
+    assert config.param_dtype == "bfloat16"
+    for a, b in zip(jax.tree.leaves(bf16), jax.tree.leaves(full)):
+        assert a.dtype == ml_dtypes.bfloat16 and np.array_equal(a, np.asarray(b).astype(ml_dtypes.bfloat16))
+    assert (tmp_path / "hf" / "model.safetensors").is_file()

@@ -256,6 +256,13 @@ def main(argv=None) -> int:
     args = p.parse_args(argv)
     os.chdir(REPO)
     smoke = args.cpu_smoke
+    stages = args.stages.split(",")
+    if {"decode", "beauty"} & set(stages):  # before any work: the staged dataset and vocabulary
+        for path, what in ((args.data_dir, "prepared dataset"), (args.vocab, "SentencePiece vocabulary")):
+            if not os.path.exists(path):
+                print(f"check.sh: error: {path}: no {what}; run `bash benchmarks/device/check.sh --stage-data` "
+                      f"first (or pass --data_dir and --vocab)", file=sys.stderr)
+                return 2
     if smoke:  # as on the GPU machine: no TensorFlow, no SeqIO
         for name in ("tensorflow", "seqio", "tensorflow_datasets", "tensorflow_text"):
             sys.modules[name] = None
@@ -263,7 +270,6 @@ def main(argv=None) -> int:
 
     torch_device = "cuda" if torch.cuda.is_available() and not smoke else "cpu"
     report = {"cpu_smoke": smoke, "devices": _devices(), "torch": torch.__version__, "command": " ".join(sys.argv)}
-    stages = args.stages.split(",")
     os.makedirs(args.out, exist_ok=True)
     t0 = time.perf_counter()
     if "train" in stages:

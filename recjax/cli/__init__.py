@@ -12,6 +12,7 @@ import os
 import sys
 
 from recjax import exit_codes, tf_import
+from recjax.cli import stderr
 
 # command -> one-line description; the module is recjax.cli.<command>.
 COMMANDS = {
@@ -50,6 +51,7 @@ def main(argv: list[str] | None = None) -> int:
     verbose = "--verbose" in rest or os.environ.get("RECJAX_VERBOSE", "") not in ("", "0")
     rest = [a for a in rest if a != "--verbose"]
     tf_import.install(quiet=not verbose)
+    stderr.quiet_storage_threads()
     if command not in COMMANDS:
         print(f"recjax: unknown command {command!r}\n\n{_usage()}", file=sys.stderr)
         return 2

@@ -43,8 +43,33 @@ def _t5_encoder(args):
     return t5_encoder(args.checkpoint, args.vocab)
 
 
+# flag -> the IndexOptions field it sets
+_FLAG_OPTIONS = {"--levels": "levels", "--codebook_size": "codebook_size", "--embeddings": "embeddings",
+                 "--embedding_dim": "embedding_dim", "--text_weighting": "text_weighting", "--window": "window",
+                 "--embeddings_file": "embeddings_file", "--checkpoint": "checkpoint", "--vocab": "vocab_path",
+                 "--rqvae_steps": "rqvae_steps"}
+
+
+def _ignored_flag(argv: list[str], args) -> str | None:
+    """A flag given on the command line that the scheme (and embedding source) would not read."""
+    read = schemes.options_read(args.scheme, args.embeddings)
+    given = {a.split("=", 1)[0] for a in argv if a.startswith("--")}
+    for flag, option in _FLAG_OPTIONS.items():
+        if flag in given and option not in read:
+            what = f"--scheme {args.scheme}" + (f" --embeddings {args.embeddings}" if "embeddings" in read else "")
+            reads = sorted(f for f, o in _FLAG_OPTIONS.items() if o in read)
+            return (f"{flag} is not read by {what} (it reads {', '.join(reads) or 'no option but --seed'}); "
+                    f"leave it out")
+    return None
+
+
 def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
     args = _parser().parse_args(argv)
+    if args.scheme in schemes.SCHEMES:
+        ignored = _ignored_flag(argv, args)
+        if ignored:
+            return exit_codes.report("index", ignored)
     try:
         options = schemes.IndexOptions(
             scheme=args.scheme, levels=args.levels, codebook_size=args.codebook_size, embeddings=args.embeddings,
@@ -60,7 +85,7 @@ def main(argv: list[str] | None = None) -> int:
     except (ValueError, OSError) as e:
         return exit_codes.report("index", e)
     for line in describe(index):
-        print(line)
+        print(line, file=sys.stderr if line.startswith("warning: ") else sys.stdout)
     print(f"wrote {args.out} ({time.time() - start:.1f} s)")
     return 0
 

@@ -4,11 +4,12 @@ Top-k recommendations for user histories. Each input line is a JSON object
 
     {"user": "any id, echoed", "history": ["5046", "2279"], "titles": ["optional", "texts"]}
 
-(`history`: item IDs oldest first, as the dataset writes them; `titles`: optional texts shown
-instead of the catalog's). Each output line answers the input line with the same number:
+(`history`: items oldest first, as the dataset writes their IDs or by their original IDs, e.g.
+Amazon ASINs; `titles`: optional texts shown instead of the catalog's). Each output line answers
+the input line with the same number:
 
     {"line": 1, "user": "...", "recommendations": [{"rank": 1, "item_id": "3757",
-      "title": "...", "score": -3.21}, ...]}
+      "original_id": "B00...", "title": "...", "score": -3.21}, ...]}
 
 or, for a line that cannot be answered (bytes that are not UTF-8, malformed JSON, no history,
 an unknown item ID, more than 1,000 history items, a line over 1 MiB, ...),
@@ -26,7 +27,7 @@ import argparse
 import os
 import sys
 
-from recjax import gin_utils
+from recjax import exit_codes, gin_utils
 
 def main(argv: list[str]) -> int:
     files, bindings, search, rest = gin_utils.split_gin_flags(argv)
@@ -49,7 +50,7 @@ def main(argv: list[str]) -> int:
     if args.top_k < 1:
         parser.error("--top_k must be >= 1")
     if not os.path.isfile(args.input):
-        print(f"error: {args.input}: no such input file", file=sys.stderr)
+        print(exit_codes.error_line(f"{args.input}: no such input file"), file=sys.stderr)
         return 2
 
     def run(_):

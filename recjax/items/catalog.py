@@ -21,6 +21,7 @@ class Catalog:
     tokenizer: Any  # sentencepiece processor of the task vocabulary
     item_original_ids: Optional[list[str]] = None  # ASIN / movie id: the same item under any ID scheme
     _index: Optional[dict[str, int]] = None
+    _original_index: Optional[dict[str, int]] = None
 
     @classmethod
     def build(cls, name: str, dataset, tokenizer, vocab_size: int) -> "Catalog":
@@ -35,6 +36,15 @@ class Catalog:
         if self._index is None:
             self._index = {s: i for i, s in enumerate(self.item_ids)}
         return self._index.get(item_id, -1)
+
+    def index_of_any(self, value: str) -> int:
+        """Item index of an ID text or, failing that, of an original ID (ASIN, movie id); -1 if neither."""
+        index = self.index(value)
+        if index < 0 and self.item_original_ids:
+            if self._original_index is None:
+                self._original_index = {s: i for i, s in enumerate(self.item_original_ids)}
+            index = self._original_index.get(value, -1)
+        return index
 
     def decode(self, tokens: np.ndarray) -> str:
         """Tokens (EOS included or not, 0-padded) -> text."""

@@ -14,6 +14,7 @@ from recjax.items.schemes import IndexOptions, ItemIndex, build_index
 from recjax.data.prepared import METADATA_FILE, PreparedDataset, load_prepared, write_prepared_files
 
 FLAN_T5_PIECES = 32_000  # FLAN-T5's SentencePiece model
+LARGE_COLLISION_GROUP = 16  # items sharing all L codes above which `recjax index` warns
 CODES_FILE = "item_codes.npy"  # int32 [num_items, L + 1] of a structured scheme
 
 
@@ -62,6 +63,11 @@ def describe(index) -> list[str]:
                  f"in groups of up to {coll['max_group']}; {coll['unique_prefixes']} distinct L-code prefixes")
     lines.append("  prefix tree: " + ", ".join(f"depth {t['depth']} {t['nodes']} nodes (fan-out {t['mean_fanout']:.1f})"
                                              for t in stats["tree"]))
+    if coll["max_group"] > LARGE_COLLISION_GROUP:
+        lines.append(f"warning: {coll['max_group']} items share one L-code prefix (largest groups: "
+                     f"{', '.join(map(str, coll.get('largest_groups', [coll['max_group']])))}): their last code is an "
+                     f"arbitrary {coll['max_group']}-way choice the model must memorise; more --levels or a larger "
+                     f"--codebook_size (here {info['levels']} x {info['codebook_size']}), or semantic IDs, spread them")
     pieces = len(index.code_pieces)
     needed = padded_vocab_size(vocabulary.vocabulary_ids(FLAN_T5_PIECES, pieces))
     lines.append(f"  {pieces} vocabulary pieces appended after the tokenizer's; FLAN-T5 ({FLAN_T5_PIECES:,} pieces + "

@@ -70,6 +70,29 @@ class IndexOptions:
             raise ValueError(f"--embeddings {self.embeddings!r}: expected one of {', '.join(emb.EMBEDDING_SOURCES)}")
         if self.embedding_dim < 2:
             raise ValueError(f"--embedding_dim must be >= 2, got {self.embedding_dim}")
+        if "embeddings" in options_read(self.scheme, self.embeddings):
+            if self.embeddings == "file" and not self.embeddings_file:
+                raise ValueError("--embeddings file needs --embeddings_file (a [num_items, dim] .npy matrix)")
+            if self.embeddings == "t5" and not (self.checkpoint and self.vocab_path):
+                raise ValueError("--embeddings t5 needs --checkpoint (a recjax checkpoint) and --vocab (its "
+                                 "SentencePiece model)")
+
+
+# The options each scheme reads, beyond `scheme` and `seed` (and, for the semantic schemes, what
+# each embedding source reads): `recjax index` refuses a flag its scheme would ignore.
+_STRUCTURED_OPTIONS = ("levels", "codebook_size")
+_EMBEDDING_OPTIONS = {"text": ("embedding_dim", "text_weighting"), "collaborative": ("embedding_dim", "window"),
+                      "file": ("embeddings_file",), "t5": ("checkpoint", "vocab_path")}
+
+
+def options_read(scheme: str, embeddings: str = "text") -> set[str]:
+    """The IndexOptions fields `scheme` reads (with `embeddings` for the semantic schemes)."""
+    if scheme in NUMERIC_SCHEMES:
+        return {"scheme", "seed"}
+    if scheme == "collaborative":
+        return {"scheme", "seed", *_STRUCTURED_OPTIONS, "embedding_dim", "window"}
+    read = {"scheme", "seed", "embeddings", *_STRUCTURED_OPTIONS, *_EMBEDDING_OPTIONS.get(embeddings, ())}
+    return read | ({"rqvae_steps"} if scheme == "semantic_rqvae" else set())
 
 
 @dataclasses.dataclass
