@@ -172,11 +172,19 @@ class EncoderDecoderModel:
         }
         return loss_sum, sums
 
+    def normalize(self, batch: Batch, factor: LossNormalizer = "config") -> tuple[dict, Union[Array, float]]:
+        """The one loss normalisation: the batch with its loss weights rescaled for `factor` (default:
+        the config's loss_normalizing_factor) and the divisor of the summed loss (1.0 for none).
+        loss_fn, the trainer's microbatched gradient (divisor taken over the whole batch) and the
+        validation loss all use it."""
+        factor = self.loss_config.loss_normalizing_factor if factor == "config" else factor
+        weights, divisor = normalized_weights(batch, factor)
+        return dict(batch, decoder_loss_weights=weights), (1.0 if divisor is None else divisor)
+
     def loss_fn(self, params, batch: Batch, dropout_rng: Optional[Array] = None) -> tuple[Array, dict]:
         """Scalar loss and metrics (loss and z-loss divided by the normalizing factor)."""
-        weights, divisor = normalized_weights(batch, self.loss_config.loss_normalizing_factor)
-        loss_sum, sums = self.loss_sums(params, dict(batch, decoder_loss_weights=weights), dropout_rng)
-        divisor = 1.0 if divisor is None else divisor
+        batch, divisor = self.normalize(batch)
+        loss_sum, sums = self.loss_sums(params, batch, dropout_rng)
         metrics = {
             "loss": loss_sum / divisor,
             "z_loss": sums["z_loss"] / divisor,

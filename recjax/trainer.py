@@ -16,7 +16,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from recjax.model import EncoderDecoderModel, normalized_weights
+from recjax.model import EncoderDecoderModel
 from recjax.partitioning import Partitioner
 
 Batch = Mapping[str, jax.Array]
@@ -77,9 +77,7 @@ class Trainer:
     # ------------------------------------------------------------------ steps
     def _grads(self, params, batch: Batch, rng) -> tuple[Any, Any, dict]:
         """Gradient of the whole batch's normalized loss, accumulated over microbatches."""
-        weights, divisor = normalized_weights(batch, self.model.loss_config.loss_normalizing_factor)
-        divisor = 1.0 if divisor is None else divisor
-        batch = dict(batch, decoder_loss_weights=weights)
+        batch, divisor = self.model.normalize(batch)
         use_dropout = self.model.config.dropout_rate > 0
 
         def loss_of(p, mb, mb_rng):
@@ -150,8 +148,8 @@ class Trainer:
         """Summed loss / accuracy terms of one batch (no dropout); the caller averages."""
         if self._eval_step is None:
             def step(p, b):
-                weights, _ = normalized_weights(b, "num_real_target_tokens")
-                loss_sum, sums = self.model.loss_sums(p, dict(b, decoder_loss_weights=weights))
+                b, _ = self.model.normalize(b, "num_real_target_tokens")  # per real target token
+                loss_sum, sums = self.model.loss_sums(p, b)
                 return dict(sums, loss_sum=loss_sum)
             self._eval_step = jax.jit(step, in_shardings=(self.param_shardings, self.batch_sharding))
         with jax.set_mesh(self.mesh):

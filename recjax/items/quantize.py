@@ -170,7 +170,11 @@ def collision_stats(codes: np.ndarray) -> dict:
     """Items that share all their codes with another item (before the extra code)."""
     _, inverse, counts = np.unique(codes, axis=0, return_inverse=True, return_counts=True)
     per_item = counts[inverse.ravel()]
-    largest = np.sort(counts)[::-1][:5]
     return {"colliding_items": int((per_item > 1).sum()), "collision_rate": float((per_item > 1).mean()),
-            "max_group": int(counts.max()), "unique_prefixes": int(len(counts)),
-            "largest_groups": [int(c) for c in largest]}
+            "max_group": int(counts.max()), "unique_prefixes": int(len(counts))}
+
+
+def largest_groups(codes: np.ndarray, n: int = 5) -> list[int]:
+    """Sizes of the n largest groups of items sharing all their codes, largest first."""
+    _, counts = np.unique(codes, axis=0, return_counts=True)
+    return [int(c) for c in np.sort(counts)[::-1][:n]]

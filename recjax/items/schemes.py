@@ -157,7 +157,8 @@ def _structured(scheme: str, dataset, codes: np.ndarray, options: IndexOptions, 
     full = quantize.dedup_codes(codes, options.seed)
     sizes = [options.codebook_size] * options.levels + [int(full[:, -1].max()) + 1]
     info = {"scheme": scheme, "levels": options.levels, "codebook_size": options.codebook_size,
-            "collision_code_size": sizes[-1], "seed": options.seed, "collisions": before,
+            "collision_code_size": sizes[-1], "seed": options.seed,
+            "collisions": dict(before, largest_groups=quantize.largest_groups(codes)),
             "stats": quantize.code_stats(full, options.codebook_size), **extra}
     return ItemIndex(scheme, [code_text(c) for c in full], full, code_pieces(sizes), info)
 
