@@ -496,7 +496,7 @@ def test_eval_infer_and_score_restore_through_one_function_onto_the_same_shardin
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("fraction", [1 / 3, 1 / 2, 0.9])
+@pytest.mark.parametrize("fraction", [1 / 3, 0.9])  # train's fallback is tested at 1/3, 1/2 and 9/10 too
 def test_a_truncated_tensor_file_is_one_line_for_eval_infer_and_score(env, checkpoint, tmp_path, fraction):
     """The largest tensor file of the checkpoint cut short: eval and infer (which read onto the
     mesh, where the storage error names no tensor) and score exit 2 with one line naming the step
