@@ -55,7 +55,9 @@ def compare(a: dict, b: dict, samples: int = 10_000, seed: int = 0) -> list[dict
                 raise ValueError(f"{task}: user {u} has target {a[task][u].get(key)!r} in A but "
                                  f"{b[task][u].get(key)!r} in B (different splits, or item IDs of different schemes "
                                  "without target_original_id)")
-        kind = kind_of({**a[task], **{-1 - u: row for u, row in b[task].items()}})  # A's and B's rows agree
+        kind, kind_b = kind_of(a[task]), kind_of(b[task])
+        if kind != kind_b:
+            raise ValueError(f"{task}: {kind} rows in A but {kind_b} rows in B")
         ma = per_user_from_ranks([a[task][u]["target_rank"] for u in users], kind)
         mb = per_user_from_ranks([b[task][u]["target_rank"] for u in users], kind)
         for metric in ma:
