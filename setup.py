@@ -19,6 +19,7 @@ INSTALL_REQUIRES = jax_pins() + [
     "optax==0.2.8",
     "orbax-checkpoint==0.12.8",
     "seqio==0.0.20",
+    "grain==0.2.18",  # the TensorFlow-free input path (recjax.grain_loader)
     "tensorflow==2.21.0",  # seqio needs tensorflow-text, which needs tensorflow itself
     "tensorflow-text==2.21.1",
     "tensorflow-datasets==4.9.10",

@@ -35,7 +35,7 @@ from recjax.data.atomic import atomic_write
 PARAMS_ITEM = "params"
 OPT_STATE_ITEM = "opt_state"
 DATA_STATE_ITEM = "data_state"
-
+INPUT_ITERATOR_ITEM = "input_iterator"  # the Grain loader's position, one JSON file per process
 
 
 class CorruptCheckpointError(CheckpointError):
@@ -126,6 +126,36 @@ def _diagnose(directory: str, step: int, items: tuple[str, ...]) -> Optional[Cor
 # The manager and its items.
 # ----------------------------------------------------------------------------------------------
 
+class IteratorPosition:
+    """An input iterator's state as Grain's orbax handler saves and restores it (one
+    `process_I-of-P.json` per process): the state is taken when the step is saved, so an
+    asynchronous write stores that step's position, not a later one."""
+
+    def __init__(self, state: Optional[dict] = None):
+        self.state = state
+
+    def get_state(self) -> bytes:
+        return json.dumps(self.state).encode()
+
+    def set_state(self, state: bytes) -> None:
+        self.state = json.loads(state)
+
+    def start_prefetch(self) -> None:  # the handler's restore calls it; a position prefetches nothing
+        pass
+
+
+def item_handlers() -> dict[str, Any]:
+    """The handler of each item a recjax checkpoint step may hold."""
+    import grain
+
+    return {PARAMS_ITEM: ocp.PyTreeCheckpointHandler(), OPT_STATE_ITEM: ocp.PyTreeCheckpointHandler(),
+            DATA_STATE_ITEM: ocp.JsonCheckpointHandler(), INPUT_ITERATOR_ITEM: grain.checkpoint.CheckpointHandler()}
+
+
+def has_item(directory: str, step: int, item: str) -> bool:
+    return os.path.isdir(os.path.join(directory, str(step), item))
+
+
 def open_manager(directory: str, *, create: bool = True, max_to_keep: Optional[int] = None,
                  save_interval_steps: int = 1) -> ocp.CheckpointManager:
     """The orbax manager of a recjax checkpoint directory, with a handler for each named item.
@@ -133,24 +163,36 @@ def open_manager(directory: str, *, create: bool = True, max_to_keep: Optional[i
     `create=False` opens an existing directory for reading (orbax's read_only mode only adds
     warnings; a manager that is not asked to save writes nothing).
     """
-    item_handlers = {
-        PARAMS_ITEM: ocp.PyTreeCheckpointHandler(),
-        OPT_STATE_ITEM: ocp.PyTreeCheckpointHandler(),
-        DATA_STATE_ITEM: ocp.JsonCheckpointHandler(),
-    }
     options = ocp.CheckpointManagerOptions(max_to_keep=max_to_keep, create=create,
                                            save_interval_steps=save_interval_steps)
-    return ocp.CheckpointManager(os.path.abspath(directory), item_handlers=item_handlers, options=options)
+    return ocp.CheckpointManager(os.path.abspath(directory), item_handlers=item_handlers(), options=options)
 
 
-def composite_save_args(params: Any, opt_state: Any = None, data_state: Optional[dict] = None) -> ocp.args.Composite:
-    """Save args for one step: params, and for a trainer the optimizer and data-pipeline state."""
+def composite_save_args(params: Any, opt_state: Any = None, data_state: Optional[dict] = None,
+                        iterator_state: Optional[dict] = None) -> ocp.args.Composite:
+    """Save args for one step: params, and for a trainer the optimizer and data-pipeline state
+    (the batches consumed; on the Grain path also the iterator's position)."""
     items = {PARAMS_ITEM: ocp.args.PyTreeSave(params)}
     if opt_state is not None:
         items[OPT_STATE_ITEM] = ocp.args.PyTreeSave(opt_state)
     if data_state is not None:
         items[DATA_STATE_ITEM] = ocp.args.JsonSave(data_state)
+    if iterator_state is not None:
+        import grain
+
+        items[INPUT_ITERATOR_ITEM] = grain.checkpoint.CheckpointSave(IteratorPosition(iterator_state))
     return ocp.args.Composite(**items)
+
+
+def restore_iterator_state(manager: ocp.CheckpointManager, step: int) -> Optional[dict]:
+    """This process's saved input-iterator position of `step`, None where the step has none."""
+    if not has_item(str(manager.directory), step, INPUT_ITERATOR_ITEM):
+        return None
+    import grain
+
+    restored = manager.restore(step, args=ocp.args.Composite(**{
+        INPUT_ITERATOR_ITEM: grain.checkpoint.CheckpointRestore(IteratorPosition())}))
+    return restored[INPUT_ITERATOR_ITEM].state
 
 
 # Fields that change how a model trains or computes, not its parameters: a run may resume with

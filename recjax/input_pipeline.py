@@ -1,21 +1,20 @@
 """Task/mixture -> batches of model features, with a resumable position: through SeqIO (the
-default) or through the TensorFlow-free numpy loader (`DatasetConfig.loader = 'numpy'`,
-`recjax.numpy_loader`), from the same registration.
+default, T5X's) or through Grain (`DatasetConfig.loader = 'grain'`, `recjax.grain_loader`: no
+TensorFlow), from the same registration.
 
-The dataset is a deterministic function of (task, split, seed): a restart rebuilds it and skips
-the batches already consumed (the position saved with each checkpoint), so a resumed run sees
-exactly the batches an uninterrupted run would.
+The dataset is a deterministic function of (task, split, seed), so a resumed run sees exactly the
+batches an uninterrupted run would. Grain's iterator state is saved with each checkpoint and
+restored (no replay); SeqIO's dataset is rebuilt and the batches already consumed are skipped.
 
-Multi-host: every process builds the same global batch stream and keeps its own contiguous rows
-(`process_index`-th slice), so P processes see the same global batches as one process. The
-tokenization is repeated on every host; recommendation corpora are small enough for that.
+Multi-host: SeqIO: every process builds the same global batch stream and keeps its own contiguous
+rows (`process_index`-th slice). Grain: process p reads examples p, p + P, ... only. Either way P
+processes train on the same global batches (as sets of examples) as one process, unpacked.
 """
 from __future__ import annotations
 
 import dataclasses
-from typing import Iterator, Mapping, Optional
-
-import itertools
+import sys
+from typing import Iterator, Mapping, Optional, Union
 
 import gin
 import jax
@@ -23,7 +22,7 @@ import numpy as np
 
 from recjax.config import padded_vocab_size
 
-LOADERS = ("seqio", "numpy")
+LOADERS = ("seqio", "grain")
 
 
 @gin.configurable
@@ -37,13 +36,25 @@ class DatasetConfig:
     batch_size: int = 32  # global, over all processes
     shuffle: bool = True
     seed: Optional[int] = 0
-    pack: bool = False
+    pack: Union[bool, str] = False  # True or "t5": T5's packing; "first_fit": Grain's (grain loader only)
     num_epochs: Optional[int] = None  # None: repeat forever (training)
-    loader: str = "seqio"  # or "numpy": no TensorFlow or SeqIO (recjax.numpy_loader)
+    loader: str = "seqio"  # or "grain": no TensorFlow or SeqIO (recjax.grain_loader)
 
     def __post_init__(self):
-        if self.loader not in LOADERS:
-            raise ValueError(f"DatasetConfig.loader must be one of {LOADERS}, got {self.loader!r}")
+        check_loader(self.loader, self.pack)
+
+
+def check_loader(loader: str, pack: Union[bool, str]) -> None:
+    """One line for an unknown loader or packing, or one the loader does not do."""
+    if loader == "numpy":
+        raise ValueError("loader 'numpy' is now 'grain': the TensorFlow-free loader is built on Grain "
+                         "(set loader = 'grain')")
+    if loader not in LOADERS:
+        raise ValueError(f"DatasetConfig.loader must be one of {LOADERS}, got {loader!r}")
+    if pack not in (False, True, None, "t5", "first_fit"):
+        raise ValueError(f"pack must be False, True (= 't5') or one of ('t5', 'first_fit'), got {pack!r}")
+    if pack == "first_fit" and loader != "grain":
+        raise ValueError("pack = 'first_fit' needs loader = 'grain' (SeqIO packs the T5 way only: pack = True)")
 
 
 def _seqio():
@@ -54,7 +65,7 @@ def _seqio():
         import tensorflow as tf
     except ImportError as e:
         raise ValueError(f"the SeqIO input path needs {e.name}, which is not installed here; "
-                         "set DatasetConfig.loader = 'numpy' (the TensorFlow-free loader)") from None
+                         "set DatasetConfig.loader = 'grain' (the TensorFlow-free loader)") from None
     from recjax import tf_import
 
     tf_import.hide_accelerators(tf)
@@ -103,21 +114,17 @@ def _process_split(cfg: DatasetConfig, process_index: Optional[int], process_cou
     return process_index, process_count
 
 
-def numpy_batches(cfg: DatasetConfig, *, process_index: Optional[int] = None, process_count: Optional[int] = None,
-                  skip_batches: int = 0) -> Iterator[dict[str, np.ndarray]]:
-    """The TensorFlow-free loader's batches for this process (the same split of rows as SeqIO's)."""
-    from recjax import numpy_loader
+def grain_batches(cfg: DatasetConfig, *, process_index: Optional[int] = None,
+                  process_count: Optional[int] = None):
+    """The Grain loader's batches for this process (a grain.IterDataset; `iter()` it)."""
+    from recjax import grain_loader
 
     process_index, process_count = _process_split(cfg, process_index, process_count)
     _members(cfg.mixture_or_task_name)  # a clear error for an unknown name
-    stream = numpy_loader.batches(cfg.mixture_or_task_name, dict(cfg.task_feature_lengths), split=cfg.split,
-                                    batch_size=cfg.batch_size, shuffle=cfg.shuffle, seed=int(cfg.seed or 0),
-                                    pack_examples=cfg.pack, num_epochs=cfg.num_epochs)
-    stream = itertools.islice(stream, skip_batches, None)
-    local = cfg.batch_size // process_count
-    start = process_index * local
-    for batch in stream:
-        yield {k: v[start:start + local] for k, v in batch.items()} if process_count > 1 else batch
+    return grain_loader.batches(cfg.mixture_or_task_name, dict(cfg.task_feature_lengths), split=cfg.split,
+                                batch_size=cfg.batch_size, shuffle=cfg.shuffle, seed=int(cfg.seed or 0),
+                                pack=cfg.pack, num_epochs=cfg.num_epochs, process_index=process_index,
+                                process_count=process_count)
 
 
 def build_dataset(cfg: DatasetConfig, *, process_index: Optional[int] = None,
@@ -129,7 +136,7 @@ def build_dataset(cfg: DatasetConfig, *, process_index: Optional[int] = None,
     ds = seqio.get_dataset(
         cfg.mixture_or_task_name, task_feature_lengths=dict(cfg.task_feature_lengths), dataset_split=cfg.split,
         shuffle=cfg.shuffle, num_epochs=cfg.num_epochs, use_cached=False, seed=cfg.seed,
-        feature_converter=seqio.EncDecFeatureConverter(pack=cfg.pack))
+        feature_converter=seqio.EncDecFeatureConverter(pack=bool(cfg.pack)))
     ds = ds.batch(cfg.batch_size, drop_remainder=cfg.num_epochs is None)
     if skip_batches:
         ds = ds.skip(skip_batches)
@@ -141,14 +148,26 @@ def build_dataset(cfg: DatasetConfig, *, process_index: Optional[int] = None,
 
 
 class BatchIterator:
-    """Numpy batches plus the count consumed, which is what a checkpoint stores."""
+    """Numpy batches plus the count consumed, which is what a checkpoint stores, and on the Grain
+    path the iterator's position (`iterator_state`, restored with `iterator_state=` instead of
+    replaying the stream; without it, a resume at batch k replays k batches)."""
 
-    def __init__(self, cfg: DatasetConfig, batches_consumed: int = 0, **kwargs):
+    def __init__(self, cfg: DatasetConfig, batches_consumed: int = 0, iterator_state: Optional[dict] = None,
+                 **kwargs):
         self.cfg = cfg
         self.batches_consumed = batches_consumed
-        if cfg.loader == "numpy":
-            self._it = numpy_batches(cfg, skip_batches=batches_consumed, **kwargs)
+        if cfg.loader == "grain":
+            self._grain = iter(grain_batches(cfg, **kwargs))
+            if iterator_state is not None:
+                self._grain.set_state(iterator_state)
+            elif batches_consumed:  # a checkpoint without the Grain position (written by the SeqIO path)
+                print(f"warning: no Grain position saved with this checkpoint: replaying {batches_consumed} batches",
+                      file=sys.stderr, flush=True)
+                for _ in range(batches_consumed):
+                    next(self._grain)
+            self._it = self._grain
         else:
+            self._grain = None
             self._it = build_dataset(cfg, skip_batches=batches_consumed, **kwargs).as_numpy_iterator()
 
     def __iter__(self) -> Iterator[dict[str, np.ndarray]]:
@@ -162,7 +181,37 @@ class BatchIterator:
     def close(self) -> None:
         """Releases the tf.data iterator (and its generator threads) now, not at interpreter exit."""
         self._it = None
+        if self._grain is not None and hasattr(self._grain, "close"):
+            self._grain.close()
+        self._grain = None
 
     def state(self) -> dict:
         return {"batches_consumed": self.batches_consumed, "mixture_or_task_name": self.cfg.mixture_or_task_name,
                 "seed": self.cfg.seed}
+
+    def iterator_state(self) -> Optional[dict]:
+        """The Grain iterator's position after the batches consumed (JSON), None on SeqIO."""
+        return None if self._grain is None else self._grain.get_state()
+
+
+def task_rows(task_name: str, split: str) -> Iterator[dict]:
+    """Every example of a task's split in order (no shuffle; the registration's seed), as the
+    SeqIO task gives it without trimming: `inputs` / `targets` int32 ids with EOS, their
+    `*_pretokenized` text and the metadata features (`task`, `template`, `user`, `target_id`,
+    `history_ids`, `candidate_ids`). What the evaluator reads; no TensorFlow."""
+    import tasks
+    from recjax.config import EOS_ID
+    from tasks.examples import META_STRING_FEATURES
+
+    registered = tasks.dataset_of(task_name)
+    kind = tasks.kind_of(task_name)
+    for chunk in registered.builder.token_chunks(kind.name, split, 0, registered.seed, False):
+        ids = {key: np.split(chunk[key + "_values"], np.cumsum(chunk[key + "_lengths"])[:-1])
+               for key in ("inputs", "targets")}
+        for i in range(len(chunk["user"])):
+            row = {key: str(chunk[key][i]) for key in META_STRING_FEATURES}
+            row["user"] = np.int32(chunk["user"][i])
+            for key in ("inputs", "targets"):
+                row[key] = np.append(ids[key][i], EOS_ID).astype(np.int32)
+                row[key + "_pretokenized"] = str(chunk[key + "_pretokenized"][i])
+            yield row

@@ -173,6 +173,7 @@ def _restore_train_state(manager: ocp.CheckpointManager, step: int, trainer: Tra
         checkpoints.DATA_STATE_ITEM: ocp.args.JsonRestore(),
     }))
     data_state = dict(restored[checkpoints.DATA_STATE_ITEM])
+    data_state["iterator_state"] = checkpoints.restore_iterator_state(manager, step)
     return trainer.state_from_arrays(step, restored[checkpoints.PARAMS_ITEM],
                                      restored[checkpoints.OPT_STATE_ITEM]), data_state
 
@@ -286,8 +287,10 @@ def train(model_dir: str = gin.REQUIRED,
     `@tasks.register_dataset()`, evaluated when `train` is called). `evaluator`, when given, is
     called as `evaluator(params=..., step=...)` every `eval_period` steps and at the end and its
     metrics are logged under the evaluator's `split` (`validation` when it has none).
-    `loader`: "seqio" (default) or "numpy", the TensorFlow-free input path
-    (recjax.numpy_loader: the same tasks and batches without TensorFlow or SeqIO installed).
+    `loader`: "seqio" (default) or "grain", the TensorFlow-free input path (recjax.grain_loader:
+    the same tasks without TensorFlow or SeqIO installed; its position is saved with every
+    checkpoint, so a resume does not replay the stream). `pack`: False, True / "t5" (T5's
+    packing), or "first_fit" (Grain's; grain loader only).
     """
     del task_setup  # it acted when Gin evaluated it
     if not setup_only:
@@ -321,13 +324,13 @@ def train(model_dir: str = gin.REQUIRED,
     writer = MetricsWriter(model_dir)
     batches = None
     try:
-        start, state, batches_consumed = _restore_or_initialise(run, trainer, model_config, initial_checkpoint_path,
-                                                                seed)
+        start, state, batches_consumed, iterator_state = _restore_or_initialise(
+            run, trainer, model_config, initial_checkpoint_path, seed)
         if start >= train_steps:
             _say_finished(model_dir, start, train_steps, writer)
             return state
         writer.drop_after(start)
-        batches = BatchIterator(train_cfg, batches_consumed=batches_consumed)
+        batches = BatchIterator(train_cfg, batches_consumed=batches_consumed, iterator_state=iterator_state)
 
         def eval_config() -> DatasetConfig:
             return DatasetConfig(mixture_or_task_name, dict(task_feature_lengths), eval_split, batch_size,
@@ -362,10 +365,7 @@ class _RunDirectory:
 
     def _open(self) -> ocp.CheckpointManager:
         return ocp.CheckpointManager(
-            os.path.abspath(self.ckpt_dir),
-            item_handlers={checkpoints.PARAMS_ITEM: ocp.PyTreeCheckpointHandler(),
-                           checkpoints.OPT_STATE_ITEM: ocp.PyTreeCheckpointHandler(),
-                           checkpoints.DATA_STATE_ITEM: ocp.JsonCheckpointHandler()},
+            os.path.abspath(self.ckpt_dir), item_handlers=checkpoints.item_handlers(),
             options=ocp.CheckpointManagerOptions(max_to_keep=self._keep, enable_async_checkpointing=self._async))
 
     def first_step_ran(self, model_config: T5Config, item_ids) -> None:
@@ -380,9 +380,10 @@ class _RunDirectory:
     def check_saved(self, step: Optional[int]) -> None:
         _check_saved(self.manager, step, self.ckpt_dir)
 
-    def save(self, step: int, state: TrainState, data_state: dict) -> None:
+    def save(self, step: int, state: TrainState, data_state: dict, iterator_state: Optional[dict]) -> None:
         try:
-            self.manager.save(step, args=checkpoints.composite_save_args(state.params, state.opt_state, data_state))
+            self.manager.save(step, args=checkpoints.composite_save_args(state.params, state.opt_state, data_state,
+                                                                         iterator_state))
         except Exception as e:  # OSError, or TensorStore's ValueError (RESOURCE_EXHAUSTED: ...)
             raise _save_failed(step, self.ckpt_dir, e) from None
 
@@ -400,13 +401,14 @@ class _RunDirectory:
 
 
 def _restore_or_initialise(run: _RunDirectory, trainer: Trainer, model_config: T5Config,
-                           initial_checkpoint_path: Optional[str], seed: int) -> tuple[int, TrainState, int]:
-    """(step, state, batches consumed): the newest intact checkpoint of the run, else a fresh
-    state (random, or INITIAL_CHECKPOINT_PATH's params)."""
+                           initial_checkpoint_path: Optional[str], seed: int
+                           ) -> tuple[int, TrainState, int, Optional[dict]]:
+    """(step, state, batches consumed, input iterator position): the newest intact checkpoint of
+    the run, else a fresh state (random, or INITIAL_CHECKPOINT_PATH's params)."""
     restored = _restore_newest_intact(run.manager, run.ckpt_dir, trainer) if run.manager is not None else None
     if restored is not None:
         start, state, data_state = restored
-        return start, state, int(data_state["batches_consumed"])
+        return start, state, int(data_state["batches_consumed"]), data_state["iterator_state"]
     params = None
     if initial_checkpoint_path:
         params, init_config = checkpoints.restore_initial_params(
@@ -415,7 +417,7 @@ def _restore_or_initialise(run: _RunDirectory, trainer: Trainer, model_config: T
                 dropout_rate=0.0, dtype="float32"):
             raise ValueError(f"{initial_checkpoint_path}: its model config {init_config} differs from the "
                              f"run's {model_config} (beyond dropout/dtype)")
-    return 0, trainer.init_state(params), 0
+    return 0, trainer.init_state(params), 0, None
 
 
 class _PeriodicActions:
@@ -444,7 +446,7 @@ class _PeriodicActions:
         if self._due(step, self.log_period):
             self._log(step, metrics, bar)
         if self._due(step, self.checkpoint_period):
-            self.run.save(step, state, dict(self.batches.state(), step=step))
+            self.run.save(step, state, dict(self.batches.state(), step=step), self.batches.iterator_state())
             self.last_saved = self.saving = step
         if self._due(step, self.eval_period):
             self._evaluate(step, state)

@@ -98,6 +98,7 @@ class ExampleBuilder:
         self.loo = {s: dataset.loo_split(_LOO_SPLIT[s]) for s in ("validation", "test")}
         self.has_ratings = dataset.ratings is not None and dataset.rating_splits is not None
         self._ratings_by_user: dict[str, list[list[tuple[int, float]]]] = {}
+        self._counts: dict[tuple[str, str], np.ndarray] = {}
         self.tokenizer = tokenizer
         self.sentinel_ids = sentinel_ids
         if min(len(s) for s in self.full) < 3:
@@ -120,12 +121,22 @@ class ExampleBuilder:
 
     def num_examples(self, task: str, split: str) -> int:
         """Examples in one epoch of (task, split) (the same for every epoch)."""
+        return int(self.examples_per_user(task, split).sum())
+
+    def examples_per_user(self, task: str, split: str) -> np.ndarray:
+        """[num_users] int64: how many examples each user has in one epoch of (task, split), known
+        without building them (what a random-access source locates an example by)."""
         kind = self._check(task, split)
+        if (task, split) in self._counts:
+            return self._counts[task, split]
         if kind.count == "rating_records":
-            return sum(len(r) for r in self.rating_records(split))
-        if split != "train" or kind.count == "users":
-            return self.num_users
-        return int(sum(max(len(t) - 1, 0) for t in self.train))
+            counts = np.array([len(r) for r in self.rating_records(split)], np.int64)
+        elif split != "train" or kind.count == "users":
+            counts = np.ones(self.num_users, np.int64)
+        else:
+            counts = np.array([max(len(t) - 1, 0) for t in self.train], np.int64)
+        self._counts[task, split] = counts
+        return counts
 
     def _rng(self, seed: int, epoch: int, split: str, kind: TaskKind, user: int) -> np.random.Generator:
         return np.random.default_rng([seed, epoch, _SPLIT_CODE[split], kind.stream, user])
@@ -140,47 +151,75 @@ class ExampleBuilder:
 
     # ------------------------------------------------------------------ epochs
 
-    def iter_chunks(self, task: str, split: str, epoch: int, seed: int, shuffle: bool,
-                    shard_index: int = 0, num_shards: int = 1) -> Iterator[dict[str, np.ndarray]]:
-        """One epoch of (task, split) as column chunks ({feature: [n] array}), users
-        `shard_index::num_shards`. With `shuffle`, users and the examples inside a chunk come in
-        a seeded order."""
+    def epoch_blocks(self, task: str, split: str, epoch: int, seed: int, shuffle: bool,
+                     shard_index: int = 0, num_shards: int = 1) -> list[tuple[np.ndarray, np.ndarray | None]]:
+        """The blocks of one epoch, in order, without building them: (users, row order), where the
+        block's rows are its users' examples (built together) taken in `row order` (None: as
+        built). Users `shard_index::num_shards`, `users_per_chunk` to a block; with `shuffle`,
+        users and the rows inside a block come in a seeded order. Blocks without rows are left
+        out. `iter_chunks` builds them in this order; a random-access source builds any one."""
         kind = self._check(task, split)
         if split != "train":
             epoch = EVAL_EPOCH
+        counts = self.examples_per_user(task, split)
         users = np.arange(self.num_users)[shard_index::num_shards]
         order_rng = self._rng(seed, epoch, split, kind, _ORDER_STREAM)
         if shuffle:
             users = order_rng.permutation(users)
         step = self.options.users_per_chunk
+        blocks = []
         for start in range(0, len(users), step):
-            chunk = [(int(u), self._rng(seed, epoch, split, kind, int(u))) for u in users[start:start + step]]
-            rows = kind.build(self, split, chunk)
-            if not rows:
-                continue
-            if shuffle:
-                rows = [rows[i] for i in order_rng.permutation(len(rows))]
-            yield self._columns(kind, rows)
+            block = users[start:start + step]
+            n = int(counts[block].sum())
+            if n:
+                blocks.append((block, order_rng.permutation(n) if shuffle else None))
+        return blocks
+
+    def build_block(self, task: str, split: str, epoch: int, seed: int, users: np.ndarray,
+                    order: np.ndarray | None) -> dict[str, np.ndarray]:
+        """One block of `epoch_blocks` as column chunks ({feature: [n] array})."""
+        kind = self._check(task, split)
+        if split != "train":
+            epoch = EVAL_EPOCH
+        rows = kind.build(self, split, [(int(u), self._rng(seed, epoch, split, kind, int(u))) for u in users])
+        expected = int(self.examples_per_user(task, split)[users].sum())
+        if len(rows) != expected:  # examples_per_user must say what build does: sources locate rows by it
+            raise AssertionError(f"task kind {kind.name!r} built {len(rows)} {split} rows for {len(users)} users; "
+                                 f"examples_per_user says {expected}")
+        if order is not None:
+            rows = [rows[i] for i in order]
+        return self._columns(kind, rows)
+
+    def iter_chunks(self, task: str, split: str, epoch: int, seed: int, shuffle: bool,
+                    shard_index: int = 0, num_shards: int = 1) -> Iterator[dict[str, np.ndarray]]:
+        """One epoch of (task, split) as column chunks ({feature: [n] array}): the blocks of
+        `epoch_blocks`, built in order."""
+        for users, order in self.epoch_blocks(task, split, epoch, seed, shuffle, shard_index, num_shards):
+            yield self.build_block(task, split, epoch, seed, users, order)
 
     def token_chunks(self, task: str, split: str, epoch: int, seed: int, shuffle: bool,
                      shard_index: int = 0, num_shards: int = 1) -> Iterator[dict[str, np.ndarray]]:
-        """`iter_chunks` with `inputs` / `targets` as token ids: `<key>_values` (int32, flat),
+        """`iter_chunks` with `inputs` / `targets` as token ids (`tokenize`)."""
+        for chunk in self.iter_chunks(task, split, epoch, seed, shuffle, shard_index, num_shards):
+            yield self.tokenize(task, chunk)
+
+    def tokenize(self, task: str, chunk: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        """A column chunk with `inputs` / `targets` as token ids: `<key>_values` (int32, flat),
         `<key>_lengths` (int64 [n]) and the text as `<key>_pretokenized`. Every path (SeqIO's
-        source, the numpy loader, evaluation) tokenizes here, with this builder's SentencePiece
+        source, the Grain loader, evaluation) tokenizes here, with this builder's SentencePiece
         processor (`tasks.load_tokenizer`, what `recjax infer` and `score` use too), so training
         and serving see the same ids."""
-        kind = self._check(task, split)
+        kind = kinds.get(task)
         if self.tokenizer is None:
             raise ValueError("token_chunks needs the builder's tokenizer (register the dataset with a vocabulary)")
-        for chunk in self.iter_chunks(task, split, epoch, seed, shuffle, shard_index, num_shards):
-            if not kind.tokenized:
-                for key in ("inputs", "targets"):
-                    texts = chunk.pop(key)
-                    ids = self.tokenizer.encode([str(t) for t in texts])
-                    chunk[key + "_values"] = np.fromiter(itertools.chain.from_iterable(ids), np.int32)
-                    chunk[key + "_lengths"] = np.array([len(i) for i in ids], np.int64)
-                    chunk[key + "_pretokenized"] = texts
-            yield chunk
+        if not kind.tokenized:
+            for key in ("inputs", "targets"):
+                texts = chunk.pop(key)
+                ids = self.tokenizer.encode([str(t) for t in texts])
+                chunk[key + "_values"] = np.fromiter(itertools.chain.from_iterable(ids), np.int32)
+                chunk[key + "_lengths"] = np.array([len(i) for i in ids], np.int64)
+                chunk[key + "_pretokenized"] = texts
+        return chunk
 
     def _columns(self, kind: TaskKind, rows: list[dict]) -> dict[str, np.ndarray]:
         out: dict[str, np.ndarray] = {}

@@ -12,7 +12,7 @@ ids with EOS, add_eos=True) and their `*_pretokenized` text, plus the metadata o
 The registration itself (example builder, tokenizer, task and mixture names and rates) needs
 neither SeqIO nor TensorFlow; where SeqIO is installed the same tasks and mixtures are also
 registered with it (its TaskRegistry and MixtureRegistry: the default input path). Without it,
-`recjax.numpy_loader` reads the same registration.
+`recjax.grain_loader` reads the same registration.
 """
 from __future__ import annotations
 
@@ -216,7 +216,7 @@ def get_mixture_or_task(name: str):
         if name in entry.names:
             if not seqio_available():
                 raise ValueError(f"{name}: SeqIO is not installed here; read the task with the TensorFlow-free "
-                                 "loader (DatasetConfig.loader = 'numpy')")
+                                 "loader (DatasetConfig.loader = 'grain')")
             import seqio
 
             return seqio.get_mixture_or_task(name)

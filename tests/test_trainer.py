@@ -149,10 +149,26 @@ def test_train_writes_operative_config_metrics_and_loss_falls(uninterrupted_run)
     assert checkpoints.latest_step(str(model_dir / "checkpoints")) == 6
 
 
-def test_sigkill_and_resume_gives_bit_identical_params(uninterrupted_run):
-    root, data_dir, reference_dir = uninterrupted_run
-    model_dir = root / "killed"
-    proc = subprocess.Popen(_train_cmd(model_dir, data_dir), cwd=REPO_ROOT, env=_env(),
+# The Grain path with first-fit packing: its position (the packer's state included) is saved
+# with every checkpoint and restored on resume.
+GRAIN = ("--gin.train_lib.train.loader='grain'", "--gin.train_lib.train.pack='first_fit'")
+
+
+@pytest.fixture(scope="module")
+def uninterrupted_grain_run(uninterrupted_run):
+    root, data_dir, _ = uninterrupted_run
+    model_dir = root / "uninterrupted_grain"
+    subprocess.run(_train_cmd(model_dir, data_dir, extra=GRAIN), cwd=REPO_ROOT, env=_env(), check=True, timeout=600)
+    return root, data_dir, model_dir
+
+
+@pytest.mark.parametrize("loader", ["seqio", "grain"])
+def test_sigkill_and_resume_gives_bit_identical_params(loader, request):
+    root, data_dir, reference_dir = request.getfixturevalue(
+        "uninterrupted_run" if loader == "seqio" else "uninterrupted_grain_run")
+    extra = GRAIN if loader == "grain" else ()
+    model_dir = root / f"killed_{loader}"
+    proc = subprocess.Popen(_train_cmd(model_dir, data_dir, extra=extra), cwd=REPO_ROOT, env=_env(),
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.time() + 600
     try:  # kill as soon as the first checkpoint is committed, wherever the run is then
@@ -164,7 +180,9 @@ def test_sigkill_and_resume_gives_bit_identical_params(uninterrupted_run):
         proc.send_signal(signal.SIGKILL)
         proc.wait()
     assert checkpoints.latest_step(str(model_dir / "checkpoints")) < 6
-    subprocess.run(_train_cmd(model_dir, data_dir), cwd=REPO_ROOT, env=_env(), check=True, timeout=600)
+    resumed_run = subprocess.run(_train_cmd(model_dir, data_dir, extra=extra), cwd=REPO_ROOT, env=_env(), check=True,
+                                 timeout=600, capture_output=True, text=True)
+    assert "replaying" not in resumed_run.stderr
     with open(model_dir / "metrics.jsonl") as f:  # rows logged past the last checkpoint are not repeated
         steps = [json.loads(line)["step"] for line in f if json.loads(line)["split"] == "train"]
     assert steps == [1, 2, 3, 4, 5, 6]
@@ -172,6 +190,9 @@ def test_sigkill_and_resume_gives_bit_identical_params(uninterrupted_run):
     reference, _ = checkpoints.restore_params(str(reference_dir / "checkpoints"))
     for key, value in param_tree.flatten_params(reference).items():
         np.testing.assert_array_equal(param_tree.flatten_params(resumed)[key], value, err_msg=key)
+    if loader == "grain":  # the position was restored, not replayed: the packer's state is the reference's
+        position = lambda d: json.loads((d / "checkpoints" / "6" / "input_iterator" / "process_0-of-1.json").read_text())
+        assert position(model_dir) == position(reference_dir) and position(model_dir)["parent"]["next_index"] > 0
 
 
 def _free_port() -> int:
@@ -191,6 +212,25 @@ def test_two_processes_match_one_process(uninterrupted_run):
         assert p.returncode == 0, err.decode()[-2000:]
     two, one = _losses(model_dir), _losses(reference_dir)
     np.testing.assert_allclose([two[s] for s in (1, 2, 3)], [one[s] for s in (1, 2, 3)], rtol=1e-5)
+
+
+def test_two_processes_match_one_process_on_grain(uninterrupted_run):
+    """Each process reads its own examples (p, p + P, ...) and keeps its own position."""
+    root, data_dir, _ = uninterrupted_run
+    grain = ("--gin.train_lib.train.loader='grain'",)
+    subprocess.run(_train_cmd(root / "grain_one", data_dir, steps=3, extra=grain), cwd=REPO_ROOT, env=_env(),
+                   check=True, timeout=600)
+    model_dir, port = root / "grain_two", _free_port()
+    procs = [subprocess.Popen(_train_cmd(model_dir, data_dir, steps=3, extra=grain + (
+        f"--coordinator_address=127.0.0.1:{port}", "--num_processes=2", f"--process_id={i}")),
+        cwd=REPO_ROOT, env=_env(), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE) for i in range(2)]
+    for p in procs:
+        _, err = p.communicate(timeout=600)
+        assert p.returncode == 0, err.decode()[-2000:]
+    two, one = _losses(model_dir), _losses(root / "grain_one")
+    np.testing.assert_allclose([two[s] for s in (1, 2, 3)], [one[s] for s in (1, 2, 3)], rtol=1e-5)
+    positions = sorted(os.listdir(model_dir / "checkpoints" / "2" / "input_iterator"))
+    assert positions == ["commit_success.txt", "process_0-of-2.json", "process_1-of-2.json"], positions
 
 
 def test_unknown_gin_binding_is_a_clear_error(tmp_path):

@@ -1,5 +1,5 @@
 """The prepared accelerator check (issue 14 item 5): one command, three stages, one JSON and one
-markdown table. Needs neither TensorFlow nor SeqIO (the numpy loader and the TF-free evaluator).
+markdown table. Needs neither TensorFlow nor SeqIO (the Grain loader and the TF-free evaluator).
 
   train     a training step of T5 v1.1 Small- and Base-shaped models in bfloat16: target tokens/s
             and model-FLOPs utilisation (XLA's cost analysis of the compiled step over
@@ -189,7 +189,7 @@ def beauty_stage(gin_file: str, data_dir: str, vocab: str, out_dir: str, minutes
     def run(model_dir: str, steps: int):
         gin.clear_config()
         bindings = [f"DATA_DIR = '{data_dir}'", f"VOCAB_PATH = '{vocab}'", f"MODEL_DIR = '{model_dir}'",
-                    f"TRAIN_STEPS = {steps}", f"BATCH_SIZE = {batch}", "train_lib.train.loader = 'numpy'",
+                    f"TRAIN_STEPS = {steps}", f"BATCH_SIZE = {batch}", "train_lib.train.loader = 'grain'",
                     "train_lib.train.progress = False", "train_lib.train.async_checkpointing = False",
                     f"train_lib.train.checkpoint_period = {steps}"]
         gin_utils.parse_gin([gin_file], bindings)

@@ -3,7 +3,7 @@
 # machine (Python 3.12, jax 0.11.2 + CUDA, flax, optax, orbax, transformers, torch, sentencepiece;
 # no TensorFlow, no SeqIO, no network). Writes $OUT/check.json and $OUT/check.md (OUT defaults to
 # runs/device_check). What travels with the checkout, prepared here first:
-#   .whl/     the pure-Python wheels the image lacks:  bash benchmarks/device/check.sh --fetch-wheels
+#   .whl/     the wheels the image lacks (grain's are binary):  bash benchmarks/device/check.sh --fetch-wheels
 #   .device/  the prepared Beauty dataset with collaborative IDs and FLAN-T5's spiece.model:
 #             bash benchmarks/device/check.sh --stage-data
 # Then, on the machine (the device tool: carry .whl and .device):
@@ -12,11 +12,11 @@
 #   bash benchmarks/device/check.sh --cpu-smoke [--data_dir D --vocab V]
 set -euo pipefail
 cd "$(dirname "$0")/../.."
-WHEELS="gin-config==0.5.0 tensorboardX==2.6.4"
+WHEELS="gin-config==0.5.0 tensorboardX==2.6.4 grain==0.2.18 array-record cloudpickle portpicker"  # grain: the input path
 case "${1:-}" in
   --fetch-wheels)  # here, once: the wheels (no dependencies beyond what the image has)
     mkdir -p .whl && python3 -m pip download -q --no-deps --only-binary=:all: --python-version 3.12 \
-      --implementation cp --platform manylinux2014_x86_64 --platform any -d .whl $WHEELS
+      --implementation cp --platform manylinux2014_x86_64 --platform manylinux_2_28_x86_64 --platform any -d .whl $WHEELS
     ls .whl; exit 0;;
   --stage-data)  # here, once: the dataset and vocabulary the check trains and decodes on
     mkdir -p .device
@@ -28,7 +28,7 @@ case "${1:-}" in
     du -sh .device; exit 0;;
 esac
 PY="${PYTHON:-python3}"  # the Python that holds jax and torch (the image's python3)
-if [ -d .whl ] && ls .whl/*.whl > /dev/null 2>&1 && ! "$PY" -c "import gin, tensorboardX" 2> /dev/null; then
+if [ -d .whl ] && ls .whl/*.whl > /dev/null 2>&1 && ! "$PY" -c "import gin, tensorboardX, grain" 2> /dev/null; then
   "$PY" -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl
   export PYTHONPATH="/tmp/site:${PYTHONPATH:-}"
 fi
