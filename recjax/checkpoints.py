@@ -19,7 +19,7 @@ import contextlib
 import json
 import os
 import re
-from typing import Any, Mapping, Optional
+from typing import Any, Mapping, Optional, Union
 
 import jax
 import numpy as np
@@ -307,6 +307,26 @@ def latest_step(directory: str) -> Optional[int]:
         manager.close()
 
 
+# A train run keeps the best checkpoint on validation in MODEL_DIR/best (recjax.model_selection):
+# --step best of eval, infer, score and export.
+BEST = "best"
+BEST_SUBDIR = "best"
+BEST_FILE = "best.json"
+
+
+def best_directory(path: str) -> str:
+    """MODEL_DIR/best of a train run (`path` = MODEL_DIR, or its checkpoints/ folder); one line
+    when the run kept none."""
+    path = os.path.abspath(path)
+    if os.path.basename(path) == "checkpoints":
+        path = os.path.dirname(path)
+    best = os.path.join(path, BEST_SUBDIR)
+    if not os.path.isfile(os.path.join(best, BEST_FILE)):
+        raise CheckpointError(f"{path}: no best checkpoint ({os.path.join(best, BEST_FILE)} missing); train keeps one "
+                              "when it evaluates on validation (eval_period with an evaluator, gin/runs/validation.gin)")
+    return best
+
+
 class Checkpoint:
     """A recjax checkpoint resolved once per command: its directory (a converted checkpoint, or a
     train run's MODEL_DIR holding it in checkpoints/), model config and steps, read through one
@@ -324,6 +344,7 @@ class Checkpoint:
         self.directory = resolve_checkpoint_dir(path)
         self.config = T5Config.load(os.path.join(self.directory, CONFIG_FILENAME))
         self._manager = open_manager(self.directory, create=False)
+        self._path, self._best = path, None
 
     def __enter__(self) -> "Checkpoint":
         return self
@@ -333,9 +354,20 @@ class Checkpoint:
 
     def close(self) -> None:
         self._manager.close()
+        if self._best is not None:
+            self._best.close()
 
-    def step(self, step: Optional[int] = None) -> int:
-        """`step` if the checkpoint holds it, else (None) the newest; one line when there is none."""
+    def best(self) -> "Checkpoint":
+        """The run's best checkpoint on validation (MODEL_DIR/best); one line when it kept none."""
+        if self._best is None:
+            self._best = Checkpoint(best_directory(self._path))
+        return self._best
+
+    def step(self, step: Union[int, str, None] = None) -> int:
+        """`step` if the checkpoint holds it, else (None) the newest, or ('best') the step of the
+        run's best checkpoint; one line when there is none."""
+        if step == BEST:
+            return self.best().step()
         steps = self._manager.all_steps()
         if not steps:
             raise CheckpointError(f"{self.directory}: no checkpoint steps found")
@@ -349,11 +381,14 @@ class Checkpoint:
         """One-line error when a dataset writes items differently from the training data."""
         check_item_ids(self.directory, record)
 
-    def restore_params(self, step: Optional[int] = None, *, shardings: Any = None) -> tuple[dict[str, Any], int]:
+    def restore_params(self, step: Union[int, str, None] = None, *,
+                       shardings: Any = None) -> tuple[dict[str, Any], int]:
         """(params, step): the params item (of a params-only or a full train-state checkpoint) of
-        `step` (default: the newest), validated against the config. Numpy arrays in the stored
+        `step` (default: the newest; 'best': the run's best checkpoint), validated against the config. Numpy arrays in the stored
         dtype, or, with `shardings` (a tree of `jax.sharding.Sharding` matching the params), jax
         arrays laid out on the mesh directly."""
+        if step == BEST:
+            return self.best().restore_params(None, shardings=shardings)
         directory, manager = self.directory, self._manager
         step = self.step(step)
         item_dir = os.path.join(directory, str(step), PARAMS_ITEM)

@@ -26,6 +26,7 @@ import orbax.checkpoint as ocp
 from tqdm import tqdm
 
 from recjax import checkpoints
+from recjax import model_selection
 from recjax import progress as progress_bars
 from recjax.exit_codes import first_line
 from recjax.config import T5Config
@@ -277,6 +278,8 @@ def train(model_dir: str = gin.REQUIRED,
           eval_split: str = "validation",
           eval_batches: int = 8,
           evaluator: Optional[Callable[..., Mapping[str, float]]] = None,
+          best_metric: Optional[str] = "auto",
+          patience: Optional[int] = None,
           progress: bool = True,
           extra_callbacks: Sequence[Callable[[int, TrainState, dict], None]] = (),
           setup_only: bool = False) -> Union[TrainState, TrainSetup]:
@@ -286,7 +289,10 @@ def train(model_dir: str = gin.REQUIRED,
     `task_setup` is whatever registers the tasks (a Gin reference such as
     `@tasks.register_dataset()`, evaluated when `train` is called). `evaluator`, when given, is
     called as `evaluator(params=..., step=...)` every `eval_period` steps and at the end and its
-    metrics are logged under the evaluator's `split` (`validation` when it has none).
+    metrics are logged under the evaluator's `split` (`validation` when it has none); with an
+    evaluator, the params of the best evaluation by `best_metric` ("KIND/metric" or "TASK/metric";
+    "auto": retrieval NDCG@10, else ranking NDCG@10, else rating RMSE; None: no selection) are kept in MODEL_DIR/best, and `patience` evaluations without
+    improvement stop the run (recjax.model_selection).
     `loader`: "seqio" (default) or "grain", the TensorFlow-free input path (recjax.grain_loader:
     the same tasks without TensorFlow or SeqIO installed; its position is saved with every
     checkpoint, so a resume does not replay the stream). `pack`: False, True / "t5" (T5's
@@ -298,6 +304,7 @@ def train(model_dir: str = gin.REQUIRED,
                       checkpoint_period=checkpoint_period, log_period=log_period, eval_batches=eval_batches)
         if eval_period is not None:
             _check_counts(eval_period=eval_period)
+        selecting = _check_selection(evaluator, eval_period, best_metric, patience)
     setup = TrainSetup(model_config, loss_config if loss_config is not None else LossConfig(),
                        optimizer if optimizer is not None else _default_optimizer(), batch_size,
                        dict(task_feature_lengths) if isinstance(task_feature_lengths, Mapping) else task_feature_lengths,
@@ -324,28 +331,33 @@ def train(model_dir: str = gin.REQUIRED,
     writer = MetricsWriter(model_dir)
     batches = None
     try:
-        start, state, batches_consumed, iterator_state = _restore_or_initialise(
-            run, trainer, model_config, initial_checkpoint_path, seed)
-        if start >= train_steps:
-            _say_finished(model_dir, start, train_steps, writer)
+        start, state, data_state = _restore_or_initialise(run, trainer, model_config, initial_checkpoint_path, seed)
+        selection = (model_selection.Selection.restore(selecting, patience, data_state.get("selection"))
+                     if selecting else None)
+        if start >= train_steps or (selection is not None and selection.stopped):
+            _say_finished(model_dir, start, train_steps, writer, selection)
             return state
         writer.drop_after(start)
-        batches = BatchIterator(train_cfg, batches_consumed=batches_consumed, iterator_state=iterator_state)
+        batches = BatchIterator(train_cfg, batches_consumed=int(data_state.get("batches_consumed", 0)),
+                                iterator_state=data_state.get("iterator_state"))
 
         def eval_config() -> DatasetConfig:
             return DatasetConfig(mixture_or_task_name, dict(task_feature_lengths), eval_split, batch_size,
                                  shuffle=False, seed=seed, num_epochs=1, loader=loader)
 
         actions = _PeriodicActions(run, writer, trainer, batches, train_steps, checkpoint_period, log_period,
-                                   eval_period, eval_config, eval_batches, evaluator,
-                                   last_saved=start if start > 0 else None)
+                                   eval_period, eval_config, eval_batches, evaluator, selection,
+                                   (model_config, item_ids), last_saved=start if start > 0 else None)
         began = time.time()
         state = _step_loop(trainer, state, batches, start, train_steps, actions, run, model_config, item_ids,
                            extra_callbacks, progress)
+        end = int(state.step)
+        if end != actions.last_saved:  # stopped early between checkpoints: its step is the run's end
+            actions.save(end, state)
         run.finish(actions.saving)
         if jax.process_index() == 0:
-            print(run_summary(model_dir, train_steps, train_steps - start, time.time() - began, actions.last_metrics,
-                              actions.last_evaluation), flush=True)
+            print(run_summary(model_dir, end, end - start, time.time() - began, actions.last_metrics,
+                              actions.last_evaluation, selection, actions.stop_reason), flush=True)
         return state
     finally:
         if batches is not None:
@@ -401,14 +413,13 @@ class _RunDirectory:
 
 
 def _restore_or_initialise(run: _RunDirectory, trainer: Trainer, model_config: T5Config,
-                           initial_checkpoint_path: Optional[str], seed: int
-                           ) -> tuple[int, TrainState, int, Optional[dict]]:
-    """(step, state, batches consumed, input iterator position): the newest intact checkpoint of
-    the run, else a fresh state (random, or INITIAL_CHECKPOINT_PATH's params)."""
+                           initial_checkpoint_path: Optional[str], seed: int) -> tuple[int, TrainState, dict]:
+    """(step, state, data state: batches consumed, input iterator position, model selection): the
+    newest intact checkpoint of the run, else a fresh state (random, or INITIAL_CHECKPOINT_PATH's
+    params)."""
     restored = _restore_newest_intact(run.manager, run.ckpt_dir, trainer) if run.manager is not None else None
     if restored is not None:
-        start, state, data_state = restored
-        return start, state, int(data_state["batches_consumed"]), data_state["iterator_state"]
+        return restored
     params = None
     if initial_checkpoint_path:
         params, init_config = checkpoints.restore_initial_params(
@@ -417,7 +428,7 @@ def _restore_or_initialise(run: _RunDirectory, trainer: Trainer, model_config: T
                 dropout_rate=0.0, dtype="float32"):
             raise ValueError(f"{initial_checkpoint_path}: its model config {init_config} differs from the "
                              f"run's {model_config} (beyond dropout/dtype)")
-    return 0, trainer.init_state(params), 0, None
+    return 0, trainer.init_state(params), {}
 
 
 class _PeriodicActions:
@@ -426,11 +437,14 @@ class _PeriodicActions:
 
     def __init__(self, run: _RunDirectory, writer: MetricsWriter, trainer: Trainer, batches, train_steps: int,
                  checkpoint_period: int, log_period: int, eval_period: Optional[int], eval_config: Callable,
-                 eval_batches: int, evaluator, last_saved: Optional[int]):
+                 eval_batches: int, evaluator, selection: Optional[model_selection.Selection], model: tuple,
+                 last_saved: Optional[int]):
         self.run, self.writer, self.trainer, self.batches = run, writer, trainer, batches
         self.train_steps, self.checkpoint_period, self.log_period = train_steps, checkpoint_period, log_period
         self.eval_period, self.eval_config, self.eval_batches, self.evaluator = (eval_period, eval_config,
                                                                                eval_batches, evaluator)
+        self.selection, (self.model_config, self.item_ids) = selection, model
+        self.stop_reason: Optional[str] = None  # set when model selection stops the run early
         self.last_saved = last_saved
         self.saving = None  # the step whose asynchronous save may still fail
         self.last_metrics: dict[str, float] = {}  # the last logged train scalars
@@ -445,11 +459,18 @@ class _PeriodicActions:
         self._window = (start, tokens + int(metrics["target_tokens"]), steps + 1)
         if self._due(step, self.log_period):
             self._log(step, metrics, bar)
-        if self._due(step, self.checkpoint_period):
-            self.run.save(step, state, dict(self.batches.state(), step=step), self.batches.iterator_state())
-            self.last_saved = self.saving = step
+        # The evaluation comes first: the checkpoint of its step holds what the selection saw.
         if self._due(step, self.eval_period):
             self._evaluate(step, state)
+        if self._due(step, self.checkpoint_period):
+            self.save(step, state)
+
+    def save(self, step: int, state: TrainState) -> None:
+        data_state = dict(self.batches.state(), step=step)
+        if self.selection is not None:
+            data_state["selection"] = self.selection.state()
+        self.run.save(step, state, data_state, self.batches.iterator_state())
+        self.last_saved = self.saving = step
 
     def _log(self, step: int, metrics: dict, bar) -> None:
         start, tokens, steps = self._window
@@ -470,10 +491,53 @@ class _PeriodicActions:
             split = getattr(self.evaluator, "split", "validation")
             self.writer.write(step, split, results)
             self.last_evaluation = (step, split, dict(results))
+            if self.selection is not None:
+                self._select(step, state, results)
             if jax.process_index() == 0 and step != self.train_steps:  # the last one is in the run's summary
                 tqdm.write(f"evaluation at step {step} ({split}): " + "; ".join(
                     f"{task} " + ", ".join(f"{m} {v:.4f}" for m, v in values.items())
                     for task, values in headline_metrics(results).items()))
+
+
+    def _select(self, step: int, state: TrainState, results: Mapping[str, float]) -> None:
+        selection = self.selection
+        if selection.update(step, results):
+            model_selection.save_best(self.run.model_dir, state.params, self.model_config, step, selection,
+                                      self.item_ids)
+        self.writer.write(step, "selection", {f"best/{selection.key}": selection.best_value,
+                                              "best_step": selection.best_step,
+                                              "evaluations_since_best": selection.since_best})
+        if selection.stopped:
+            self.stop_reason = (f"stopped early at step {step}: {selection.key} did not improve for "
+                                f"{selection.since_best} evaluations")
+
+
+def _check_selection(evaluator, eval_period: Optional[int], best_metric: Optional[str],
+                     patience: Optional[int]) -> Optional[str]:
+    """The metric the run selects its best checkpoint by (None: no selection); one line for a
+    selection it cannot make, before any work."""
+    if evaluator is None or eval_period is None:
+        if patience is not None:
+            raise ValueError("train_lib.train.patience needs evaluations on validation: set eval_period and an "
+                             "evaluator (e.g. include gin/runs/validation.gin)")
+        return None
+    if best_metric is None:
+        if patience is not None:
+            raise ValueError("train_lib.train.patience needs a best_metric to watch")
+        return None
+    split = getattr(evaluator, "split", "validation")
+    if split != "validation":  # selecting on test would leak the test split into the model
+        if best_metric == "auto" and patience is None:
+            return None
+        raise ValueError(f"train_lib.train.best_metric / patience select on the evaluator's split, which is "
+                         f"{split!r}; model selection reads 'validation' only (set the evaluator's split)")
+    names = evaluator.task_names() if callable(getattr(evaluator, "task_names", None)) else None
+    if best_metric == "auto":
+        best_metric = model_selection.auto_metric(names)
+    model_selection.Selection(best_metric, patience)  # checks both
+    if names is not None:
+        model_selection.check_metric_tasks(best_metric, names)
+    return best_metric
 
 
 def _step_loop(trainer: Trainer, state: TrainState, batches, start: int, train_steps: int,
@@ -502,6 +566,8 @@ def _step_loop(trainer: Trainer, state: TrainState, batches, start: int, train_s
         actions.after_step(step, state, metrics, bar)
         for callback in extra_callbacks:
             callback(step, state, metrics)
+        if actions.stop_reason:
+            break
     bar.close()
     return state
 
@@ -522,9 +588,10 @@ def headline_metrics(flat: Mapping[str, float]) -> dict[str, dict[str, float]]:
 
 
 def run_summary(model_dir: str, step: int, steps_run: int, seconds: float, last: Mapping[str, float],
-                evaluation: Optional[tuple[int, str, Mapping[str, float]]]) -> str:
+                evaluation: Optional[tuple[int, str, Mapping[str, float]]],
+                selection: Optional[model_selection.Selection] = None, stop_reason: Optional[str] = None) -> str:
     """What a finished run prints: steps and time, the last loss, the headline metrics of the last
-    evaluation as a table, and where everything went."""
+    evaluation as a table, the best checkpoint, and where everything went."""
     minutes, secs = divmod(int(round(seconds)), 60)
     lines = [f"done: step {step} ({steps_run} steps in {minutes} min {secs} s" +
              (f", {steps_run / seconds:.2f} steps/s" if seconds > 0 else "") + ")" +
@@ -538,20 +605,34 @@ def run_summary(model_dir: str, step: int, steps_run: int, seconds: float, last:
                       "|---" * (len(columns) + 1) + "|"]
             lines += [f"| {task} | " + " | ".join(f"{v[m]:.4f}" if m in v else "-" for m in columns) + " |"
                       for task, v in table.items()]
+    if stop_reason:
+        lines += ["", stop_reason]
+    if selection is not None and selection.best_step is not None:
+        best = os.path.join(os.path.abspath(model_dir), model_selection.BEST_SUBDIR)
+        lines += ["", f"{selection.summary()}: {best} (eval, infer, export: --step best)"]
     model_dir = os.path.abspath(model_dir)
     lines += ["", f"written to {model_dir}:",
               f"  {CHECKPOINT_SUBDIR}/   orbax checkpoints (params, optimizer, input position), model_config.json, "
               "item_ids.json",
               "  config.gin     the operative Gin config",
+              *(["  best/          the best checkpoint on validation (params) and best.json"]
+                if selection is not None and selection.best_step is not None else []),
               "  metrics.jsonl  every logged metric (TensorBoard: tensorboard --logdir " + model_dir + ")"]
     return "\n".join(lines)
 
 
-def _say_finished(model_dir: str, step: int, train_steps: int, writer: MetricsWriter) -> None:
+def _say_finished(model_dir: str, step: int, train_steps: int, writer: MetricsWriter,
+                  selection: Optional[model_selection.Selection] = None) -> None:
     """Re-running a finished run trains nothing and says so, with its last logged metrics."""
     if jax.process_index() != 0:
         return
-    print(f"{model_dir}: already at step {step} of {train_steps}; nothing to train (raise TRAIN_STEPS to go on)")
+    if step < train_steps:  # stopped by model selection
+        print(f"{model_dir}: stopped early at step {step} of {train_steps} ({selection.key} did not improve for "
+              f"{selection.since_best} evaluations); nothing to train (raise train_lib.train.patience to go on)")
+    else:
+        print(f"{model_dir}: already at step {step} of {train_steps}; nothing to train (raise TRAIN_STEPS to go on)")
+    if selection is not None and selection.best_step is not None:
+        print(f"  {selection.summary()} ({os.path.join(model_dir, model_selection.BEST_SUBDIR)})")
     for split, row in sorted(writer.last_rows().items()):
         shown = ", ".join(f"{k} {v:.4f}" for k, v in row.items() if k not in ("step", "split") and "per_sec" not in k)
         print(f"  last {split} metrics (step {row['step']}): {shown}")

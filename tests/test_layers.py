@@ -17,7 +17,7 @@ LAYERS = (
                             "recjax.scoring", "recjax.baselines", "recjax.encoder_embeddings", "recjax.input_pipeline",
                             "recjax.grain_loader", "recjax.conversion", "recjax.exporting")),
     ("training and evaluation", ("recjax.trainer", "recjax.train_lib", "recjax.evaluation", "recjax.recommend",
-                                 "recjax.memory_plan", "recjax.task_inspection")),
+                                 "recjax.memory_plan", "recjax.task_inspection", "recjax.model_selection")),
     ("binaries", ("recjax.cli",) + tuple(f"recjax.{c}" for c in (
         "train", "eval", "infer", "score", "convert", "export", "plan", "baseline", "prepare", "index", "inspect",
         "compare", "stats"))),

@@ -18,6 +18,7 @@ from __future__ import annotations
 import argparse
 
 from recjax import gin_utils
+from recjax.cli.arguments import step_arg
 
 FLAG_MACROS = {"checkpoint": "CHECKPOINT_PATH", "step": "CHECKPOINT_STEP", "split": "SPLIT",
                "output_dir": "EVAL_OUTPUT_DIR", "task": "MIXTURE_OR_TASK_NAME", "predictions": "PREDICTIONS_PATH"}
@@ -43,7 +44,7 @@ def main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(prog="recjax eval", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--checkpoint", help="checkpoint directory (CHECKPOINT_PATH)")
-    parser.add_argument("--step", type=int, help="checkpoint step (default: the newest)")
+    parser.add_argument("--step", type=step_arg, help="checkpoint step, or 'best' (default: the newest)")
     parser.add_argument("--split", help="validation or test (SPLIT)")
     parser.add_argument("--output_dir", help="where the report goes (EVAL_OUTPUT_DIR)")
     parser.add_argument("--task", help="task or mixture name (MIXTURE_OR_TASK_NAME)")

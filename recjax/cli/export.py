@@ -13,6 +13,7 @@ import os
 from typing import Optional
 
 from recjax import exit_codes
+from recjax.cli.arguments import step_arg
 from recjax.exporting import DEFAULT_MAX_SHARD_SIZE, export
 
 
@@ -23,7 +24,7 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--format", dest="output_format", default="hf", metavar="{hf,params_bf16}",
                    help="hf: safetensors + config.json; params_bf16: bfloat16 params-only recjax checkpoint")
     p.add_argument("--vocab", help="SentencePiece model to ship as the HF tokenizer (spiece.model)")
-    p.add_argument("--step", type=int, help="checkpoint step (default: the newest)")
+    p.add_argument("--step", type=step_arg, help="checkpoint step, or 'best' (default: the newest)")
     p.add_argument("--max_shard_size", default=DEFAULT_MAX_SHARD_SIZE, help="split safetensors above this size")
     p.add_argument("--overwrite", action="store_true", help="replace --out if it exists")
     return p

@@ -28,13 +28,14 @@ import os
 import sys
 
 from recjax import exit_codes, gin_utils
+from recjax.cli.arguments import step_arg
 
 def main(argv: list[str]) -> int:
     files, bindings, search, rest = gin_utils.split_gin_flags(argv)
     parser = argparse.ArgumentParser(prog="recjax infer", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--checkpoint", required=True, help="recjax checkpoint directory (or a train MODEL_DIR)")
-    parser.add_argument("--step", type=int, help="checkpoint step (default: the newest)")
+    parser.add_argument("--step", type=step_arg, help="checkpoint step, or 'best' (default: the newest)")
     parser.add_argument("--input", required=True, help="JSONL of user histories")
     parser.add_argument("--output", required=True, help="JSONL of recommendations (written atomically)")
     parser.add_argument("--top_k", type=int, default=10)

@@ -18,6 +18,7 @@ import argparse
 import os
 
 from recjax import exit_codes
+from recjax.cli.arguments import step_arg
 from recjax.scoring import score_file
 
 
@@ -25,7 +26,7 @@ def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="recjax score", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--checkpoint", required=True, help="recjax checkpoint directory (recjax convert / train output)")
-    p.add_argument("--step", type=int, default=None, help="checkpoint step (default: the newest)")
+    p.add_argument("--step", type=step_arg, default=None, help="checkpoint step, or 'best' (default: the newest)")
     p.add_argument("--vocab", required=True, help="SentencePiece model (FLAN-T5's spiece.model)")
     p.add_argument("--input", required=True, help="JSONL, one {\"inputs\": str, \"targets\": str} per line")
     p.add_argument("--output", required=True, help="JSONL to write (replaced if it exists)")

@@ -483,6 +483,12 @@ class TrainEvaluator:
         self.split, self.options = split, options
         self.partitioner = Partitioner.create(mesh_shape)
 
+    def task_names(self) -> list[str]:
+        """The tasks it scores (the recommendation tasks of its mixture)."""
+        import tasks
+
+        return [t for t, _ in tasks.mixture_members(self.mixture_or_task_name) if tasks.kind_of(t).evaluation]
+
     def __call__(self, *, params, step: int) -> dict[str, float]:
         del step
         return flatten_metrics(evaluate(self.model, params, self.mixture_or_task_name, self.split,
