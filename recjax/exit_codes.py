@@ -4,6 +4,7 @@ USAGE (2): the command refused its input before doing its work - bad flags (argp
   a missing or invalid input file, a directory that is not a checkpoint, a configuration error.
 FAILED (1): the work started and failed (a non-finite loss).
 INTERRUPTED (130): stopped by Ctrl-C (128 + SIGINT, as shells report it).
+PREEMPTED (143): `train` stopped by SIGTERM after saving its step (128 + SIGTERM); rerun to resume.
 Result lines go to stdout, diagnostics and errors to stderr.
 """
 from __future__ import annotations
@@ -13,7 +14,7 @@ import signal
 import sys
 import threading
 
-USAGE, FAILED, INTERRUPTED = 2, 1, 130
+USAGE, FAILED, INTERRUPTED, PREEMPTED = 2, 1, 130, 143
 _command: str | None = None  # the running `recjax <command>` (set by `run`): errors name it
 
 

@@ -15,12 +15,15 @@ import json
 import math
 import os
 import re
+import signal
 import sys
+import threading
 import time
 from typing import Any, Callable, Mapping, Optional, Sequence, Union
 
 import gin
 import jax
+import numpy as np
 import optax
 import orbax.checkpoint as ocp
 from tqdm import tqdm
@@ -40,6 +43,39 @@ CHECKPOINT_SUBDIR = "checkpoints"
 
 class NonFiniteLossError(FloatingPointError):
     pass
+
+
+class Preempted(RuntimeError):
+    """SIGTERM stopped the run after saving its step; str(e) names the step and where it is."""
+
+
+class _Preemption:
+    """SIGTERM (a preemptible VM's or a scheduler's notice) sets a flag that the step loop reads
+    between steps: the run saves the step it is at and stops, instead of dying mid-step and
+    losing everything since its last checkpoint. In-process callers get their handler back."""
+
+    def __init__(self):
+        self.event = threading.Event()
+        self._previous = None
+
+    def __enter__(self) -> "_Preemption":
+        if threading.current_thread() is threading.main_thread():
+            self._previous = signal.signal(signal.SIGTERM, lambda signum, frame: self.event.set())
+        return self
+
+    def __exit__(self, *exc) -> None:
+        if self._previous is not None:
+            signal.signal(signal.SIGTERM, self._previous)
+
+    def requested(self) -> bool:
+        """Whether to stop now; with several processes, all stop at the same step when any one
+        got the signal (one small all-gather per step)."""
+        local = self.event.is_set()
+        if jax.process_count() == 1:
+            return local
+        from jax.experimental import multihost_utils
+
+        return bool(np.max(multihost_utils.process_allgather(np.int32(local))))
 
 
 class CheckpointSaveError(RuntimeError):
@@ -349,8 +385,9 @@ def train(model_dir: str = gin.REQUIRED,
                                    eval_period, eval_config, eval_batches, evaluator, selection,
                                    (model_config, item_ids), last_saved=start if start > 0 else None)
         began = time.time()
-        state = _step_loop(trainer, state, batches, start, train_steps, actions, run, model_config, item_ids,
-                           extra_callbacks, progress)
+        with _Preemption() as preemption:
+            state = _step_loop(trainer, state, batches, start, train_steps, actions, run, model_config, item_ids,
+                               extra_callbacks, progress, preemption)
         end = int(state.step)
         if end != actions.last_saved:  # stopped early between checkpoints: its step is the run's end
             actions.save(end, state)
@@ -450,13 +487,15 @@ class _PeriodicActions:
         self.last_metrics: dict[str, float] = {}  # the last logged train scalars
         self.last_evaluation: Optional[tuple[int, str, dict]] = None  # (step, split, flat metrics)
         self._window = (time.time(), 0, 0)  # start, target tokens, steps since the last log
+        self._real = np.zeros(3, np.int64)  # examples, real input tokens, input slots since the last log
 
     def _due(self, step: int, period: Optional[int]) -> bool:
         return bool(period) and (step % period == 0 or step == self.train_steps)
 
-    def after_step(self, step: int, state: TrainState, metrics: dict, bar) -> None:
+    def after_step(self, step: int, state: TrainState, metrics: dict, bar, batch: Mapping[str, Any]) -> None:
         start, tokens, steps = self._window
         self._window = (start, tokens + int(metrics["target_tokens"]), steps + 1)
+        self._real += real_counts(batch)
         if self._due(step, self.log_period):
             self._log(step, metrics, bar)
         # The evaluation comes first: the checkpoint of its step holds what the selection saw.
@@ -476,12 +515,19 @@ class _PeriodicActions:
         start, tokens, steps = self._window
         elapsed = max(time.time() - start, 1e-9)
         scalars = {k: float(v) for k, v in jax.device_get(metrics).items()}
-        scalars.update(steps_per_sec=steps / elapsed, target_tokens_per_sec=tokens / elapsed)
+        # Real (non-padding) tokens and examples: what padding wastes shows as input_fill < 1. Counted
+        # on this process's rows, times the processes.
+        examples, inputs, slots = (int(x) * jax.process_count() for x in self._real)
+        scalars.update(steps_per_sec=steps / elapsed, target_tokens_per_sec=tokens / elapsed,
+                       examples_per_sec=examples / elapsed, input_tokens_per_sec=inputs / elapsed,
+                       input_fill=inputs / max(slots, 1))
         self.writer.write(step, "train", scalars)
         self.last_metrics = scalars
         bar.set_postfix(loss=f"{scalars['loss']:.4f}", steps_s=f"{scalars['steps_per_sec']:.2f}",
-                        tok_s=f"{scalars['target_tokens_per_sec']:.0f}")
+                        ex_s=f"{scalars['examples_per_sec']:.0f}", tok_s=f"{scalars['target_tokens_per_sec']:.0f}",
+                        fill=f"{scalars['input_fill']:.0%}")
         self._window = (time.time(), 0, 0)
+        self._real[:] = 0
 
     def _evaluate(self, step: int, state: TrainState) -> None:
         self.writer.write(step, "validation", _evaluate_loss(self.trainer, state.params, self.eval_config(),
@@ -540,11 +586,24 @@ def _check_selection(evaluator, eval_period: Optional[int], best_metric: Optiona
     return best_metric
 
 
+def real_counts(batch: Mapping[str, Any]) -> np.ndarray:
+    """[examples, real input tokens, input slots] of a host batch: a packed row counts its
+    segments, a padded row counts once when it has a target."""
+    inputs = np.asarray(batch["encoder_input_tokens"])
+    if "encoder_segment_ids" in batch:
+        examples = int(np.asarray(batch["encoder_segment_ids"]).max(axis=1).sum())
+    else:
+        examples = int((np.asarray(batch["decoder_target_tokens"]) > 0).any(axis=1).sum())
+    return np.array([examples, int((inputs > 0).sum()), inputs.size], np.int64)
+
+
 def _step_loop(trainer: Trainer, state: TrainState, batches, start: int, train_steps: int,
                actions: _PeriodicActions, run: _RunDirectory, model_config: T5Config, item_ids,
-               extra_callbacks, progress: bool) -> TrainState:
+               extra_callbacks, progress: bool, preemption: Optional[_Preemption] = None) -> TrainState:
     """Steps start+1 .. train_steps: a batch, the partitioned step, the finiteness check (before
-    anything is saved), then the periodic actions."""
+    anything is saved), then the periodic actions; after SIGTERM, the step is saved and
+    `Preempted` raised (at most the step in progress, an evaluation in progress and one save after
+    the signal)."""
     bar = progress_bars.bar(total=train_steps, initial=start, desc="train", unit="step",
                             disable=not progress or jax.process_index() != 0)
     for step in range(start + 1, train_steps + 1):
@@ -563,11 +622,18 @@ def _step_loop(trainer: Trainer, state: TrainState, batches, start: int, train_s
         if step == start + 1:  # the first step ran: now the run's directory is written
             run.first_step_ran(model_config, item_ids)
         bar.update(1)
-        actions.after_step(step, state, metrics, bar)
+        actions.after_step(step, state, metrics, bar, batch)
         for callback in extra_callbacks:
             callback(step, state, metrics)
         if actions.stop_reason:
             break
+        if preemption is not None and preemption.requested():
+            bar.close()
+            if actions.last_saved != step:
+                actions.save(step, state)
+            run.finish(actions.saving)
+            raise Preempted(f"preempted (SIGTERM) at step {step}: saved checkpoint step {step} in "
+                            f"{os.path.abspath(run.ckpt_dir)}; run the same command to resume")
     bar.close()
     return state
 

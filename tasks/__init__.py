@@ -20,11 +20,11 @@ from tasks.registry import (RegisteredDataset, dataset_of, get_mixture_or_task, 
                             task_kind, unknown_task_error)
 from tasks.templates import TEMPLATES_VERSION
 from recjax.items.vocabulary import load_tokenizer
-from tasks.vocab import dataset_vocabulary, load_vocabulary, train_sentencepiece
+from tasks.vocab import code_vocabulary, dataset_vocabulary, load_vocabulary, train_sentencepiece
 
 __all__ = [
     "SPLITS", "TEMPLATES_VERSION", "ExampleBuilder", "RegisteredDataset", "TaskKind", "TaskOptions",
-    "candidates_and_positive", "dataset_of", "dataset_vocabulary", "get_mixture_or_task", "item_ids_record",
+    "candidates_and_positive", "code_vocabulary", "dataset_of", "dataset_vocabulary", "get_mixture_or_task", "item_ids_record",
     "kind_of", "kinds", "load_tokenizer", "load_vocabulary", "mixture_members", "mixture_suffixes", "parse_rating", "rating_metric_fn",
     "register_dataset", "registered", "registered_names", "seqio_available", "task_kind", "train_sentencepiece",
     "unknown_task_error",

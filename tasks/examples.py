@@ -29,6 +29,7 @@ from tasks import kinds, span_corruption, templates
 from tasks.kinds import TaskKind
 
 SPLITS = ("train", "validation", "test")
+INPUT_FORMS = ("template", "codes")
 
 _SPLIT_CODE = {s: i for i, s in enumerate(SPLITS)}
 _LOO_SPLIT = {"validation": "valid", "test": "test"}
@@ -61,6 +62,9 @@ class TaskOptions:
     ranking_candidate_text: bool = False  # ranking candidates as "ID (text)" instead of IDs only
     item_text: bool = True  # items in inputs as "ID (text)" (Cao et al.); False: the ID alone
     template_index: int | None = None  # one fixed phrasing for all examples; None: seeded choice
+    # "template": retrieval inputs in words (the templates); "codes": the history's item IDs alone,
+    # space-separated (TIGER's input; with `tasks.code_vocabulary`, nothing but code tokens).
+    input_form: str = "template"
     users_per_chunk: int = 256  # users whose examples are generated (and shuffled) together
 
     def __post_init__(self):
@@ -75,6 +79,8 @@ class TaskOptions:
             raise ValueError(f"mlm_noise_density must be in (0, 1), got {self.mlm_noise_density}")
         if self.mlm_mean_noise_span_length < 1.0:
             raise ValueError(f"mlm_mean_noise_span_length must be >= 1, got {self.mlm_mean_noise_span_length}")
+        if self.input_form not in INPUT_FORMS:
+            raise ValueError(f"input_form must be one of {INPUT_FORMS}, got {self.input_form!r}")
         if self.users_per_chunk < 1:
             raise ValueError(f"users_per_chunk must be >= 1, got {self.users_per_chunk}")
 

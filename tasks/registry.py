@@ -120,6 +120,7 @@ def register_dataset(data_dir: str = gin.REQUIRED, name: str = gin.REQUIRED,
                      ranking_candidate_text: bool = False,
                      item_text: bool = True,
                      template_index: int | None = None,
+                     input_form: str = "template",
                      mixture_rates: dict[str, float] | None = None,
                      seed: int = 0,
                      shuffle_buffer_size: Optional[int] = DEFAULT_SHUFFLE_BUFFER,
@@ -127,7 +128,8 @@ def register_dataset(data_dir: str = gin.REQUIRED, name: str = gin.REQUIRED,
     """Registers NAME_<task> tasks and NAME_rec* mixtures of the prepared dataset at `data_dir`.
 
     Options are those of `tasks.examples.TaskOptions` (history lengths, negatives, MIM mask
-    probability, MLM noise, whether items show their text). `vocab_path`: a local SentencePiece model (FLAN-T5's spiece.model, or one from
+    probability, MLM noise, whether items show their text, `input_form`: retrieval inputs in words
+    or as the history's codes alone). `vocab_path`: a local SentencePiece model (FLAN-T5's spiece.model, or one from
     `tasks.dataset_vocabulary`); a dataset with structured item IDs (`recjax index`) gets this
     vocabulary grown by its code pieces (`recjax.items.vocabulary.item_code_vocabulary`). `mixture_rates`: {task kind: rate} (default 1.0 each), used by
     every mixture that contains the task. `seed`: the default seed of masks, negatives, templates
@@ -141,7 +143,7 @@ def register_dataset(data_dir: str = gin.REQUIRED, name: str = gin.REQUIRED,
     if not isinstance(name, str) or not re.fullmatch(r"[a-z][a-z0-9_]*", name):
         raise ValueError(f"tasks.register_dataset.name must be lower_snake_case, got {name!r}")
     key = (str(data_dir), str(vocab_path), max_history, ranking_max_history, num_negatives, mim_mask_prob,
-           mlm_noise_density, mlm_mean_noise_span_length, mlm_max_tokens, ranking_candidate_text, item_text, template_index,
+           mlm_noise_density, mlm_mean_noise_span_length, mlm_max_tokens, ranking_candidate_text, item_text, template_index, input_form,
            tuple(sorted((mixture_rates or {}).items())), seed, shuffle_buffer_size, extra_ids)
     if name in _REGISTERED and _REGISTERED[name][0] == key:
         return _REGISTERED[name][1]
@@ -152,7 +154,7 @@ def register_dataset(data_dir: str = gin.REQUIRED, name: str = gin.REQUIRED,
                           mlm_mean_noise_span_length=mlm_mean_noise_span_length,
                           mlm_max_tokens=mlm_max_tokens,
                           ranking_candidate_text=ranking_candidate_text, item_text=item_text,
-                          template_index=template_index)
+                          template_index=template_index, input_form=input_form)
     rates = _check_rates(mixture_rates)
     dataset = load_prepared(data_dir)
     if dataset.code_pieces:  # structured item IDs: their code tokens appended after the sentinels

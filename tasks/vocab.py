@@ -101,6 +101,37 @@ def dataset_vocabulary(data_dir: str = gin.REQUIRED, vocab_size: int = 2000,
     return path
 
 
+@gin.configurable(module="tasks")
+def code_vocabulary(data_dir: str = gin.REQUIRED, out_dir: str | None = None) -> str:
+    """Path of the smallest base vocabulary, for models trained from scratch on item codes only
+    (TIGER's form: `register_dataset(input_form='codes')`): T5's pad, EOS and unk plus the word
+    boundary; `register_dataset` adds the sentinels and the dataset's code pieces, so a Beauty run
+    with collaborative IDs (171 codes) has 275 ids, 384 rows padded, instead of 32,384. Text
+    outside the codes reads as <unk>: use it for the retrieval task in its codes form only.
+    Written once (`<out_dir or data_dir>/spiece_codes_only.model`)."""
+    from recjax.data import load_prepared
+
+    if not load_prepared(data_dir).code_pieces:
+        raise ValueError(f"{data_dir}: a code vocabulary needs structured item IDs (its items have no code pieces; "
+                         "run `recjax index` on it)")
+    path = os.path.join(out_dir or data_dir, "spiece_codes_only.model")
+    if os.path.isfile(path):
+        return path
+    piece = sentencepiece_model_pb2.ModelProto.SentencePiece
+    proto = sentencepiece_model_pb2.ModelProto()
+    spec = proto.trainer_spec
+    spec.model_type, spec.vocab_size = sentencepiece_model_pb2.TrainerSpec.UNIGRAM, 4
+    spec.pad_id, spec.eos_id, spec.unk_id, spec.bos_id = 0, 1, 2, -1
+    # As FLAN-T5's: a dummy prefix, so "<a_1><b_2>.. <a_3>.." reads ▁<a_1>, <b_2>, .., ▁<a_3>, .. (the
+    # first level's pieces carry the word boundary): four tokens per item, no separator tokens.
+    proto.normalizer_spec.name, proto.normalizer_spec.add_dummy_prefix = "identity", True
+    proto.normalizer_spec.remove_extra_whitespaces = True
+    for text, kind in (("<pad>", piece.CONTROL), ("</s>", piece.CONTROL), ("<unk>", piece.UNKNOWN),
+                       ("\u2581", piece.NORMAL)):
+        proto.pieces.add(piece=text, score=0.0, type=kind)
+    return write_model(proto, path)
+
+
 def sentinel_ids(vocabulary, count: int = DEFAULT_EXTRA_IDS):
     """int32 [count] ids of `<extra_id_0>`, `<extra_id_1>`, ... looked up by name (they are the
     highest ids of a plain vocabulary, and sit below the item-code pieces of a grown one)."""

@@ -250,6 +250,80 @@ def test_a_model_trained_on_semantic_ids_decodes_only_valid_items(semantic, tmp_
 
 
 # ------------------------------------------------------------------------------------------------
+# TIGER's form: inputs of codes only, a vocabulary of only the codes (#22 item 3).
+# ------------------------------------------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def codes_only(semantic):
+    import tasks
+
+    vocab_path = tasks.code_vocabulary(data_dir=semantic["data_dir"])
+    return tasks.register_dataset(semantic["data_dir"], "codesynth", vocab_path, max_history=6, num_negatives=9,
+                                  input_form="codes", item_text=False)
+
+
+def test_a_code_vocabulary_holds_the_codes_and_inputs_are_codes_alone(codes_only, semantic, synthetic):
+    import tasks
+    from recjax.config import padded_vocab_size
+    from recjax.items.vocabulary import vocab_size
+
+    dataset = codes_only.builder.dataset
+    specials = 4 + 100  # pad, EOS, unk, the word boundary; the sentinels
+    assert codes_only.vocab_size == specials + len(dataset.code_pieces) < 128
+    derived = vocab_size(semantic["data_dir"], tasks.code_vocabulary(data_dir=semantic["data_dir"]))
+    assert derived == padded_vocab_size(codes_only.vocab_size) == 128
+    tok = codes_only.tokenizer
+    for item_id in dataset.item_ids:  # an item is its L + 1 code tokens, as with FLAN-T5's vocabulary
+        ids = tok.encode(item_id)
+        assert len(ids) == SMALL["levels"] + 1 and min(ids) >= specials and tok.decode(ids) == item_id
+    chunk = next(codes_only.builder.token_chunks("retrieval", "train", 0, 0, True))
+    values = chunk["inputs_values"]
+    assert values.size and values.min() >= specials  # nothing but codes: no words, no <unk>, no separators
+    row = codes_only.builder.user_examples("retrieval", "train", 3, 0, 0)[-1]
+    history = [dataset.item_ids[i] for i in codes_only.builder.train[3][:-1]][-6:]
+    assert row["inputs"] == " ".join(history)
+    with pytest.raises(ValueError, match="a code vocabulary needs structured item IDs"):
+        tasks.code_vocabulary(data_dir=synthetic)
+    with pytest.raises(ValueError, match="input_form must be one of"):
+        tasks.register_dataset(semantic["data_dir"], "badform", semantic["base_vocab"], input_form="ids")
+
+
+@pytest.mark.slow
+def test_a_code_vocabulary_model_trains_packed_and_decodes_only_catalog_items(codes_only, tmp_path):
+    """A T5 with 128 vocabulary rows trains on first-fit packed codes (Grain) and its constrained
+    retrieval returns catalog items only; a VOCAB_SIZE below the vocabulary is one line."""
+    import flax
+    import jax
+
+    from recjax import train_lib
+    from recjax.config import T5Config
+    from recjax.evaluation import EvalOptions, evaluate_tasks
+    from recjax.model import EncoderDecoderModel
+
+    config = T5Config(vocab_size=128, emb_dim=32, num_heads=2, head_dim=8, num_encoder_layers=1,
+                      num_decoder_layers=1, mlp_dim=48)
+    with pytest.raises(ValueError, match="its vocabulary has .* ids but the model's vocab_size is 64; set VOCAB_SIZE = 128"):
+        train_lib.train(model_dir=str(tmp_path / "small"), mixture_or_task_name="codesynth_retrieval",
+                        task_feature_lengths={"inputs": 32, "targets": 12}, train_steps=2, batch_size=8,
+                        model_config=config.replace(vocab_size=64), progress=False)
+    state = train_lib.train(model_dir=str(tmp_path / "run"), mixture_or_task_name="codesynth_retrieval",
+                            task_feature_lengths={"inputs": 32, "targets": 12}, train_steps=30, batch_size=8,
+                            model_config=config, progress=False, async_checkpointing=False, loader="grain",
+                            pack="first_fit")
+    params = jax.tree_util.tree_map(np.asarray, flax.linen.meta.unbox(state.params))
+    [result] = evaluate_tasks(EncoderDecoderModel(config), params, "codesynth_retrieval", "test",
+                              options=EvalOptions(batch_size=16, decode=DecodeOptions(beam_size=12, top_k=10),
+                                                  max_examples=32, progress=False))
+    dataset = codes_only.builder.dataset
+    assert result.metrics["valid_id_rate"] == 1.0
+    for row in result.extra["predictions"]:
+        assert row["ranked"] and set(row["ranked"]) <= set(dataset.item_ids)
+        assert len(row["ranked"]) == len(set(row["ranked"]))
+    rows = [json.loads(line) for line in open(tmp_path / "run" / "metrics.jsonl")]
+    assert max(r["examples_per_sec"] / r["steps_per_sec"] for r in rows if r["split"] == "train") > 8  # packed
+
+
+# ------------------------------------------------------------------------------------------------
 # Convert with a grown vocabulary, export, transformers.
 # ------------------------------------------------------------------------------------------------
 

@@ -145,6 +145,11 @@ def test_train_writes_operative_config_metrics_and_loss_falls(uninterrupted_run)
     losses = _losses(model_dir)
     assert sorted(losses) == [1, 2, 3, 4, 5, 6]
     assert losses[6] < losses[1]
+    rows = [json.loads(line) for line in open(model_dir / "metrics.jsonl")]
+    train_rows = [r for r in rows if r["split"] == "train"]
+    # Real tokens and examples: 8 padded rows a step (log_period 1).
+    assert all(0 < r["input_fill"] <= 1 and r["input_tokens_per_sec"] > 0 for r in train_rows)
+    assert all(abs(r["examples_per_sec"] / r["steps_per_sec"] - 8) < 0.5 for r in train_rows)
     assert any(name.startswith("events.out.tfevents") for name in os.listdir(model_dir / "train"))
     assert checkpoints.latest_step(str(model_dir / "checkpoints")) == 6
 
@@ -195,6 +200,38 @@ def test_sigkill_and_resume_gives_bit_identical_params(loader, request):
         assert position(model_dir) == position(reference_dir) and position(model_dir)["parent"]["next_index"] > 0
 
 
+@pytest.mark.parametrize("during", ["steps", "evaluations and saves"])
+def test_sigterm_saves_its_step_exits_143_and_the_resumed_run_is_bit_identical(uninterrupted_run, during):
+    """A preemption notice (SIGTERM) while steps run, or while every step validates and saves:
+    the run saves the step it is at, says so in one line and exits 143; rerunning resumes there
+    and ends with the uninterrupted run's parameters."""
+    root, data_dir, reference_dir = uninterrupted_run
+    model_dir = root / f"sigterm_{during.split()[0]}"
+    extra = () if during == "steps" else ("--gin.train_lib.train.checkpoint_period=1",
+                                          "--gin.train_lib.train.eval_period=1")
+    proc = subprocess.Popen(_train_cmd(model_dir, data_dir, extra=extra), cwd=REPO_ROOT, env=_env(),
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    first = model_dir / "checkpoints" / ("2" if during == "steps" else "1")
+    deadline = time.time() + 600
+    while not first.is_dir():
+        assert proc.poll() is None, "training exited before its first checkpoint"
+        assert time.time() < deadline
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=600)
+    assert proc.returncode == 143, err[-2000:]
+    said = [line for line in err.splitlines() if "preempted" in line]
+    assert len(said) == 1 and said[0].startswith("recjax train: preempted (SIGTERM) at step "), err[-2000:]
+    stopped = int(re.search(r"at step (\d+)", said[0]).group(1))
+    assert stopped < 6 and checkpoints.latest_step(str(model_dir / "checkpoints")) == stopped
+    subprocess.run(_train_cmd(model_dir, data_dir, extra=extra), cwd=REPO_ROOT, env=_env(), check=True, timeout=600,
+                   capture_output=True)
+    resumed, _ = checkpoints.restore_params(str(model_dir / "checkpoints"))
+    reference, _ = checkpoints.restore_params(str(reference_dir / "checkpoints"))
+    for key, value in param_tree.flatten_params(reference).items():
+        np.testing.assert_array_equal(param_tree.flatten_params(resumed)[key], value, err_msg=key)
+
+
 def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -212,6 +249,26 @@ def test_two_processes_match_one_process(uninterrupted_run):
         assert p.returncode == 0, err.decode()[-2000:]
     two, one = _losses(model_dir), _losses(reference_dir)
     np.testing.assert_allclose([two[s] for s in (1, 2, 3)], [one[s] for s in (1, 2, 3)], rtol=1e-5)
+
+
+def test_sigterm_to_one_of_two_processes_stops_both_at_the_same_step(uninterrupted_run):
+    root, data_dir, _ = uninterrupted_run
+    model_dir, port = root / "sigterm_two", _free_port()
+    procs = [subprocess.Popen(_train_cmd(model_dir, data_dir, steps=40, extra=(
+        f"--coordinator_address=127.0.0.1:{port}", "--num_processes=2", f"--process_id={i}")),
+        cwd=REPO_ROOT, env=_env(), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True) for i in range(2)]
+    deadline = time.time() + 600
+    while not (model_dir / "checkpoints" / "2").is_dir():
+        assert all(p.poll() is None for p in procs) and time.time() < deadline
+        time.sleep(0.05)
+    procs[1].send_signal(signal.SIGTERM)  # only the second process gets the notice
+    said = []
+    for p in procs:
+        _, err = p.communicate(timeout=600)
+        assert p.returncode == 143, err[-2000:]
+        said += [int(m) for m in re.findall(r"preempted \(SIGTERM\) at step (\d+)", err)]
+    assert len(said) == 2 and said[0] == said[1] < 40, said
+    assert checkpoints.latest_step(str(model_dir / "checkpoints")) == said[0]
 
 
 def test_two_processes_match_one_process_on_grain(uninterrupted_run):

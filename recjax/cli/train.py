@@ -40,6 +40,9 @@ def main(argv: list[str]) -> int:
 
     try:
         return gin_utils.run_with_gin_errors(run, argv)
+    except train_lib.Preempted as e:
+        print(f"recjax train: {gin_utils.first_line(e)}", file=sys.stderr, flush=True)
+        return exit_codes.PREEMPTED
     except train_lib.NonFiniteLossError as e:
         print(exit_codes.error_line(gin_utils.first_line(e)), file=sys.stderr)
         return exit_codes.FAILED

@@ -24,6 +24,8 @@ def render_inputs(builder, items, template: templates.Template, titles=None) -> 
     (one per item) replace the catalog's texts. Training, evaluation and `recjax infer` all render
     through here, so serving cannot drift from training."""
     items = np.asarray(items, np.int64)
+    if builder.options.input_form == "codes":  # TIGER's input: the most recent items' codes, no words
+        return " ".join(builder.item_ids[i] for i in items[len(items) - min(len(items), builder.options.max_history):])
     if titles is None or not builder.options.item_text:
         history = builder.history_text(items)
     else:
