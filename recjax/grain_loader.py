@@ -63,7 +63,7 @@ class TaskSource(grain.MapDataset):
     token ids, EOS appended after trimming to `lengths`; with `shuffle_window`, shuffled inside
     each window of that many examples of an epoch."""
 
-    _CACHED_BLOCKS = 4  # blocks kept built: reads are near-sequential (a window shuffle spans two)
+    _CACHED = 4  # windows' permutations kept; blocks kept: enough for the blocks one window spans
 
     def __init__(self, task_name: str, split: str, lengths: Mapping[str, int], *, seed: int, shuffle: bool,
                  num_epochs: Optional[int], shuffle_window: Optional[int] = None):
@@ -84,6 +84,7 @@ class TaskSource(grain.MapDataset):
         self._plans: collections.OrderedDict = collections.OrderedDict()  # epoch -> (starts, blocks)
         self._blocks: collections.OrderedDict = collections.OrderedDict()  # (epoch, block) -> examples
         self._permutations: collections.OrderedDict = collections.OrderedDict()  # (epoch, window) -> order
+        self._cached_blocks = 4
 
     def __len__(self) -> int:
         return self._len
@@ -113,7 +114,7 @@ class TaskSource(grain.MapDataset):
             size = min(self._window, self._per_epoch - window * self._window)
             rng = np.random.default_rng([self._seed, SHUFFLE_STREAM, self._stream, epoch, window])
             self._permutations[key] = rng.permutation(size)
-            if len(self._permutations) > self._CACHED_BLOCKS:
+            if len(self._permutations) > self._CACHED:
                 self._permutations.popitem(last=False)
         return window * self._window + int(self._permutations[key][offset])
 
@@ -123,6 +124,10 @@ class TaskSource(grain.MapDataset):
             counts = self._builder.examples_per_user(self._kind, self._split)
             sizes = [int(counts[users].sum()) for users, _ in blocks]
             self._plans[epoch] = (np.cumsum([0] + sizes[:-1]), blocks)
+            # Reads are near-sequential, but a shuffle window reads every block it overlaps in any
+            # order: keep them all built (blocks of one example a user are small).
+            spans = -(-(self._window or 1) // max(int(np.median(sizes)), 1)) + 2
+            self._cached_blocks = max(self._cached_blocks, spans)
             if len(self._plans) > 2:
                 self._plans.popitem(last=False)
         return self._plans[epoch]
@@ -138,7 +143,7 @@ class TaskSource(grain.MapDataset):
         examples = [{key: model_inputs.trim(np.append(ids, EOS_ID).astype(np.int32), self._lengths[key])
                      for key, ids in pair.items()} for pair in _split_tokens(chunk)]
         self._blocks[key] = examples
-        if len(self._blocks) > self._CACHED_BLOCKS:
+        if len(self._blocks) > self._cached_blocks:
             self._blocks.popitem(last=False)
         return examples
 

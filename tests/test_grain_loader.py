@@ -31,8 +31,8 @@ def beauty(shared_data, t5_vocab_path, tmp_path_factory):
     out = tmp_path_factory.mktemp("beauty_grain") / "beauty"
     assert prepare.main(["--format", "p5", "--src", str(shared_data / "beauty"), "--out", str(out), "--no-tfds"]) == 0
     # shuffle_buffer_size=None: the source's seeded shuffle only, which the Grain source replays.
-    # beautygw: the default window shuffle of 1,000 examples on top.
-    tasks.register_dataset(str(out), "beautygw", str(t5_vocab_path))
+    # beautygw: the default window shuffle of 1,000 examples on top (items by ID alone: short inputs).
+    tasks.register_dataset(str(out), "beautygw", str(t5_vocab_path), item_text=False)
     return tasks.register_dataset(str(out), "beautynp", str(t5_vocab_path), shuffle_buffer_size=None,
                                   mixture_rates={"ranking": 3.0})
 
@@ -65,11 +65,11 @@ def test_grain_gives_seqios_batches(beauty, task, pack, lengths):
 
 
 def test_a_resumed_iterator_restores_its_position_without_building_what_it_skips(beauty, monkeypatch):
-    """Resume at batch 1,500 (48,000 examples, past the first epoch's middle): the restored
-    iterator gives the uninterrupted batches and builds only the blocks it reads from."""
+    """Resume at batch 600 (19,200 examples, 14 blocks in): the restored iterator gives the
+    uninterrupted batches and builds only the blocks it reads from."""
     cfg = DatasetConfig("beautynp_retrieval", {"inputs": 128, "targets": 16}, batch_size=32, seed=1, loader="grain")
     it = _grain(cfg)
-    for _ in range(1500):
+    for _ in range(600):
         next(it)
     state = it.get_state()
     want = [next(it) for _ in range(3)]
@@ -77,34 +77,36 @@ def test_a_resumed_iterator_restores_its_position_without_building_what_it_skips
     build = tasks.examples.ExampleBuilder.build_block
     monkeypatch.setattr(tasks.examples.ExampleBuilder, "build_block",
                         lambda self, *a, **k: calls.append(a) or build(self, *a, **k))
-    resumed = input_pipeline.BatchIterator(cfg, batches_consumed=1500, iterator_state=state, process_index=0,
+    resumed = input_pipeline.BatchIterator(cfg, batches_consumed=600, iterator_state=state, process_index=0,
                                            process_count=1)
     for batch in want:
         got = next(resumed)
         for key in batch:
             np.testing.assert_array_equal(got[key], batch[key], err_msg=key)
     # The blocks (~1,400 examples each) of the next 96 examples and of the read-ahead (512), not
-    # the ~34 blocks of the 48,000 examples skipped.
+    # the 14 blocks of the 19,200 examples skipped.
     assert 1 <= len(calls) <= 3, len(calls)
-    assert resumed.batches_consumed == 1503 and resumed.iterator_state() != state
+    assert resumed.batches_consumed == 603 and resumed.iterator_state() != state
     resumed.close()
 
 
 def test_an_epoch_is_seqios_examples_with_a_window_shuffle(beauty):
     """With the registration's shuffle buffer (a window shuffle here) the order differs from
     SeqIO's, the examples do not: one epoch holds every example of the epoch once."""
-    n = beauty.builder.num_examples("retrieval", "train")
+    # The retrieval task's validation split (one example per user: 22,363), shuffled as training is.
+    builder = tasks.dataset_of("beautygw_retrieval").builder
+    n = builder.num_examples("retrieval", "validation")
     lengths = {"inputs": 512, "targets": 32}
-    ds = grain_loader.examples("beautygw_retrieval", "train", lengths, seed=2, shuffle=True, num_epochs=1)
+    ds = grain_loader.examples("beautygw_retrieval", "validation", lengths, seed=2, shuffle=True, num_epochs=1)
     assert len(ds) == n
     got = collections.Counter((ex["inputs"].tobytes(), ex["targets"].tobytes()) for ex in ds)
     want = collections.Counter()
-    for chunk in beauty.builder.token_chunks("retrieval", "train", 0, 2, True):
+    for chunk in builder.token_chunks("retrieval", "validation", 0, 2, True):
         for pair in grain_loader._split_tokens(chunk):
             want[tuple(np.append(pair[k], EOS_ID).astype(np.int32)[:lengths[k]].tobytes() for k in ("inputs", "targets"))] += 1
     assert got == want
-    in_order = [ex["inputs"] for ex in grain_loader.examples("beautynp_retrieval", "train", lengths, seed=2,
-                                                             shuffle=True, num_epochs=1)[:50]]
+    in_order = [ex["inputs"] for ex in grain_loader.TaskSource("beautygw_retrieval", "validation", lengths, seed=2,
+                                                               shuffle=True, num_epochs=1)[:50]]
     assert any(not np.array_equal(a["inputs"], b) for a, b in zip(ds[:50], in_order))  # the window shuffled
 
 
