@@ -174,7 +174,7 @@ def main():
         print(f"\nloader alone ({last['form']}): {alone:,.0f} windows/s = {alone / last['windows_per_s']:.0f}x what "
               f"training consumes here ({last['windows_per_s']:.0f}/s); one GPU at {args.gpu_tflops:.0f} TFLOP/s would "
               f"consume ~{gpu:,.0f} windows/s (estimate: XLA's {flops / 1e9:.1f} GFLOP per step, "
-              f"{per_window / 1e6:.0f} MFLOP per window) = {alone / gpu:.2f}x of it")
+              f"{per_window / 1e6:.0f} MFLOP per window): the loader gives 1/{gpu / alone:,.0f} of that")
 
 
 if __name__ == "__main__":

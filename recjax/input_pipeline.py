@@ -192,26 +192,3 @@ class BatchIterator:
     def iterator_state(self) -> Optional[dict]:
         """The Grain iterator's position after the batches consumed (JSON), None on SeqIO."""
         return None if self._grain is None else self._grain.get_state()
-
-
-def task_rows(task_name: str, split: str) -> Iterator[dict]:
-    """Every example of a task's split in order (no shuffle; the registration's seed), as the
-    SeqIO task gives it without trimming: `inputs` / `targets` int32 ids with EOS, their
-    `*_pretokenized` text and the metadata features (`task`, `template`, `user`, `target_id`,
-    `history_ids`, `candidate_ids`). What the evaluator reads; no TensorFlow."""
-    import tasks
-    from recjax.config import EOS_ID
-    from tasks.examples import META_STRING_FEATURES
-
-    registered = tasks.dataset_of(task_name)
-    kind = tasks.kind_of(task_name)
-    for chunk in registered.builder.token_chunks(kind.name, split, 0, registered.seed, False):
-        ids = {key: np.split(chunk[key + "_values"], np.cumsum(chunk[key + "_lengths"])[:-1])
-               for key in ("inputs", "targets")}
-        for i in range(len(chunk["user"])):
-            row = {key: str(chunk[key][i]) for key in META_STRING_FEATURES}
-            row["user"] = np.int32(chunk["user"][i])
-            for key in ("inputs", "targets"):
-                row[key] = np.append(ids[key][i], EOS_ID).astype(np.int32)
-                row[key + "_pretokenized"] = str(chunk[key + "_pretokenized"][i])
-            yield row

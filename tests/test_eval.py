@@ -533,6 +533,21 @@ def test_a_truncated_tensor_file_is_one_line_for_eval_infer_and_score(env, check
     assert sorted(p.name for p in tmp_path.iterdir()) == ["ckpt", "pairs.jsonl", "users.jsonl"]
 
 
+@pytest.mark.slow
+def test_eval_in_a_fresh_process_imports_nothing_configurable_after_its_config_is_locked(env, checkpoint, tmp_path):
+    """`recjax eval` as a user runs it, in a new process: a module with Gin configurables first
+    imported after the config is locked (the evaluator's lazy imports) would stop it."""
+    import subprocess
+    import sys
+
+    proc = subprocess.run([sys.executable, "-m", "recjax.cli", "eval", f"--gin_file={_gin_file(env)}",
+                           "--gin_file=gin/runs/eval.gin", "--checkpoint", str(checkpoint), "--task",
+                           "evalsynth_retrieval", "--output_dir", str(tmp_path / "eval"), "--gin.EVAL_BATCH_SIZE=16"],
+                          capture_output=True, text=True, timeout=300, env=dict(os.environ, JAX_PLATFORMS="cpu"))
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert (tmp_path / "eval" / "metrics.json").is_file()
+
+
 def test_infer_takes_original_ids_and_answers_with_both_forms(env, checkpoint, tmp_path):
     """A history written with the catalog's original IDs (ASINs on Amazon data) is the same request
     as one written with the model's IDs; every recommendation carries both forms."""

@@ -230,7 +230,7 @@ def test_training_runs_with_tensorflow_and_seqio_blocked(beauty, t5_vocab_path, 
 
 @pytest.mark.parametrize("task", ["beautynp_retrieval", "beautynp_ranking", "beautynp_mlm"])
 def test_evaluation_examples_equal_seqios(beauty, task):
-    """What the evaluator reads (recjax.input_pipeline.task_rows, no TensorFlow) is the SeqIO
+    """What the evaluator reads (recjax.task_rows, no TensorFlow) is the SeqIO
     task's test split, example for example and feature for feature."""
     import seqio
 

@@ -15,7 +15,7 @@ LAYERS = (
     ("tasks", ("tasks",)),
     ("model and decoding", ("recjax.decoding", "recjax.model", "recjax.model_inputs", "recjax.restore",
                             "recjax.scoring", "recjax.baselines", "recjax.encoder_embeddings", "recjax.input_pipeline",
-                            "recjax.grain_loader", "recjax.conversion", "recjax.exporting")),
+                            "recjax.grain_loader", "recjax.task_rows", "recjax.conversion", "recjax.exporting")),
     ("training and evaluation", ("recjax.trainer", "recjax.train_lib", "recjax.evaluation", "recjax.recommend",
                                  "recjax.memory_plan", "recjax.task_inspection", "recjax.model_selection")),
     ("binaries", ("recjax.cli",) + tuple(f"recjax.{c}" for c in (

@@ -175,10 +175,10 @@ def sample_indices(n: int, max_examples: Optional[int], seed: int = 0) -> np.nda
 
 def load_examples(task, split: str, max_examples: Optional[int] = None, sample_seed: int = 0) -> list[dict]:
     """The task's examples of `split` in order (no shuffle), tokenized, untrimmed, with their
-    features (`recjax.input_pipeline.task_rows`: what the SeqIO task gives, without TensorFlow);
+    features (`recjax.task_rows`: what the SeqIO task gives, without TensorFlow);
     with `max_examples`, a seeded random sample of them (`sample_indices`), in order. `task`: a
     name, an EvalTask or a seqio Task."""
-    from recjax.input_pipeline import task_rows
+    from recjax.task_rows import task_rows
 
     name = task if isinstance(task, str) else task.name
     out = list(task_rows(name, split))
