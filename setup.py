@@ -38,6 +38,7 @@ INSTALL_REQUIRES = jax_pins() + [
 
 TEST_REQUIRES = [
     "pytest>=8",
+    "pytest-xdist==3.8.0",  # the README's test command runs on 2 workers (a test file each, --dist loadfile)
     "torch==2.13.0",  # the CPU wheel; a looser pin pulls a multi-GB CUDA build
     "transformers>=5,<6",
     "uv>=0.5",  # tests/test_setup.py resolves the pins for Python 3.12 with it
