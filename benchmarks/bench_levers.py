@@ -62,23 +62,37 @@ def windows_in(batch: dict, retrieval_rows: np.ndarray | None) -> int:
     return int(retrieval_rows.sum()) if retrieval_rows is not None else len(batch["encoder_input_tokens"])
 
 
-def bench(form: str, steps: int, batch_size: int) -> dict:
+def form_batches(form: str, batch_size: int):
+    """(task, lengths, pack, the Grain BatchIterator) of a form."""
+    from recjax.input_pipeline import BatchIterator, DatasetConfig
+
+    task, lengths, pack = form_setup(form)
+    batches = BatchIterator(DatasetConfig(task, lengths, batch_size=batch_size, seed=0, pack=pack, loader="grain"))
+    return task, lengths, pack, batches
+
+
+def form_trainer(task: str):
+    """The recipe's T5 (d 128, 2+2 layers, Adafactor 0.01) with the vocabulary of `task`, one device."""
     import tasks
     from recjax import optimizers
     from recjax.config import T5Config, padded_vocab_size
-    from recjax.input_pipeline import BatchIterator, DatasetConfig
     from recjax.model import EncoderDecoderModel
     from recjax.partitioning import Partitioner
     from recjax.trainer import Trainer
 
-    task, lengths, pack = form_setup(form)
     vocab = padded_vocab_size(max(tasks.dataset_of(t).vocab_size for t, _ in tasks.mixture_members(task)))
     config = T5Config(vocab_size=vocab, emb_dim=128, num_heads=4, head_dim=32, num_encoder_layers=2,
                       num_decoder_layers=2, mlp_dim=512, dropout_rate=0.1)
-    trainer = Trainer(EncoderDecoderModel(config), optimizers.adafactor(learning_rate=0.01),
-                      Partitioner.create((-1, 1)))
+    return Trainer(EncoderDecoderModel(config), optimizers.adafactor(learning_rate=0.01), Partitioner.create((-1, 1)))
+
+
+def bench(form: str, steps: int, batch_size: int) -> dict:
+    import tasks
+
+    task, lengths, pack, batches = form_batches(form, batch_size)
+    trainer = form_trainer(task)
+    vocab = trainer.model.config.vocab_size
     state = trainer.init_state()
-    batches = BatchIterator(DatasetConfig(task, lengths, batch_size=batch_size, seed=0, pack=pack, loader="grain"))
     # Which rows are retrieval windows (a mixture's rows: retrieval inputs hold no candidate list).
     tok = tasks.dataset_of(tasks.mixture_members(task)[0][0]).tokenizer
     is_retrieval = (lambda b: np.array(["andidate" not in tok.DecodeIds([int(t) for t in row])
@@ -105,10 +119,7 @@ def bench(form: str, steps: int, batch_size: int) -> dict:
 def loader_rate(form: str, batches: int, batch_size: int) -> float:
     """Windows per second the Grain loader gives on its own (nothing trains), after one warm-up
     batch."""
-    from recjax.input_pipeline import BatchIterator, DatasetConfig
-
-    task, lengths, pack = form_setup(form)
-    it = BatchIterator(DatasetConfig(task, lengths, batch_size=batch_size, seed=0, pack=pack, loader="grain"))
+    *_, it = form_batches(form, batch_size)
     next(it)
     start, windows = time.perf_counter(), 0
     for _ in range(batches):
@@ -119,21 +130,8 @@ def loader_rate(form: str, batches: int, batch_size: int) -> float:
 
 def step_flops(form: str, batch_size: int) -> float:
     """XLA's FLOPs of one train step of a form (forward + backward + update)."""
-    import tasks
-    from recjax import optimizers
-    from recjax.config import T5Config, padded_vocab_size
-    from recjax.input_pipeline import BatchIterator, DatasetConfig
-    from recjax.model import EncoderDecoderModel
-    from recjax.partitioning import Partitioner
-    from recjax.trainer import Trainer
-
-    task, lengths, pack = form_setup(form)
-    vocab = padded_vocab_size(max(tasks.dataset_of(t).vocab_size for t, _ in tasks.mixture_members(task)))
-    config = T5Config(vocab_size=vocab, emb_dim=128, num_heads=4, head_dim=32, num_encoder_layers=2,
-                      num_decoder_layers=2, mlp_dim=512, dropout_rate=0.1)
-    trainer = Trainer(EncoderDecoderModel(config), optimizers.adafactor(learning_rate=0.01),
-                      Partitioner.create((-1, 1)))
-    it = BatchIterator(DatasetConfig(task, lengths, batch_size=batch_size, seed=0, pack=pack, loader="grain"))
+    task, _, _, it = form_batches(form, batch_size)
+    trainer = form_trainer(task)
     batch = trainer.shard_batch(next(it))
     it.close()
     compiled = jax.jit(trainer._step).lower(trainer.init_state(), batch).compile()

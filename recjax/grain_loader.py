@@ -39,6 +39,7 @@ import numpy as np
 
 from recjax import model_inputs
 from recjax.config import EOS_ID
+from tasks.examples import token_pairs
 
 PACKINGS = ("t5", "first_fit")
 SHUFFLE_STREAM = 7_340_035  # the seed stream of window shuffles
@@ -145,18 +146,11 @@ class TaskSource(grain.MapDataset):
         chunk = self._builder.tokenize(self._kind, self._builder.build_block(
             self._kind, self._split, epoch, self._seed, users, order))
         examples = [{key: model_inputs.trim(np.append(ids, EOS_ID).astype(np.int32), self._lengths[key])
-                     for key, ids in pair.items()} for pair in _split_tokens(chunk)]
+                     for key, ids in pair.items()} for pair in token_pairs(chunk)]
         self._blocks[key] = examples
         if len(self._blocks) > self._cached_blocks:
             self._blocks.popitem(last=False)
         return examples
-
-
-def _split_tokens(chunk: dict) -> list[dict[str, np.ndarray]]:
-    """`ExampleBuilder.tokenize` columns -> one {"inputs", "targets"} id array pair per example."""
-    split = {key: np.split(chunk[key + "_values"], np.cumsum(chunk[key + "_lengths"])[:-1])
-             for key in ("inputs", "targets")}
-    return [{"inputs": i, "targets": t} for i, t in zip(split["inputs"], split["targets"])]
 
 
 def examples(name: str, split: str, lengths: Mapping[str, int], *, seed: int, shuffle: bool,

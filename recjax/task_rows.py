@@ -15,17 +15,15 @@ def task_rows(task_name: str, split: str) -> Iterator[dict]:
     `history_ids`, `candidate_ids`). What the evaluator reads; no TensorFlow."""
     import tasks
     from recjax.config import EOS_ID
-    from tasks.examples import META_STRING_FEATURES
+    from tasks.examples import META_STRING_FEATURES, token_pairs
 
     registered = tasks.dataset_of(task_name)
     kind = tasks.kind_of(task_name)
     for chunk in registered.builder.token_chunks(kind.name, split, 0, registered.seed, False):
-        ids = {key: np.split(chunk[key + "_values"], np.cumsum(chunk[key + "_lengths"])[:-1])
-               for key in ("inputs", "targets")}
-        for i in range(len(chunk["user"])):
+        for i, pair in enumerate(token_pairs(chunk)):
             row = {key: str(chunk[key][i]) for key in META_STRING_FEATURES}
             row["user"] = np.int32(chunk["user"][i])
             for key in ("inputs", "targets"):
-                row[key] = np.append(ids[key][i], EOS_ID).astype(np.int32)
+                row[key] = np.append(pair[key], EOS_ID).astype(np.int32)
                 row[key + "_pretokenized"] = str(chunk[key + "_pretokenized"][i])
             yield row

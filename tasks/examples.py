@@ -85,6 +85,13 @@ class TaskOptions:
             raise ValueError(f"users_per_chunk must be >= 1, got {self.users_per_chunk}")
 
 
+def token_pairs(chunk: dict[str, np.ndarray]) -> list[dict[str, np.ndarray]]:
+    """`ExampleBuilder.tokenize` columns -> one {"inputs", "targets"} int32 id array pair per example."""
+    split = {key: np.split(chunk[key + "_values"], np.cumsum(chunk[key + "_lengths"])[:-1])
+             for key in ("inputs", "targets")}
+    return [{"inputs": i, "targets": t} for i, t in zip(split["inputs"], split["targets"])]
+
+
 class ExampleBuilder:
     """Examples of one prepared dataset. `tokenizer` (a sentencepiece processor with the seqio
     sentinels) and `sentinel_ids` are needed for MLM only."""

@@ -17,6 +17,7 @@ import tasks
 from recjax import grain_loader, input_pipeline
 from recjax.config import EOS_ID
 from recjax.input_pipeline import DatasetConfig
+from tasks.examples import token_pairs
 
 pytestmark = pytest.mark.slow  # integration tier: `pytest -m "not slow"` leaves it out
 
@@ -102,7 +103,7 @@ def test_an_epoch_is_seqios_examples_with_a_window_shuffle(beauty):
     got = collections.Counter((ex["inputs"].tobytes(), ex["targets"].tobytes()) for ex in ds)
     want = collections.Counter()
     for chunk in builder.token_chunks("retrieval", "validation", 0, 2, True):
-        for pair in grain_loader._split_tokens(chunk):
+        for pair in token_pairs(chunk):
             want[tuple(np.append(pair[k], EOS_ID).astype(np.int32)[:lengths[k]].tobytes() for k in ("inputs", "targets"))] += 1
     assert got == want
     in_order = [ex["inputs"] for ex in grain_loader.TaskSource("beautygw_retrieval", "validation", lengths, seed=2,
