@@ -163,3 +163,36 @@ def test_identifier_runs_differ_only_in_the_dataset_and_its_vocabulary(fresh_gin
         assert {k: v for k, v in data.items() if k != "data_dir"} == {k: v for k, v in base_data.items() if k != "data_dir"}
     assert runs["../beauty_t5_recipe"][2]["data_dir"] == runs["collaborative"][2]["data_dir"] == "data/beauty_collaborative"
     assert runs["semantic_rqvae"][1]["model_dir"] == "runs/ids/semantic_rqvae"
+
+
+@pytest.mark.parametrize("form", ("recipe", "compact"))
+def test_the_recipe_ships_for_every_dataset_unchanged_but_for_the_data(form, fresh_gin):
+    """gin/repro/{beauty,sports,toys}_t5_{recipe,compact}.gin (#23 item 3): the same model, steps,
+    batch, lengths, task options, schedule, loader and packing; only the dataset's names, its
+    DATA_DIR (balanced collaborative IDs off Beauty) and MODEL_DIR change."""
+    runs = {}
+    for dataset in DATASETS:
+        gin.clear_config()
+        gin_utils.parse_gin([f"gin/repro/{dataset}_t5_{form}.gin"], ["VOCAB_SIZE = 384"])  # no data needed
+        setup = memory_plan.read_train_setup()
+        args = {key: gin_utils.bound_argument("train_lib.train", key)
+                for key in ("mixture_or_task_name", "model_dir", "train_steps", "loader", "pack", "eval_period")}
+        options = {key: gin.query_parameter(f"tasks.register_dataset.{key}")
+                   for key in ("item_text", "num_negatives", "ranking_max_history", "max_history")}
+        options.update(input_form=gin_utils.bound_argument("tasks.register_dataset", "input_form"),
+                       warmup=gin.query_parameter("optimizers.warmup_cosine_schedule.warmup_steps"),
+                       peak=gin.query_parameter("optimizers.warmup_cosine_schedule.peak"),
+                       name=gin.query_parameter("tasks.register_dataset.name"), data_dir=gin.query_parameter("%DATA_DIR"))
+        runs[dataset] = (setup, args, options)
+    base_setup, base_args, base_options = runs["beauty"]
+    suffix = "rec" if form == "recipe" else "retrieval"
+    for dataset, (setup, args, options) in runs.items():
+        for field in ("model_config", "loss_config", "batch_size", "task_feature_lengths", "mesh_shape",
+                      "sharding_strategy", "num_microbatches", "pack", "seed"):
+            assert getattr(setup, field) == getattr(base_setup, field), (dataset, field)
+        assert args == dict(base_args, mixture_or_task_name=f"{dataset}_{suffix}", model_dir=f"runs/repro/{dataset}_t5_{form}")
+        assert options == dict(base_options, name=dataset, data_dir=options["data_dir"]), dataset
+        assert options["data_dir"] == ("data/beauty_collaborative" if dataset == "beauty"
+                                       else f"data/{dataset}_collaborative_balanced")
+    assert base_setup.model_config.emb_dim == 128 and base_args["train_steps"] == (1200 if form == "recipe" else 2500)
+    assert base_options["input_form"] == ("codes" if form == "compact" else None)

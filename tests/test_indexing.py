@@ -477,3 +477,45 @@ def test_index_warns_when_a_prefix_holds_many_items(synthetic, tmp_path, capsys)
     assert rc == 0 and "warning:" not in captured.out
     [warning] = [line for line in captured.err.splitlines() if line.startswith("warning: ")]
     assert "items share one L-code prefix (largest groups: " in warning and "here 2 x 2" in warning
+
+
+def test_balanced_assign_respects_capacities_and_prefers_the_nearest():
+    """By hand: three points nearest cluster 0 with room for two: the two nearest stay, the third
+    goes to its next-nearest cluster with room; unconstrained capacities give the argmin."""
+    d = np.array([[0.1, 0.9, 0.5], [0.2, 0.8, 0.6], [0.3, 0.4, 0.7], [0.9, 0.1, 0.5]])
+    assert quantize.balanced_assign(d, [2, 2, 2]).tolist() == [0, 0, 1, 1]
+    assert quantize.balanced_assign(d, [2, 1, 2]).tolist() == [0, 0, 2, 1]
+    assert quantize.balanced_assign(d, 4).tolist() == d.argmin(1).tolist()
+    with pytest.raises(ValueError, match="capacities hold 3 points, fewer than the 4"):
+        quantize.balanced_assign(d, 1)
+
+
+@pytest.mark.parametrize("scheme", STRUCTURED)
+def test_balanced_codes_leave_no_crowded_prefix(synthetic, scheme):
+    """Sixty items in 2 x 8 codes: unbalanced, some prefix holds several items (the extra code
+    separates them); balanced, no code of a level holds more than ceil(60 / 8) = 8 items and no
+    prefix more than one, so the extra code is 0 for every item."""
+    dataset = load_prepared(synthetic)
+    small = dict(SMALL, codebook_size=8)
+    plain = build_index(dataset, IndexOptions(scheme=scheme, **small))
+    balanced = build_index(dataset, IndexOptions(scheme=scheme, balanced=True, **small))
+    assert plain.info["collisions"]["max_group"] > 1
+    assert balanced.info["balanced"] and balanced.info["collisions"]["max_group"] == 1
+    assert (balanced.codes[:, -1] == 0).all() and len(set(balanced.item_ids)) == dataset.num_items
+    if scheme != "collaborative":  # hierarchical k-means balances each parent's children instead
+        assert np.bincount(balanced.codes[:, 0]).max() <= 8
+
+
+def test_balanced_semantic_codes_on_real_beauty(shared_data):
+    """Beauty's 12,101 items from their keyword text, RQ-KMeans 3 x 256: a third of the items share
+    all three codes with another (groups of dozens); balanced, none does and every level-a code
+    holds at most ceil(12,101 / 256) = 48 items."""
+    from recjax.data.preparation import build
+
+    dataset, _ = build("p5", str(shared_data / "beauty"), "beauty")
+    options = dict(scheme="semantic_rqkmeans", levels=3, codebook_size=256)
+    plain = build_index(dataset, IndexOptions(**options))
+    balanced = build_index(dataset, IndexOptions(balanced=True, **options))
+    assert plain.info["collisions"]["colliding_items"] > 3000 and plain.info["collisions"]["max_group"] > 20
+    assert balanced.info["collisions"]["colliding_items"] == 0
+    assert np.bincount(balanced.codes[:, 0]).max() <= 48

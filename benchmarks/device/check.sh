@@ -1,13 +1,14 @@
 #!/usr/bin/env bash
-# The prepared device check (issue 14 item 5), one command of at most 8 minutes on one GPU
+# The prepared device check (issue 14 item 5; the tiger stage: issue 23 item 6), commands of at most 8 minutes on one GPU
 # machine (Python 3.12, jax 0.11.2 + CUDA, flax, optax, orbax, transformers, torch, sentencepiece;
 # no TensorFlow, no SeqIO, no network). Writes $OUT/check.json and $OUT/check.md (OUT defaults to
 # runs/device_check). What travels with the checkout, prepared here first:
 #   .whl/     the wheels the image lacks (grain's are binary):  bash benchmarks/device/check.sh --fetch-wheels
 #   .device/  the prepared Beauty dataset with collaborative IDs and FLAN-T5's spiece.model:
 #             bash benchmarks/device/check.sh --stage-data
-# Then, on the machine (the device tool: carry .whl and .device):
+# Then, on the machine (the device tool: carry .whl and .device), two calls:
 #   bash benchmarks/device/check.sh
+#   bash benchmarks/device/check.sh --stages tiger     # TIGER's configuration, ~5 min of training
 # and here, every stage with tiny sizes on the CPU in under 2 minutes:
 #   bash benchmarks/device/check.sh --cpu-smoke [--data_dir D --vocab V]
 set -euo pipefail
@@ -24,6 +25,9 @@ case "${1:-}" in
     [ -d data/beauty_collaborative ] || recjax index --scheme collaborative --codebook_size 32 --src data/beauty \
       --out data/beauty_collaborative
     rm -rf .device/beauty_collaborative && cp -r data/beauty_collaborative .device/
+    [ -d data/beauty_semantic_rqvae ] || recjax index --scheme semantic_rqvae --levels 3 --codebook_size 256 \
+      --embeddings text --src data/beauty --out data/beauty_semantic_rqvae
+    rm -rf .device/beauty_semantic_rqvae && cp -r data/beauty_semantic_rqvae .device/
     cp ../shared/data/t5_tokenizer/spiece_rebuilt.model .device/spiece.model
     du -sh .device; exit 0;;
 esac

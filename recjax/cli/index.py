@@ -5,6 +5,7 @@ prefix tree's shape and the model vocabulary size the IDs need.
 
     recjax index --scheme semantic_rqkmeans --embeddings text --src data/beauty --out data/beauty_rqkmeans
     recjax index --scheme collaborative --levels 3 --codebook_size 32 --src data/beauty --out data/beauty_cid
+    recjax index --scheme semantic_rqvae --balanced --src data/beauty --out data/beauty_rqvae_balanced
 """
 from __future__ import annotations
 
@@ -32,6 +33,9 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--checkpoint", help="--embeddings t5: a recjax checkpoint (e.g. from recjax convert)")
     p.add_argument("--vocab", help="--embeddings t5: its SentencePiece model")
     p.add_argument("--rqvae_steps", type=int, default=3000, help="training steps of the RQ-VAE")
+    p.add_argument("--balanced", action="store_true",
+                   help="structured schemes: codes under capacities, so no code holds more than ceil(n / K) items "
+                        "and no prefix of g <= K items shares its last code (no collision there)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--overwrite", action="store_true", help="replace --out if it exists")
     return p
@@ -47,7 +51,7 @@ def _t5_encoder(args):
 _FLAG_OPTIONS = {"--levels": "levels", "--codebook_size": "codebook_size", "--embeddings": "embeddings",
                  "--embedding_dim": "embedding_dim", "--text_weighting": "text_weighting", "--window": "window",
                  "--embeddings_file": "embeddings_file", "--checkpoint": "checkpoint", "--vocab": "vocab_path",
-                 "--rqvae_steps": "rqvae_steps"}
+                 "--rqvae_steps": "rqvae_steps", "--balanced": "balanced"}
 
 
 def _ignored_flag(argv: list[str], args) -> str | None:
@@ -76,7 +80,7 @@ def main(argv: list[str] | None = None) -> int:
             embedding_dim=args.embedding_dim, text_weighting=args.text_weighting, window=args.window,
             embeddings_file=args.embeddings_file, checkpoint=args.checkpoint, vocab_path=args.vocab,
             encode_items=_t5_encoder(args) if args.embeddings == "t5" else None,
-            rqvae_steps=args.rqvae_steps, seed=args.seed)
+            rqvae_steps=args.rqvae_steps, balanced=args.balanced, seed=args.seed)
         from recjax.items.reindex import reindex
 
         start = time.time()

@@ -7,6 +7,11 @@
   codebook loss + beta * commitment, straight-through gradients.
 - `hierarchical_kmeans`: k-means inside each parent cluster (a prefix tree; How to Index's
   collaborative indexing clusters the co-occurrence graph this way).
+- `balanced=True` (every scheme above): codes assigned under capacities instead of to the nearest
+  centroid (`balanced_assign`), so no code and no prefix holds more than its share: upper levels hold
+  at most ceil(n / K) items a code (MiniOneRec's constrained RQ-KMeans), and the last level at most
+  ceil(g / K) of a prefix's g items a code (LC-Rec's uniform mapping of the last level), which
+  leaves no collision wherever a prefix holds <= K items.
 - `dedup_codes`: TIGER's extra code: items sharing all L codes get 0, 1, 2, ... in a seeded order.
 - `code_stats`: codebook usage, perplexity, collisions, prefix-tree shape.
 """
@@ -24,19 +29,83 @@ def _kmeans(x: np.ndarray, k: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
     return km.cluster_centers_.astype(np.float32), km.labels_.astype(np.int32)
 
 
-def rq_kmeans(x: np.ndarray, levels: int, codebook_size: int, seed: int = 0) -> np.ndarray:
-    """[n, levels] int32 codes of residual k-means."""
+def _sq_distances(x: np.ndarray, centroids: np.ndarray) -> np.ndarray:
+    """[n, d], [k, d] -> [n, k] squared Euclidean distances."""
+    d = (x * x).sum(1)[:, None] - 2.0 * x @ centroids.T + (centroids * centroids).sum(1)[None]
+    return np.maximum(d, 0.0)
+
+
+def balanced_assign(distances: np.ndarray, capacity) -> np.ndarray:
+    """[n, k] distances, capacity (an int or [k]) -> [n] int32 assignment with at most capacity[j]
+    points in cluster j. Rounds of proposals: every unplaced point proposes to its nearest cluster
+    with room left, each cluster keeps its closest proposers up to its room (a greedy
+    capacity-constrained assignment; every round places at least one point)."""
+    n, k = distances.shape
+    room = np.broadcast_to(np.asarray(capacity, np.int64), (k,)).copy()
+    if room.sum() < n:
+        raise ValueError(f"capacities hold {room.sum()} points, fewer than the {n} to assign")
+    assign = np.full(n, -1, np.int64)
+    pending = np.arange(n)
+    while len(pending):
+        d = np.where(room[None] > 0, distances[pending], np.inf)  # [p, k]
+        choice = d.argmin(1)
+        order = np.lexsort((d[np.arange(len(pending)), choice], choice))  # by cluster, nearest first
+        chosen = choice[order]
+        rank = np.arange(len(chosen)) - np.searchsorted(chosen, chosen, side="left")
+        keep = rank < room[chosen]
+        assign[pending[order[keep]]] = chosen[keep]
+        room -= np.bincount(chosen[keep], minlength=k)
+        pending = pending[order[~keep]]
+    return assign.astype(np.int32)
+
+
+def _level_codes(residual: np.ndarray, centroids: np.ndarray, prefixes: np.ndarray | None, balanced: bool) -> np.ndarray:
+    """[n] codes of one residual level: the nearest centroid, or (balanced) at most ceil(n / K) items
+    a code, or, given the items' [n, l] prefixes (the last level), at most ceil(g / K) of each
+    prefix's g items a code."""
+    k = len(centroids)
+    if not balanced:
+        return _sq_distances(residual, centroids).argmin(1).astype(np.int32)
+    if prefixes is None:
+        return balanced_assign(_sq_distances(residual, centroids), -(-len(residual) // k))
+    codes = np.zeros(len(residual), np.int32)
+    _, group = np.unique(prefixes, axis=0, return_inverse=True)
+    order = np.argsort(group.ravel(), kind="stable")
+    for members in np.split(order, np.flatnonzero(np.diff(group.ravel()[order])) + 1):
+        codes[members] = balanced_assign(_sq_distances(residual[members], centroids), -(-len(members) // k))
+    return codes
+
+
+def residual_codes(z: np.ndarray, codebooks: np.ndarray, balanced: bool = False) -> np.ndarray:
+    """[n, latent], [levels, K, latent] -> [n, levels] int32 codes of residual quantisation."""
+    residual = np.asarray(z, np.float32).copy()
+    levels = len(codebooks)
+    codes = np.zeros((len(residual), levels), np.int32)
+    for level, book in enumerate(np.asarray(codebooks, np.float32)):
+        last = level == levels - 1 and levels > 1
+        codes[:, level] = _level_codes(residual, book, codes[:, :level] if last else None, balanced)
+        residual -= book[codes[:, level]]
+    return codes
+
+
+def rq_kmeans(x: np.ndarray, levels: int, codebook_size: int, seed: int = 0, balanced: bool = False) -> np.ndarray:
+    """[n, levels] int32 codes of residual k-means (balanced: see the module docstring)."""
     residual = x.astype(np.float32).copy()
     codes = np.zeros((len(x), levels), np.int32)
     for level in range(levels):
         centroids, assign = _kmeans(residual, codebook_size, seed + level)
+        if balanced:
+            last = level == levels - 1 and levels > 1
+            assign = _level_codes(residual, centroids, codes[:, :level] if last else None, True)
         codes[:, level] = assign
         residual = residual - centroids[assign]
     return codes
 
 
-def hierarchical_kmeans(x: np.ndarray, levels: int, codebook_size: int, seed: int = 0) -> np.ndarray:
-    """[n, levels] int32 codes: level l splits each level-(l-1) cluster into <= codebook_size."""
+def hierarchical_kmeans(x: np.ndarray, levels: int, codebook_size: int, seed: int = 0,
+                        balanced: bool = False) -> np.ndarray:
+    """[n, levels] int32 codes: level l splits each level-(l-1) cluster into <= codebook_size
+    (balanced: at most ceil(g / K) of a cluster's g members in each of its children)."""
     codes = np.zeros((len(x), levels), np.int32)
     groups = [np.arange(len(x))]
     for level in range(levels):
@@ -45,7 +114,12 @@ def hierarchical_kmeans(x: np.ndarray, levels: int, codebook_size: int, seed: in
             if len(members) <= 1:
                 next_groups.append(members)
                 continue
-            _, assign = _kmeans(x[members], codebook_size, seed + level)
+            centroids, assign = _kmeans(x[members], codebook_size, seed + level)
+            if balanced:
+                k = codebook_size
+                if len(centroids) < k:  # fewer distinct points than codes: spare codes start at a copy
+                    centroids = np.concatenate([centroids, centroids[np.arange(k - len(centroids)) % len(centroids)]])
+                assign = balanced_assign(_sq_distances(x[members], centroids), -(-len(members) // k))
             codes[members, level] = assign
             next_groups.extend(members[assign == c] for c in np.unique(assign))
         groups = next_groups
@@ -54,7 +128,7 @@ def hierarchical_kmeans(x: np.ndarray, levels: int, codebook_size: int, seed: in
 
 def rq_vae(x: np.ndarray, levels: int, codebook_size: int, seed: int = 0, *, latent_dim: int = 32,
            hidden: tuple[int, ...] = (256, 128), beta: float = 0.25, steps: int = 3000, batch_size: int = 1024,
-           learning_rate: float = 1e-3, log=None) -> tuple[np.ndarray, dict]:
+           learning_rate: float = 1e-3, balanced: bool = False, log=None) -> tuple[np.ndarray, dict]:
     """TIGER's RQ-VAE trained in JAX. Returns ([n, levels] int32 codes, training figures)."""
     import jax
     import jax.numpy as jnp
@@ -128,12 +202,18 @@ def rq_vae(x: np.ndarray, levels: int, codebook_size: int, seed: int = 0, *, lat
         if log is not None and (i + 1) % max(steps // 5, 1) == 0:
             log(f"  rq-vae step {i + 1}/{steps}: loss {float(loss):.4f} (reconstruction {float(recon):.4f}, vq {float(vq):.4f})")
 
+    figures = {"reconstruction_loss": float(recon), "vq_loss": float(vq), "steps": steps}
+    if balanced:  # the learned codebooks, assigned under capacities
+        latent = jax.jit(encoder.apply)
+        z = np.concatenate([np.asarray(latent(params["encoder"], x[s:s + 4096])) for s in range(0, n, 4096)])
+        return residual_codes(z, np.asarray(params["codebooks"]), balanced=True), figures
+
     @jax.jit
     def encode_all(p, batch):
         return quantize(p["codebooks"], encoder.apply(p["encoder"], batch))[0]
 
     codes = np.concatenate([np.asarray(encode_all(params, x[s:s + 4096])) for s in range(0, n, 4096)])
-    return codes.astype(np.int32), {"reconstruction_loss": float(recon), "vq_loss": float(vq), "steps": steps}
+    return codes.astype(np.int32), figures
 
 
 def dedup_codes(codes: np.ndarray, seed: int = 0) -> np.ndarray:

@@ -67,7 +67,7 @@ def describe(index) -> list[str]:
         lines.append(f"warning: {coll['max_group']} items share one L-code prefix (largest groups: "
                      f"{', '.join(map(str, coll.get('largest_groups', [coll['max_group']])))}): their last code is an "
                      f"arbitrary {coll['max_group']}-way choice the model must memorise; more --levels or a larger "
-                     f"--codebook_size (here {info['levels']} x {info['codebook_size']}), or semantic IDs, spread them")
+                     f"--codebook_size (here {info['levels']} x {info['codebook_size']}), or --balanced, spread them")
     pieces = len(index.code_pieces)
     needed = padded_vocab_size(vocabulary.vocabulary_ids(FLAN_T5_PIECES, pieces))
     lines.append(f"  {pieces} vocabulary pieces appended after the tokenizer's; FLAN-T5 ({FLAN_T5_PIECES:,} pieces + "

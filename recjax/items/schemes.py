@@ -56,6 +56,7 @@ class IndexOptions:
     # t5 embeddings: dataset -> [num_items, dim], from the model layer (recjax.encoder_embeddings)
     encode_items: Callable | None = dataclasses.field(default=None, compare=False, repr=False)
     rqvae_steps: int = 3000
+    balanced: bool = False  # codes under capacities (quantize's module docstring): no crowded prefix
     seed: int = 0
 
     def __post_init__(self):
@@ -80,7 +81,7 @@ class IndexOptions:
 
 # The options each scheme reads, beyond `scheme` and `seed` (and, for the semantic schemes, what
 # each embedding source reads): `recjax index` refuses a flag its scheme would ignore.
-_STRUCTURED_OPTIONS = ("levels", "codebook_size")
+_STRUCTURED_OPTIONS = ("levels", "codebook_size", "balanced")
 _EMBEDDING_OPTIONS = {"text": ("embedding_dim", "text_weighting"), "collaborative": ("embedding_dim", "window"),
                       "file": ("embeddings_file",), "t5": ("checkpoint", "vocab_path")}
 
@@ -157,7 +158,7 @@ def _structured(scheme: str, dataset, codes: np.ndarray, options: IndexOptions, 
     full = quantize.dedup_codes(codes, options.seed)
     sizes = [options.codebook_size] * options.levels + [int(full[:, -1].max()) + 1]
     info = {"scheme": scheme, "levels": options.levels, "codebook_size": options.codebook_size,
-            "collision_code_size": sizes[-1], "seed": options.seed,
+            "balanced": options.balanced, "collision_code_size": sizes[-1], "seed": options.seed,
             "collisions": dict(before, largest_groups=quantize.largest_groups(codes)),
             "stats": quantize.code_stats(full, options.codebook_size), **extra}
     return ItemIndex(scheme, [code_text(c) for c in full], full, code_pieces(sizes), info)
@@ -189,7 +190,8 @@ def _embedding_info(options: IndexOptions) -> dict:
 def _collaborative(dataset, options: IndexOptions, log) -> ItemIndex:
     log("co-occurrence graph of the training sequences -> spectral embedding (PPMI-SVD)")
     x = emb.collaborative_embeddings(dataset, options.embedding_dim, options.window, options.seed)
-    codes = quantize.hierarchical_kmeans(x, options.levels, options.codebook_size, options.seed)
+    codes = quantize.hierarchical_kmeans(x, options.levels, options.codebook_size, options.seed,
+                                       balanced=options.balanced)
     return _structured("collaborative", dataset, codes, options,
                        {"embeddings": "collaborative", "embedding_dim": options.embedding_dim, "window": options.window,
                         "clustering": "hierarchical_kmeans"})
@@ -197,14 +199,14 @@ def _collaborative(dataset, options: IndexOptions, log) -> ItemIndex:
 
 def _semantic_rqkmeans(dataset, options: IndexOptions, log) -> ItemIndex:
     x = _embeddings(dataset, options, log)
-    codes = quantize.rq_kmeans(x, options.levels, options.codebook_size, options.seed)
+    codes = quantize.rq_kmeans(x, options.levels, options.codebook_size, options.seed, balanced=options.balanced)
     return _structured("semantic_rqkmeans", dataset, codes, options, _embedding_info(options))
 
 
 def _semantic_rqvae(dataset, options: IndexOptions, log) -> ItemIndex:
     x = _embeddings(dataset, options, log)
     codes, figures = quantize.rq_vae(x, options.levels, options.codebook_size, options.seed,
-                                     steps=options.rqvae_steps, log=log)
+                                     steps=options.rqvae_steps, balanced=options.balanced, log=log)
     return _structured("semantic_rqvae", dataset, codes, options, {**_embedding_info(options), "rqvae": figures})
 
 
