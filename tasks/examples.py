@@ -62,8 +62,9 @@ class TaskOptions:
     ranking_candidate_text: bool = False  # ranking candidates as "ID (text)" instead of IDs only
     item_text: bool = True  # items in inputs as "ID (text)" (Cao et al.); False: the ID alone
     template_index: int | None = None  # one fixed phrasing for all examples; None: seeded choice
-    # "template": retrieval inputs in words (the templates); "codes": the history's item IDs alone,
-    # space-separated (TIGER's input; with `tasks.code_vocabulary`, nothing but code tokens).
+    # "template": inputs in words (the templates); "codes": item IDs and sentinels alone, no words
+    # (retrieval: the history's IDs, TIGER's input; the other kinds: templates.CODE_MARKERS; with
+    # `tasks.code_vocabulary`, nothing but code tokens).
     input_form: str = "template"
     users_per_chunk: int = 256  # users whose examples are generated (and shuffled) together
 
@@ -271,6 +272,15 @@ class ExampleBuilder:
         max_items = max_items or self.options.max_history
         shown = items[len(items) - min(len(items), max_items):]
         return templates.history_text([self.item_texts[i] for i in shown])
+
+    @property
+    def codes_form(self) -> bool:
+        return self.options.input_form == "codes"
+
+    def history_codes(self, items: np.ndarray, max_items: int | None = None) -> str:
+        """The codes form's history: the most recent max_history items' IDs, space-separated."""
+        max_items = max_items or self.options.max_history
+        return " ".join(self.item_ids[i] for i in items[len(items) - min(len(items), max_items):])
 
     def retrieval_inputs(self, items, template_index: int = 0, titles=None) -> str:
         """The retrieval input of a history of item indices with template `template_index` (what

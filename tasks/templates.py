@@ -21,6 +21,14 @@ HISTORY_SEPARATOR = "; "
 ID_SEPARATOR = ", "
 EMPTY_HISTORY = "nothing yet"
 
+# The codes form (TaskOptions.input_form = 'codes'): inputs of item codes and T5 sentinels only, no
+# words, so a code-only vocabulary (tasks.code_vocabulary) reads every token. Retrieval's input is
+# the history's codes alone (TIGER's); every other kind's starts with its own marker, and a
+# separator (or, for MIM, a mask) splits its parts. Phrasings do not apply (no words).
+CODE_MARKERS = {"ranking": "<extra_id_99>", "mim": "<extra_id_98>", "mlm": "<extra_id_97>", "bpr": "<extra_id_96>"}
+CODE_SEPARATOR = "<extra_id_95>"
+CODE_MASK = "<extra_id_94>"  # MIM's masked item (MLM's spans use <extra_id_0>, <extra_id_1>, ...)
+
 
 @dataclasses.dataclass(frozen=True)
 class Template:

@@ -288,6 +288,39 @@ def test_a_code_vocabulary_holds_the_codes_and_inputs_are_codes_alone(codes_only
         tasks.register_dataset(semantic["data_dir"], "badform", semantic["base_vocab"], input_form="ids")
 
 
+def test_every_kind_has_a_codes_form_of_codes_and_sentinels_only(codes_only):
+    """input_form='codes' for the other kinds (#23 item 5: the auxiliary tasks at a CPU-convergent
+    budget): ranking, MIM, MLM and BPR inputs are their marker, the items' codes and sentinels, with
+    no <unk> under a code-only vocabulary; each kind is told apart by its first token; the targets
+    are what the template form's are (the same random draws)."""
+    from tasks import templates
+    from tasks.examples import ExampleBuilder, TaskOptions
+
+    builder, tok = codes_only.builder, codes_only.tokenizer
+    dataset = builder.dataset
+    words = ExampleBuilder(dataset, dataclasses.replace(builder.options, input_form="template"), tokenizer=tok,
+                           sentinel_ids=builder.sentinel_ids)
+    assert isinstance(words.options, TaskOptions)
+    firsts = {}
+    for kind in ("retrieval", "ranking", "mim", "mlm", "bpr"):
+        for split in ("train", "test"):
+            chunk = next(builder.token_chunks(kind, split, 0, 0, True))
+            for key in ("inputs", "targets"):
+                assert tok.unk_id() not in chunk[f"{key}_values"], (kind, split, key)
+        rows = builder.user_examples(kind, "train", 3, 0, 0)
+        plain = words.user_examples(kind, "train", 3, 0, 0)
+        row = rows[-1]
+        inputs = row.get("inputs_pretokenized", row["inputs"])
+        firsts[kind] = inputs.split()[0] if kind != "retrieval" else None
+        if kind != "mlm":  # MLM's spans are drawn over other tokens
+            assert [r["targets"].replace(", ", " ") for r in rows] == [r["targets"].replace(", ", " ") for r in plain], kind
+            assert [r["target_id"] for r in rows] == [r["target_id"] for r in plain], kind
+    assert firsts == {"retrieval": None, **templates.CODE_MARKERS}
+    history = " ".join(dataset.item_ids[i] for i in builder.train[3][:-1][-builder.options.ranking_max_history:])
+    ranking = builder.user_examples("ranking", "train", 3, 0, 0)[-1]
+    assert ranking["inputs"] == f"<extra_id_99> {history} <extra_id_95> {ranking['candidate_ids']}"
+
+
 @pytest.mark.slow
 def test_a_code_vocabulary_model_trains_packed_and_decodes_only_catalog_items(codes_only, tmp_path):
     """A T5 with 128 vocabulary rows trains on first-fit packed codes (Grain) and its constrained

@@ -30,11 +30,15 @@ def build(builder, split, user, rng):
     else:
         mask = np.zeros(len(seq), dtype=bool)
         mask[-1] = True  # BERT4Rec's evaluation: predict the held-out last item
-    shown = [templates.MASK_TOKEN if m else builder.item_texts[i] for i, m in zip(seq, mask)]
     masked = seq[mask]
-    inputs, targets = template.render(
-        masked_history=templates.history_text(shown), num_masked=int(mask.sum()),
-        masked_ids=templates.ID_SEPARATOR.join(builder.item_ids[i] for i in masked))
+    if builder.codes_form:  # marker, then the history with each masked item's codes replaced by a mask
+        shown = [templates.CODE_MASK if m else builder.item_ids[i] for i, m in zip(seq, mask)]
+        inputs, targets = " ".join([templates.CODE_MARKERS[KIND.name]] + shown), builder.ids(masked)
+    else:
+        shown = [templates.MASK_TOKEN if m else builder.item_texts[i] for i, m in zip(seq, mask)]
+        inputs, targets = template.render(
+            masked_history=templates.history_text(shown), num_masked=int(mask.sum()),
+            masked_ids=templates.ID_SEPARATOR.join(builder.item_ids[i] for i in masked))
     return [builder.row(KIND, template, user, inputs, targets, builder.ids(masked), seq[~mask])]
 
 

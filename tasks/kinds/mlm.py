@@ -28,10 +28,13 @@ def build(builder, split, users):
     for user, rng in users:
         seq = builder.cloze_sequence(split, user)
         chosen.append((user, rng, seq, builder.choose_template(KIND, rng)))
-        texts.append(templates.history_text([builder.item_texts[i] for i in seq]))
+        texts.append(builder.history_codes(seq) if builder.codes_form else
+                     templates.history_text([builder.item_texts[i] for i in seq]))
     if not chosen:
         return []
-    prefixes = {t.index: p for t, p in zip(TEMPLATES, builder.tokenizer.encode([t.inputs.strip() for t in TEMPLATES]))}
+    # The instruction (codes form: the kind's marker) precedes the corrupted history, uncorrupted.
+    heads = [templates.CODE_MARKERS[KIND.name] if builder.codes_form else t.inputs.strip() for t in TEMPLATES]
+    prefixes = {t.index: p for t, p in zip(TEMPLATES, builder.tokenizer.encode(heads))}
     rows, corrupted_all, targets_all = [], [], []
     for (user, rng, seq, template), tokens in zip(chosen, builder.tokenizer.encode(texts)):
         tokens = np.asarray(tokens[-limit:], dtype=np.int32)  # keep the most recent text
@@ -44,7 +47,8 @@ def build(builder, split, users):
         targets_all.append(targets.tolist())
     for row, template, corrupted, targets in zip(rows, (c[3] for c in chosen), builder.tokenizer.decode(corrupted_all),
                                                  builder.tokenizer.decode(targets_all)):
-        row["inputs_pretokenized"] = template.inputs + corrupted
+        head = templates.CODE_MARKERS[KIND.name] + " " if builder.codes_form else template.inputs
+        row["inputs_pretokenized"] = head + corrupted
         row["targets_pretokenized"] = targets
     return rows
 

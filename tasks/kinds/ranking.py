@@ -32,8 +32,14 @@ def build(builder, split, user, rng):
         else:
             shown = templates.ID_SEPARATOR.join(builder.id_array[candidates].tolist())
         target_id = builder.item_ids[target]
-        inputs, targets = template.render(history=builder.history_text(history, builder.options.ranking_max_history),
-                                          candidates=shown, target=target_id)
+        if builder.codes_form:  # marker, history, separator, candidates: codes only
+            inputs, targets = (f"{templates.CODE_MARKERS[KIND.name]} "
+                               f"{builder.history_codes(history, builder.options.ranking_max_history)} "
+                               f"{templates.CODE_SEPARATOR} {builder.ids(candidates)}", target_id)
+        else:
+            inputs, targets = template.render(
+                history=builder.history_text(history, builder.options.ranking_max_history), candidates=shown,
+                target=target_id)
         rows.append(builder.row(KIND, template, user, inputs, targets, target_id, history, candidates))
     return rows
 
