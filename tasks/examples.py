@@ -66,6 +66,10 @@ class TaskOptions:
     # (retrieval: the history's IDs, TIGER's input; the other kinds: templates.CODE_MARKERS; with
     # `tasks.code_vocabulary`, nothing but code tokens).
     input_form: str = "template"
+    # TIGER's user tokens (codes form, retrieval only; 0: none, as in the paper recjax reproduces):
+    # each user's original ID hashed into this many tokens `<u_k>`, put before the history's codes
+    # (recjax.items.vocabulary.user_token). `recjax infer` requests carry no user: no token there.
+    user_tokens: int = 0
     users_per_chunk: int = 256  # users whose examples are generated (and shuffled) together
 
     def __post_init__(self):
@@ -82,6 +86,10 @@ class TaskOptions:
             raise ValueError(f"mlm_mean_noise_span_length must be >= 1, got {self.mlm_mean_noise_span_length}")
         if self.input_form not in INPUT_FORMS:
             raise ValueError(f"input_form must be one of {INPUT_FORMS}, got {self.input_form!r}")
+        if not isinstance(self.user_tokens, int) or self.user_tokens < 0:
+            raise ValueError(f"user_tokens must be an int >= 0, got {self.user_tokens!r}")
+        if self.user_tokens and self.input_form != "codes":
+            raise ValueError("user_tokens needs input_form='codes' (the template form names no user)")
         if self.users_per_chunk < 1:
             raise ValueError(f"users_per_chunk must be >= 1, got {self.users_per_chunk}")
 
@@ -281,6 +289,13 @@ class ExampleBuilder:
         """The codes form's history: the most recent max_history items' IDs, space-separated."""
         max_items = max_items or self.options.max_history
         return " ".join(self.item_ids[i] for i in items[len(items) - min(len(items), max_items):])
+
+    def user_token(self, user: int) -> str:
+        """TIGER's token of `user` (TaskOptions.user_tokens): its original ID hashed, else its index."""
+        from recjax.items.vocabulary import user_token
+
+        originals = self.dataset.user_original_ids
+        return user_token(originals[user] if originals else str(user), self.options.user_tokens)
 
     def retrieval_inputs(self, items, template_index: int = 0, titles=None) -> str:
         """The retrieval input of a history of item indices with template `template_index` (what

@@ -26,7 +26,7 @@ import gin
 
 from tasks import kinds
 from tasks.examples import ExampleBuilder, TaskOptions
-from recjax.items.vocabulary import DEFAULT_EXTRA_IDS, item_code_vocabulary, load_tokenizer
+from recjax.items.vocabulary import DEFAULT_EXTRA_IDS, item_code_vocabulary, load_tokenizer, user_token_pieces
 from tasks.vocab import (load_vocabulary,
                          sentinel_ids as find_sentinels)
 
@@ -121,6 +121,7 @@ def register_dataset(data_dir: str = gin.REQUIRED, name: str = gin.REQUIRED,
                      item_text: bool = True,
                      template_index: int | None = None,
                      input_form: str = "template",
+                     user_tokens: int = 0,
                      mixture_rates: dict[str, float] | None = None,
                      seed: int = 0,
                      shuffle_buffer_size: Optional[int] = DEFAULT_SHUFFLE_BUFFER,
@@ -129,7 +130,7 @@ def register_dataset(data_dir: str = gin.REQUIRED, name: str = gin.REQUIRED,
 
     Options are those of `tasks.examples.TaskOptions` (history lengths, negatives, MIM mask
     probability, MLM noise, whether items show their text, `input_form`: retrieval inputs in words
-    or as the history's codes alone). `vocab_path`: a local SentencePiece model (FLAN-T5's spiece.model, or one from
+    or as the history's codes alone; `user_tokens`: TIGER's hashed user tokens, codes form only). `vocab_path`: a local SentencePiece model (FLAN-T5's spiece.model, or one from
     `tasks.dataset_vocabulary`); a dataset with structured item IDs (`recjax index`) gets this
     vocabulary grown by its code pieces (`recjax.items.vocabulary.item_code_vocabulary`). `mixture_rates`: {task kind: rate} (default 1.0 each), used by
     every mixture that contains the task. `seed`: the default seed of masks, negatives, templates
@@ -143,7 +144,7 @@ def register_dataset(data_dir: str = gin.REQUIRED, name: str = gin.REQUIRED,
     if not isinstance(name, str) or not re.fullmatch(r"[a-z][a-z0-9_]*", name):
         raise ValueError(f"tasks.register_dataset.name must be lower_snake_case, got {name!r}")
     key = (str(data_dir), str(vocab_path), max_history, ranking_max_history, num_negatives, mim_mask_prob,
-           mlm_noise_density, mlm_mean_noise_span_length, mlm_max_tokens, ranking_candidate_text, item_text, template_index, input_form,
+           mlm_noise_density, mlm_mean_noise_span_length, mlm_max_tokens, ranking_candidate_text, item_text, template_index, input_form, user_tokens,
            tuple(sorted((mixture_rates or {}).items())), seed, shuffle_buffer_size, extra_ids)
     if name in _REGISTERED and _REGISTERED[name][0] == key:
         return _REGISTERED[name][1]
@@ -154,11 +155,15 @@ def register_dataset(data_dir: str = gin.REQUIRED, name: str = gin.REQUIRED,
                           mlm_mean_noise_span_length=mlm_mean_noise_span_length,
                           mlm_max_tokens=mlm_max_tokens,
                           ranking_candidate_text=ranking_candidate_text, item_text=item_text,
-                          template_index=template_index, input_form=input_form)
+                          template_index=template_index, input_form=input_form, user_tokens=user_tokens)
     rates = _check_rates(mixture_rates)
     dataset = load_prepared(data_dir)
+    if user_tokens and not dataset.code_pieces:
+        raise ValueError(f"{data_dir}: user_tokens need structured item IDs (their tokens follow the codes; run "
+                         "`recjax index` on it)")
     if dataset.code_pieces:  # structured item IDs: their code tokens appended after the sentinels
-        vocab_file, vocab_extra = item_code_vocabulary(vocab_path, dataset.code_pieces, str(data_dir), extra_ids), 0
+        pieces = dataset.code_pieces + user_token_pieces(user_tokens)  # TIGER's user tokens after the codes
+        vocab_file, vocab_extra = item_code_vocabulary(vocab_path, pieces, str(data_dir), extra_ids), 0
     else:
         vocab_file, vocab_extra = str(vocab_path), extra_ids
     tokenizer = load_tokenizer(vocab_file, vocab_extra)

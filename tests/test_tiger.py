@@ -1,6 +1,7 @@
 """TIGER as a recjax configuration (#23 item 1): gin/baselines/tiger_{beauty,sports,toys}.gin
 build TIGER's model, differ only in the dataset, and train on a synthetic catalog with semantic
-IDs and a code-only vocabulary, decoding only catalog items."""
+IDs and a code-only vocabulary, decoding only catalog items; TIGER's user tokens are a function of
+the user alone."""
 import json
 
 import gin
@@ -78,3 +79,44 @@ def test_tiger_trains_on_semantic_ids_with_a_code_vocabulary_and_decodes_catalog
     assert [r["step"] for r in evaluations] == [2, 4]
     assert all(r["beauty_retrieval/valid_id_rate"] == 1.0 for r in evaluations)  # constrained: catalog items only
     assert (model_dir / "best" / "best.json").is_file()
+
+
+def test_user_tokens_are_the_users_alone_and_never_see_a_held_out_item(semantic_catalog):
+    """USER_TOKENS (TIGER's hashed users): every retrieval input of a user, in every split, starts
+    with the same token; replacing every user's validation and test items changes no token; the
+    vocabulary holds the tokens (no <unk>) and items.vocab_size counts them; off, no token."""
+    import dataclasses
+
+    import numpy as np
+
+    import tasks
+    from recjax.items.vocabulary import vocab_size
+    from tasks.examples import ExampleBuilder
+
+    vocab = tasks.code_vocabulary(data_dir=semantic_catalog)
+    registered = tasks.register_dataset(semantic_catalog, "tigerusers", vocab, input_form="codes", item_text=False,
+                                        user_tokens=16, num_negatives=9)
+    builder, tok = registered.builder, registered.tokenizer
+    users = range(builder.num_users)
+    first = {split: [row["inputs"].split()[0] for u in users for row in builder.user_examples("retrieval", split, u, 0, 0)
+                     if row["user"] == u] for split in ("validation", "test")}
+    train = {u: {row["inputs"].split()[0] for row in builder.user_examples("retrieval", "train", u, 0, 0)} for u in users}
+    assert first["validation"] == first["test"] == [builder.user_token(u) for u in users]
+    assert all(train[u] == {builder.user_token(u)} for u in users if train[u])
+    assert all(t.startswith("<u_") for t in first["test"]) and 4 < len(set(first["test"])) <= 16
+    rng = np.random.default_rng(0)
+    swapped = []
+    for seq in builder.dataset.sequences:
+        seq = seq.copy()
+        seq[-2:] = rng.choice(np.setdiff1d(np.arange(builder.num_items), seq), size=2, replace=False)
+        swapped.append(seq)
+    other = ExampleBuilder(dataclasses.replace(builder.dataset, sequences=swapped), builder.options)
+    assert [other.user_token(u) for u in users] == [builder.user_token(u) for u in users]
+    row = builder.user_examples("retrieval", "test", 0, 0, 0)[0]
+    assert tok.unk_id() not in tok.encode(row["inputs"]) and len(tok.encode(row["inputs"].split()[0])) == 1
+    assert registered.vocab_size <= vocab_size(semantic_catalog, vocab, user_tokens=16)
+    plain = tasks.register_dataset(semantic_catalog, "tigernousers", vocab, input_form="codes", item_text=False,
+                                   num_negatives=9)
+    assert not plain.builder.user_examples("retrieval", "test", 0, 0, 0)[0]["inputs"].startswith("<u_")
+    with pytest.raises(ValueError, match="user_tokens needs input_form='codes'"):
+        tasks.register_dataset(semantic_catalog, "tigerwords", vocab, item_text=False, user_tokens=16, num_negatives=9)

@@ -15,6 +15,7 @@ import functools
 import hashlib
 import os
 import tempfile
+import zlib
 
 import gin
 import sentencepiece as spm
@@ -95,6 +96,17 @@ def item_code_vocabulary(base_path: str, pieces: list[str], out_dir: str,
     return write_model(proto, path)
 
 
+def user_token_pieces(count: int) -> list[str]:
+    """TIGER's hashed user tokens: `count` pieces `▁<u_0>` ... appended after the item codes."""
+    return [f"\u2581<u_{k}>" for k in range(int(count))]
+
+
+def user_token(user_key: str, count: int) -> str:
+    """The token of a user (its original ID, hashed into `count` buckets, as TIGER does): a
+    function of the user's identity alone, never of its items."""
+    return f"<u_{zlib.crc32(str(user_key).encode('utf-8')) % int(count)}>"
+
+
 def vocabulary_ids(base_pieces: int, code_pieces: int = 0, extra_ids: int = DEFAULT_EXTRA_IDS) -> int:
     """Ids of a task vocabulary: the base model's pieces, its sentinels, the item-code pieces."""
     return int(base_pieces) + int(extra_ids) + int(code_pieces)
@@ -102,18 +114,18 @@ def vocabulary_ids(base_pieces: int, code_pieces: int = 0, extra_ids: int = DEFA
 
 @gin.configurable(module="items")
 def vocab_size(data_dir: str = gin.REQUIRED, vocab_path: str = gin.REQUIRED,
-               extra_ids: int = DEFAULT_EXTRA_IDS) -> int:
+               extra_ids: int = DEFAULT_EXTRA_IDS, user_tokens: int = 0) -> int:
     """The model vocab_size a prepared dataset needs with the base vocabulary at `vocab_path`:
-    its pieces + sentinels + the dataset's item-code pieces, padded to a multiple of 128 (what
-    `recjax index` prints and `tasks.register_dataset` builds)."""
-    return _vocab_size(os.fspath(data_dir), os.fspath(vocab_path), int(extra_ids))
+    its pieces + sentinels + the dataset's item-code pieces (+ `user_tokens` hashed user tokens),
+    padded to a multiple of 128 (what `recjax index` prints and `tasks.register_dataset` builds)."""
+    return padded_vocab_size(_vocab_ids(os.fspath(data_dir), os.fspath(vocab_path), int(extra_ids)) + int(user_tokens))
 
 
 @functools.lru_cache(maxsize=16)
-def _vocab_size(data_dir: str, vocab_path: str, extra_ids: int) -> int:
+def _vocab_ids(data_dir: str, vocab_path: str, extra_ids: int) -> int:
     from recjax.data.prepared import load_prepared  # late: the data layer reads the dataset
 
     check_model(vocab_path)
     base = spm.SentencePieceProcessor(model_file=vocab_path).GetPieceSize()
     pieces = load_prepared(data_dir).code_pieces or []
-    return padded_vocab_size(vocabulary_ids(base, len(pieces), extra_ids))
+    return vocabulary_ids(base, len(pieces), extra_ids)

@@ -19,13 +19,17 @@ TEMPLATES = templates.define(
 )
 
 
-def render_inputs(builder, items, template: templates.Template, titles=None) -> str:
+def render_inputs(builder, items, template: templates.Template, titles=None, user: int | None = None) -> str:
     """The retrieval input for a history of item indices (oldest first) with `template`; `titles`
-    (one per item) replace the catalog's texts. Training, evaluation and `recjax infer` all render
-    through here, so serving cannot drift from training."""
+    (one per item) replace the catalog's texts; `user` (the codes form with user tokens) puts its
+    token first. Training, evaluation and `recjax infer` all render through here, so serving
+    cannot drift from training."""
     items = np.asarray(items, np.int64)
-    if builder.options.input_form == "codes":  # TIGER's input: the most recent items' codes, no words
-        return " ".join(builder.item_ids[i] for i in items[len(items) - min(len(items), builder.options.max_history):])
+    if builder.codes_form:  # TIGER's input: the most recent items' codes, no words
+        history = builder.history_codes(items)
+        if builder.options.user_tokens and user is not None:
+            return f"{builder.user_token(user)} {history}"
+        return history
     if titles is None or not builder.options.item_text:
         history = builder.history_text(items)
     else:
@@ -41,7 +45,7 @@ def build(builder, split, user, rng):
     for history, target in builder.next_item_cases(split, user):
         template = builder.choose_template(KIND, rng)
         target_id = builder.item_ids[target]
-        rows.append(builder.row(KIND, template, user, render_inputs(builder, history, template),
+        rows.append(builder.row(KIND, template, user, render_inputs(builder, history, template, user=user),
                                 template.targets.format(target=target_id), target_id, history))
     return rows
 
