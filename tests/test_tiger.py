@@ -63,6 +63,20 @@ def test_the_three_files_are_tigers_model_and_differ_only_in_the_dataset(fresh_g
         assert run["%MIXTURE_OR_TASK_NAME"] == f"{name}_retrieval"
 
 
+def test_the_cpu_variant_is_tigers_configuration_with_an_annealing_schedule(fresh_gin):
+    """gin/baselines/tiger_beauty_cpu.gin: tiger_beauty.gin's bindings but the schedule (warm-up,
+    cosine to 0 over its 2,000 steps) and MODEL_DIR."""
+    tiger = _bindings("beauty")
+    gin.clear_config()
+    gin_utils.parse_gin([str(REPO_ROOT / "gin/baselines/tiger_beauty_cpu.gin")], ["DATA_DIR = 'unused'"])
+    cpu = {k: gin.query_parameter(k) for k in tiger}
+    assert {k for k in tiger if cpu[k] != tiger[k]} == {"%MODEL_DIR"}
+    assert gin.query_parameter("%TRAIN_STEPS") == 2000
+    assert gin.query_parameter("optimizers.warmup_cosine_schedule.peak") == 0.01
+    schedule = gin.query_parameter("optimizers.adafactor.learning_rate")
+    assert "warmup_cosine_schedule" in str(schedule)
+
+
 @pytest.mark.slow
 def test_tiger_trains_on_semantic_ids_with_a_code_vocabulary_and_decodes_catalog_items(semantic_catalog, tmp_path,
                                                                                           fresh_gin):
