@@ -48,6 +48,33 @@ def curve(model_dir: str, share: float = 1.0) -> list[dict]:
     return out
 
 
+def plot_curves(curves: dict, path: str, xlabel: str, ylabel: str, log_x: bool = False, title: str | None = None):
+    """Two panels, validation NDCG@10 against `xlabel` (windows or passes) and against training
+    minutes; `curves` is {name: (x, minutes, ndcg)}."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4))
+    for name, (x, minutes, ndcg) in curves.items():
+        axes[0].plot(x, ndcg, marker="o", ms=3, label=name)
+        axes[1].plot(minutes, ndcg, marker="o", ms=3, label=name)
+    if log_x:
+        axes[0].set_xscale("log")
+    axes[0].set_xlabel(xlabel)
+    axes[1].set_xlabel("training minutes (2 CPU cores, evaluations excluded)")
+    for ax in axes:
+        ax.set_ylabel(ylabel)
+        ax.grid(alpha=0.3)
+        ax.legend()
+    if title:
+        fig.suptitle(title)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    print(f"\nwrote {path}")
+
+
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--runs", nargs="+", required=True, help="NAME=MODEL_DIR:DATA_DIR")
@@ -68,27 +95,9 @@ def main(argv=None):
             print(f"| {pt['step']:,} | {pt['windows']:,.0f} | {pt['windows'] / per_pass:.2f} | {pt['seconds'] / 60:.0f} | "
                   f"{pt['ndcg@10']:.4f} | {pt['hit@10']:.4f} |")
     if args.plot:
-        import matplotlib
-
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-
-        fig, axes = plt.subplots(1, 2, figsize=(11, 4))
-        for name, (points, per_pass) in curves.items():
-            passes = [pt["windows"] / per_pass for pt in points]
-            ndcg = [pt["ndcg@10"] for pt in points]
-            axes[0].plot(passes, ndcg, marker="o", ms=3, label=name)
-            axes[1].plot([pt["seconds"] / 60 for pt in points], ndcg, marker="o", ms=3, label=name)
-        axes[0].set_xlabel("passes over the training windows")
-        axes[1].set_xlabel("training minutes (2 CPU cores, evaluations excluded)")
-        for ax in axes:
-            ax.set_ylabel("validation NDCG@10 (seeded users)")
-            ax.grid(alpha=0.3)
-            ax.legend()
-        fig.tight_layout()
-        fig.savefig(args.plot, dpi=120)
-        print(f"\nwrote {args.plot}")
-
+        plot_curves({name: ([pt["windows"] / per_pass for pt in points], [pt["seconds"] / 60 for pt in points],
+                            [pt["ndcg@10"] for pt in points]) for name, (points, per_pass) in curves.items()},
+                    args.plot, "passes over the training windows", "validation NDCG@10 (seeded users)")
 
 if __name__ == "__main__":
     main()

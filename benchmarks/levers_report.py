@@ -4,35 +4,15 @@ the compact form (#22 item 5; RESULTS.md), from the runs' metrics.jsonl.
     python benchmarks/levers_report.py --runs recipe=runs/levers/recipe compact=runs/levers/compact \
         --plot benchmarks/levers_curves.png
 
-Windows seen at step s: the sum over logged train rows up to s of log_period x examples per step
-(the logged examples/s over steps/s: exact for a packed retrieval-only stream), times the
-retrieval share for a mixture (--retrieval_share NAME=0.5: the recipe's rate 1:1, in expectation).
-Training seconds: the same sum of log_period / steps_per_sec (evaluations excluded).
+Windows seen and training seconds as benchmarks/convergence_report.py counts them (`curve`), times
+the retrieval share for a mixture (--retrieval_share NAME=0.5: the recipe's rate 1:1, in
+expectation).
 """
 from __future__ import annotations
 
 import argparse
-import json
 
-import numpy as np
-
-KEY = "beauty_retrieval/ndcg@10"
-
-
-def curve(path: str, share: float) -> tuple[list[tuple[int, float, float, float]], int]:
-    """[(step, windows seen, training seconds, validation NDCG@10)] and the log period."""
-    rows = [json.loads(line) for line in open(f"{path}/metrics.jsonl") if line.strip()]
-    train = [r for r in rows if r["split"] == "train"]
-    period = train[1]["step"] - train[0]["step"]
-    steps = np.array([r["step"] for r in train])
-    windows = np.cumsum([period * r["examples_per_sec"] / r["steps_per_sec"] * share for r in train])
-    seconds = np.cumsum([period / r["steps_per_sec"] for r in train])
-    out = []
-    for r in rows:
-        if r["split"] == "validation" and KEY in r:
-            i = int(np.searchsorted(steps, r["step"]))
-            out.append((r["step"], float(windows[i]), float(seconds[i]), r[KEY]))
-    return out, period
+from convergence_report import curve, plot_curves  # benchmarks/ is the script's folder: sys.path[0]
 
 
 def main():
@@ -45,34 +25,16 @@ def main():
     curves = {}
     for spec in args.runs:
         name, path = spec.split("=")
-        curves[name], _ = curve(path, shares.get(name, 1.0))
+        curves[name] = curve(path, shares.get(name, 1.0))
     for name, points in curves.items():
         print(f"\n{name}:\n| step | windows seen | training s | validation NDCG@10 |\n|---|---|---|---|")
-        for step, windows, seconds, ndcg in points:
-            print(f"| {step:,} | {windows:,.0f} | {seconds:,.0f} | {ndcg:.4f} |")
+        for pt in points:
+            print(f"| {pt['step']:,} | {pt['windows']:,.0f} | {pt['seconds']:,.0f} | {pt['ndcg@10']:.4f} |")
     if args.plot:
-        import matplotlib
-
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-
-        fig, axes = plt.subplots(1, 2, figsize=(11, 4))
-        for name, points in curves.items():
-            _, windows, seconds, ndcg = zip(*points)
-            axes[0].plot(windows, ndcg, marker="o", ms=3, label=name)
-            axes[1].plot(np.array(seconds) / 60, ndcg, marker="o", ms=3, label=name)
-        axes[0].set_xscale("log")
-        axes[0].set_xlabel("next-item windows seen")
-        axes[1].set_xlabel("training minutes (2 CPU cores, evaluations excluded)")
-        for ax in axes:
-            ax.set_ylabel("validation NDCG@10 (1,024 seeded users)")
-            ax.grid(alpha=0.3)
-            ax.legend()
-        fig.suptitle("Beauty, the recipe's T5 (d 128, 2+2): recipe form vs compact form")
-        fig.tight_layout()
-        fig.savefig(args.plot, dpi=120)
-        print(f"\nwrote {args.plot}")
-
+        plot_curves({name: ([pt["windows"] for pt in points], [pt["seconds"] / 60 for pt in points],
+                            [pt["ndcg@10"] for pt in points]) for name, points in curves.items()},
+                    args.plot, "next-item windows seen", "validation NDCG@10 (1,024 seeded users)", log_x=True,
+                    title="Beauty, the recipe's T5 (d 128, 2+2): recipe form vs compact form")
 
 if __name__ == "__main__":
     main()

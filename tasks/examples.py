@@ -277,18 +277,26 @@ class ExampleBuilder:
 
     def history_text(self, items: np.ndarray, max_items: int | None = None) -> str:
         """The shown history: the most recent max_history items, oldest first."""
-        max_items = max_items or self.options.max_history
-        shown = items[len(items) - min(len(items), max_items):]
-        return templates.history_text([self.item_texts[i] for i in shown])
+        return templates.history_text([self.item_texts[i] for i in self._recent(items, max_items)])
 
     @property
     def codes_form(self) -> bool:
         return self.options.input_form == "codes"
 
+    def _recent(self, items: np.ndarray, max_items: int | None = None) -> np.ndarray:
+        """The shown part of a history: its most recent max_items (default max_history) items."""
+        max_items = max_items or self.options.max_history
+        return items[len(items) - min(len(items), max_items):]
+
     def history_codes(self, items: np.ndarray, max_items: int | None = None) -> str:
         """The codes form's history: the most recent max_history items' IDs, space-separated."""
-        max_items = max_items or self.options.max_history
-        return " ".join(self.item_ids[i] for i in items[len(items) - min(len(items), max_items):])
+        return " ".join(self.item_ids[i] for i in self._recent(items, max_items))
+
+    def codes_inputs(self, kind: str, history: np.ndarray, items, max_items: int | None = None) -> str:
+        """A codes-form input that shows items beside the history (ranking's candidates, BPR's
+        pair): the kind's marker, the history's codes, the separator, the items' codes."""
+        return (f"{templates.CODE_MARKERS[kind]} {self.history_codes(history, max_items)} "
+                f"{templates.CODE_SEPARATOR} {self.ids(items)}")
 
     def user_token(self, user: int) -> str:
         """TIGER's token of `user` (TaskOptions.user_tokens): its original ID hashed, else its index."""
@@ -337,7 +345,7 @@ class ExampleBuilder:
         else:
             histories, targets = self.loo[split]
             seq = np.append(histories[user], targets[user]).astype(np.int32)
-        return seq[len(seq) - min(len(seq), self.options.max_history):]
+        return self._recent(seq)
 
     def rating_records(self, split: str) -> list[list[tuple[int, float]]]:
         """Per user [(item, rating)] of the rating split; the train split without the user's

@@ -215,10 +215,10 @@ def beauty_stage(gin_file: str, data_dir: str, out_dir: str, minutes: float, bat
         steps = max(min_steps, int(warmup_steps * minutes * 60 / warm_s))
     model_dir = os.path.join(out_dir, name)
     state, train_s = run(model_dir, steps)
-    params, best_step = state.params, steps
-    if select:
-        params, config = checkpoints.restore_params(checkpoints.best_directory(model_dir))
-        best_step = json.load(open(os.path.join(checkpoints.best_directory(model_dir), checkpoints.BEST_FILE)))["step"]
+    params, tested_step = state.params, steps
+    if select:  # the best on validation, and its step
+        with checkpoints.Checkpoint(model_dir) as run_checkpoint:
+            params, tested_step = run_checkpoint.restore_params(checkpoints.BEST)
     registered = tasks.registered("beauty")
     model = EncoderDecoderModel(gin.query_parameter("train_lib.train.model_config").scoped_configurable_fn())
     start = time.perf_counter()
@@ -227,7 +227,8 @@ def beauty_stage(gin_file: str, data_dir: str, out_dir: str, minutes: float, bat
     rows = [json.loads(line) for line in open(os.path.join(model_dir, "metrics.jsonl"))]
     rates = [r["examples_per_sec"] for r in rows if r.get("split") == "train" and "examples_per_sec" in r]
     return {"gin_file": gin_file, "data_dir": data_dir, "steps": steps, "batch": batch, "train_seconds": train_s,
-            "windows_per_s": statistics.median(rates) if rates else None, "selected_step": best_step, "eval_seconds": time.perf_counter() - start, "users": result.num_examples,
+            "windows_per_s": statistics.median(rates) if rates else None, "selected_step": tested_step,
+            "eval_seconds": time.perf_counter() - start, "users": result.num_examples,
             **{k: result.metrics[k] for k in ("hit@10", "ndcg@10", "hit@5", "ndcg@5")}}
 
 
@@ -277,17 +278,17 @@ def main(argv=None) -> int:
     os.chdir(REPO)
     smoke = args.cpu_smoke
     stages = args.stages.split(",")
-    needed = []  # before any work: the staged datasets and vocabulary
+    needed = []  # before any work: the staged datasets and vocabulary, and the flags that name them
     if {"decode", "beauty"} & set(stages):
-        needed += [(args.data_dir, "prepared dataset"), (args.vocab, "SentencePiece vocabulary")]
+        needed += [(args.data_dir, "prepared dataset", "--data_dir and --vocab"),
+                   (args.vocab, "SentencePiece vocabulary", "--data_dir and --vocab")]
     if "tiger" in stages:
-        needed.append((args.tiger_data_dir, "prepared dataset with semantic IDs"))
-    if needed:
-        for path, what in needed:
-            if not os.path.exists(path):
-                print(f"check.sh: error: {path}: no {what}; run `bash benchmarks/device/check.sh --stage-data` "
-                      f"first (or pass --data_dir and --vocab)", file=sys.stderr)
-                return 2
+        needed.append((args.tiger_data_dir, "prepared dataset with semantic IDs", "--tiger_data_dir"))
+    for path, what, flags in needed:
+        if not os.path.exists(path):
+            print(f"check.sh: error: {path}: no {what}; run `bash benchmarks/device/check.sh --stage-data` "
+                  f"first (or pass {flags})", file=sys.stderr)
+            return 2
     if smoke:  # as on the GPU machine: no TensorFlow, no SeqIO
         for name in ("tensorflow", "seqio", "tensorflow_datasets", "tensorflow_text"):
             sys.modules[name] = None

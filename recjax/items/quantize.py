@@ -59,31 +59,30 @@ def balanced_assign(distances: np.ndarray, capacity) -> np.ndarray:
     return assign.astype(np.int32)
 
 
-def _level_codes(residual: np.ndarray, centroids: np.ndarray, prefixes: np.ndarray | None, balanced: bool) -> np.ndarray:
-    """[n] codes of one residual level: the nearest centroid, or (balanced) at most ceil(n / K) items
-    a code, or, given the items' [n, l] prefixes (the last level), at most ceil(g / K) of each
-    prefix's g items a code."""
+def _level_codes(residual: np.ndarray, centroids: np.ndarray, codes: np.ndarray, level: int,
+                 balanced: bool) -> np.ndarray:
+    """[n] codes of `level` of a residual quantisation whose [n, levels] `codes` are filled below
+    it: the nearest centroid, or (balanced) at most ceil(n / K) items a code on an upper level and,
+    on the last, at most ceil(g / K) of each prefix's g items a code."""
     k = len(centroids)
     if not balanced:
         return _sq_distances(residual, centroids).argmin(1).astype(np.int32)
-    if prefixes is None:
+    if level == 0 or level < codes.shape[1] - 1:
         return balanced_assign(_sq_distances(residual, centroids), -(-len(residual) // k))
-    codes = np.zeros(len(residual), np.int32)
-    _, group = np.unique(prefixes, axis=0, return_inverse=True)
+    prefix_codes = np.zeros(len(residual), np.int32)
+    _, group = np.unique(codes[:, :level], axis=0, return_inverse=True)
     order = np.argsort(group.ravel(), kind="stable")
     for members in np.split(order, np.flatnonzero(np.diff(group.ravel()[order])) + 1):
-        codes[members] = balanced_assign(_sq_distances(residual[members], centroids), -(-len(members) // k))
-    return codes
+        prefix_codes[members] = balanced_assign(_sq_distances(residual[members], centroids), -(-len(members) // k))
+    return prefix_codes
 
 
 def residual_codes(z: np.ndarray, codebooks: np.ndarray, balanced: bool = False) -> np.ndarray:
     """[n, latent], [levels, K, latent] -> [n, levels] int32 codes of residual quantisation."""
     residual = np.asarray(z, np.float32).copy()
-    levels = len(codebooks)
-    codes = np.zeros((len(residual), levels), np.int32)
+    codes = np.zeros((len(residual), len(codebooks)), np.int32)
     for level, book in enumerate(np.asarray(codebooks, np.float32)):
-        last = level == levels - 1 and levels > 1
-        codes[:, level] = _level_codes(residual, book, codes[:, :level] if last else None, balanced)
+        codes[:, level] = _level_codes(residual, book, codes, level, balanced)
         residual -= book[codes[:, level]]
     return codes
 
@@ -95,8 +94,7 @@ def rq_kmeans(x: np.ndarray, levels: int, codebook_size: int, seed: int = 0, bal
     for level in range(levels):
         centroids, assign = _kmeans(residual, codebook_size, seed + level)
         if balanced:
-            last = level == levels - 1 and levels > 1
-            assign = _level_codes(residual, centroids, codes[:, :level] if last else None, True)
+            assign = _level_codes(residual, centroids, codes, level, True)
         codes[:, level] = assign
         residual = residual - centroids[assign]
     return codes

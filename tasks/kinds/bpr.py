@@ -25,8 +25,7 @@ def build(builder, split, user, rng):
         pair = (target, negative) if rng.integers(2) == 0 else (negative, target)
         target_id = builder.item_ids[target]
         if builder.codes_form:  # marker, history, separator, the two items: codes only
-            inputs, targets = (f"{templates.CODE_MARKERS[KIND.name]} {builder.history_codes(history)} "
-                               f"{templates.CODE_SEPARATOR} {builder.ids(pair)}", target_id)
+            inputs, targets = builder.codes_inputs(KIND.name, history, pair), target_id
         else:
             inputs, targets = template.render(history=builder.history_text(history), item_a=builder.item_texts[pair[0]],
                                               item_b=builder.item_texts[pair[1]], target=target_id)

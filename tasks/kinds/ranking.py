@@ -33,9 +33,8 @@ def build(builder, split, user, rng):
             shown = templates.ID_SEPARATOR.join(builder.id_array[candidates].tolist())
         target_id = builder.item_ids[target]
         if builder.codes_form:  # marker, history, separator, candidates: codes only
-            inputs, targets = (f"{templates.CODE_MARKERS[KIND.name]} "
-                               f"{builder.history_codes(history, builder.options.ranking_max_history)} "
-                               f"{templates.CODE_SEPARATOR} {builder.ids(candidates)}", target_id)
+            inputs = builder.codes_inputs(KIND.name, history, candidates, builder.options.ranking_max_history)
+            targets = target_id
         else:
             inputs, targets = template.render(
                 history=builder.history_text(history, builder.options.ranking_max_history), candidates=shown,
