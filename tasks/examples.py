@@ -117,13 +117,15 @@ class ExampleBuilder:
                            if options.item_text else list(dataset.item_ids))
         self.full = dataset.sequences
         self.train = dataset.train_sequences()
-        self.loo = {s: dataset.loo_split(_LOO_SPLIT[s]) for s in ("validation", "test")}
+        # per split, per user: the (history, target) evaluation cases (one a user under
+        # leave-last-out; every interaction of the split under a timestamp split)
+        self.eval_cases = {s: self._cases_by_user(_LOO_SPLIT[s]) for s in ("validation", "test")}
         self.has_ratings = dataset.ratings is not None and dataset.rating_splits is not None
         self._ratings_by_user: dict[str, list[list[tuple[int, float]]]] = {}
         self._counts: dict[tuple[str, str], np.ndarray] = {}
         self.tokenizer = tokenizer
         self.sentinel_ids = sentinel_ids
-        if min(len(s) for s in self.full) < 3:
+        if dataset.interaction_splits is None and min(len(s) for s in self.full) < 3:
             short = int(np.argmin([len(s) for s in self.full]))
             raise ValueError(f"dataset {dataset.name!r}: user {short} has {len(self.full[short])} "
                              "interactions; leave-one-out needs >= 3 per user")
@@ -134,6 +136,13 @@ class ExampleBuilder:
                 f"dataset {dataset.name!r}: num_negatives={options.num_negatives} but a user with "
                 f"{longest} of the {self.num_items} items has only {self.num_items - longest} "
                 "non-interacted items; lower tasks.register_dataset.num_negatives")
+
+    def _cases_by_user(self, split: str) -> list[list[tuple[np.ndarray, int]]]:
+        users, histories, targets = self.dataset.next_item_cases(split)
+        per_user: list[list[tuple[np.ndarray, int]]] = [[] for _ in range(self.num_users)]
+        for u, history, target in zip(users.tolist(), histories, targets.tolist()):
+            per_user[u].append((history, target))
+        return per_user
 
     # ------------------------------------------------------------------ sizes and streams
 
@@ -153,7 +162,10 @@ class ExampleBuilder:
             return self._counts[task, split]
         if kind.count == "rating_records":
             counts = np.array([len(r) for r in self.rating_records(split)], np.int64)
-        elif split != "train" or kind.count == "users":
+        elif split != "train":  # one case a user, or (timestamp split) as many as the split holds
+            cases = self.eval_cases[split]
+            counts = np.array([min(len(c), 1) if kind.count == "users" else len(c) for c in cases], np.int64)
+        elif kind.count == "users":
             counts = np.ones(self.num_users, np.int64)
         else:
             counts = np.array([max(len(t) - 1, 0) for t in self.train], np.int64)
@@ -324,12 +336,11 @@ class ExampleBuilder:
         return np.flatnonzero(allowed).astype(np.int32)
 
     def next_item_cases(self, split: str, user: int) -> list[tuple[np.ndarray, int]]:
-        """(history, target) pairs: every prefix of the training sequence, or the LOO pair."""
+        """(history, target) pairs: every prefix of the training sequence, or the evaluation cases."""
         if split == "train":
             t = self.train[user]
             return [(t[:p], int(t[p])) for p in range(1, len(t))]
-        histories, targets = self.loo[split]
-        return [(histories[user], int(targets[user]))]
+        return self.eval_cases[split][user]
 
     def row(self, kind: TaskKind, template, user, inputs, targets, target_id="", history=(), candidates=()) -> dict:
         """One example: inputs/targets and the metadata features (META_*_FEATURES)."""
@@ -339,22 +350,22 @@ class ExampleBuilder:
 
     def cloze_sequence(self, split: str, user: int) -> np.ndarray:
         """MIM/MLM sequence, its most recent max_history items: train -> the training sequence;
-        validation/test -> the leave-one-out history + its target."""
+        validation/test -> the (last) evaluation case's history + its target."""
         if split == "train":
             seq = self.train[user]
         else:
-            histories, targets = self.loo[split]
-            seq = np.append(histories[user], targets[user]).astype(np.int32)
+            history, target = self.eval_cases[split][user][-1]
+            seq = np.append(history, target).astype(np.int32)
         return self._recent(seq)
 
     def rating_records(self, split: str) -> list[list[tuple[int, float]]]:
         """Per user [(item, rating)] of the rating split; the train split without the user's
-        leave-one-out validation and test items (they must not leak into training)."""
+        held-out (validation and test) items: they must not leak into training."""
         if split not in self._ratings_by_user:
             users, items, ratings = self.dataset.rating_split(_RATING_SPLIT[split])
             per_user: list[list[tuple[int, float]]] = [[] for _ in range(self.num_users)]
             for u, i, r in zip(users.tolist(), items.tolist(), ratings.tolist()):
-                if split == "train" and i in (int(self.full[u][-1]), int(self.full[u][-2])):
+                if split == "train" and i in self.full[u][len(self.train[u]):]:
                     continue
                 per_user[u].append((i, r))
             self._ratings_by_user[split] = per_user

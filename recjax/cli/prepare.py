@@ -1,6 +1,7 @@
 """`recjax prepare --format FORMAT --src PATH --out DIR`: raw recommendation files -> a prepared dataset.
 
-Formats: amazon2014, p5, s3rec, movielens, synthetic (see recjax/data/README.md). The output
+Formats: amazon2014, amazon2018, amazon2023, p5, s3rec, movielens, synthetic (see
+recjax/data/README.md). amazon2018 and amazon2023 are streamed in two passes with bounded memory. The output
 directory is written under a temporary name and renamed when complete; bad input stops with a
 one-line error naming the file and line; records dropped by a documented policy are counted.
 """
@@ -10,8 +11,20 @@ import argparse
 import os
 import time
 
+import numpy as np
+
 from recjax import exit_codes
-from recjax.data.preparation import FORMATS
+from recjax.data.preparation import FORMATS, SPLITS
+
+
+def _cut_points(text: str) -> tuple[int, int]:
+    try:
+        valid, test = (int(t) for t in text.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected two integers VALID,TEST, got {text!r}") from None
+    if not valid < test:
+        raise argparse.ArgumentTypeError(f"expected VALID < TEST, got {text!r}")
+    return valid, test
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -26,9 +39,17 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0, help="seed of the random indexing, the rating split and the synthetic data")
     p.add_argument("--overwrite", action="store_true", help="replace --out if it exists")
     p.add_argument("--no-tfds", action="store_true", help="skip the TFDS copy (recjax itself reads only the numpy/JSON files)")
-    g = p.add_argument_group("amazon2014")
-    g.add_argument("--category", help="which reviews_<Category>_5.json.gz (needed if --src holds several, or with --download)")
+    g = p.add_argument_group("amazon2014 / amazon2018 / amazon2023")
+    g.add_argument("--category", help="which category's files (needed if --src holds several, or with --download): "
+                                      "amazon2014 reviews_<Category>_5.json.gz, amazon2018 <Category>[_5].json.gz, "
+                                      "amazon2023 <Category>.jsonl[.gz]")
     g.add_argument("--kcore", type=int, default=5, help="k-core filter on users and items (0: off; default 5)")
+    g.add_argument("--split", choices=SPLITS, default="leave_last_out",
+                   help="amazon2018/2023: leave_last_out (default: each user's last interaction tests, the one before "
+                        "validates) or timestamp (absolute cut points: amazon2023's benchmark's by default)")
+    g.add_argument("--split-times", type=_cut_points, metavar="VALID,TEST",
+                   help="the timestamp split's cut points in the source's unit (amazon2023: ms, default "
+                        "1628643414042,1658002729837; amazon2018: unix seconds, required)")
     g = p.add_argument_group("p5 / s3rec")
     g.add_argument("--item-text", help="an 'ITEM_ID text...' file (default: item_generative_indexing_phase_0.txt in --src if present)")
     g.add_argument("--s3rec-name", help="which <Name>.txt if --src holds several S3-Rec datasets")
@@ -49,10 +70,12 @@ def default_name(args) -> str:
         return args.name
     if args.format == "synthetic":
         return "synthetic"
-    if args.format == "amazon2014":
-        from recjax.data.errors import DataError
-        from recjax.data.formats.amazon2014 import find_category
+    if args.format.startswith("amazon"):
+        import importlib
 
+        from recjax.data.errors import DataError
+
+        find_category = importlib.import_module(f"recjax.data.formats.{args.format}").find_category
         try:
             if args.category or (args.src and os.path.isdir(args.src)):
                 return (args.category or find_category(args.src, None)).lower()
@@ -76,6 +99,7 @@ def main(argv: list[str] | None = None) -> int:
     start = time.time()
     options = SourceOptions(
         category=args.category, kcore=args.kcore, item_text=args.item_text, s3rec_name=args.s3rec_name,
+        split=args.split, split_times=args.split_times,
         synthetic=dict(num_users=args.num_users, num_items=args.num_items, seed=args.seed, min_len=args.min_len,
                        max_len=args.max_len, num_categories=args.num_categories),
     )
@@ -103,5 +127,9 @@ def main(argv: list[str] | None = None) -> int:
         return exit_codes.report("prepare", e)
     print(f"wrote {args.out}: {dataset.name}, {dataset.num_users:,} users, {dataset.num_items:,} items, "
           f"{dataset.num_interactions:,} interactions, {dataset.indexing} indexing ({time.time() - start:.1f} s)")
+    if dataset.interaction_splits is not None:
+        labels = np.bincount(np.concatenate(dataset.interaction_splits), minlength=3)
+        print(f"  timestamp split at {dataset.split_times}: {labels[0]:,} train, {labels[1]:,} valid, "
+              f"{labels[2]:,} test interactions")
     return 0
 

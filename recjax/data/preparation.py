@@ -8,7 +8,9 @@ import sys
 from recjax.data.prepared import PreparedDataset
 from recjax.data.raw import RawDataset, drop_repeated_items, k_core, to_prepared
 
-FORMATS = ("amazon2014", "p5", "s3rec", "movielens", "synthetic")
+FORMATS = ("amazon2014", "amazon2018", "amazon2023", "p5", "s3rec", "movielens", "synthetic")
+STREAMING_FORMATS = ("amazon2018", "amazon2023")  # recjax.data.review_stream: bounded memory
+SPLITS = ("leave_last_out", "timestamp")
 MIN_LOO_LENGTH = 3  # leave-one-out needs a training item, a validation and a test item
 
 
@@ -16,8 +18,11 @@ MIN_LOO_LENGTH = 3  # leave-one-out needs a training item, a validation and a te
 class SourceOptions:
     """Options of the format readers (flags of `recjax prepare`)."""
 
-    category: str | None = None  # amazon2014: which reviews_<Category>_5.json.gz
-    kcore: int = 5  # amazon2014: the k-core filter (0 disables)
+    category: str | None = None  # amazon2014/2018/2023: which category's files
+    kcore: int = 5  # amazon2014/2018/2023: the k-core filter (0 disables)
+    split: str = "leave_last_out"  # amazon2018/2023: or "timestamp" (absolute cut points)
+    split_times: tuple[int, int] | None = None  # the timestamp split's cut points, in the source's time unit
+    progress: bool = True  # amazon2018/2023: progress bars over the review files
     item_text: str | None = None  # p5 / s3rec: an `ITEM_ID text` file
     s3rec_name: str | None = None  # s3rec: which <Name>.txt
     synthetic: dict = dataclasses.field(default_factory=dict)  # synthetic: generator options
@@ -40,10 +45,21 @@ def read_raw(source_format: str, src: str | None, options: SourceOptions | None 
         raise DataError(f"{src}: no such file or directory (--src of --format {source_format})")
     if source_format != "movielens" and os.path.isfile(src):
         src = os.path.dirname(os.path.abspath(src))  # a file of the dataset names its directory
+    if options.split != "leave_last_out" and source_format not in STREAMING_FORMATS:
+        raise DataError(f"--split {options.split}: only --format {' / '.join(STREAMING_FORMATS)} have a timestamp split "
+                        f"(--format {source_format} is split leave-last-out)")
     if source_format == "amazon2014":
         from recjax.data.formats.amazon2014 import read_amazon2014
 
         return read_amazon2014(src, options.category)
+    if source_format == "amazon2018":
+        from recjax.data.formats.amazon2018 import read_amazon2018
+
+        return read_amazon2018(src, options.category, options.kcore, options.split, options.split_times, options.progress)
+    if source_format == "amazon2023":
+        from recjax.data.formats.amazon2023 import read_amazon2023
+
+        return read_amazon2023(src, options.category, options.kcore, options.split, options.split_times, options.progress)
     if source_format == "p5":
         from recjax.data.formats.p5 import read_p5
 
@@ -62,13 +78,7 @@ def drop_short_users(raw: RawDataset, min_length: int = MIN_LOO_LENGTH) -> RawDa
     keep = [len(s) >= min_length for s in raw.sequences]
     dropped = keep.count(False)
     if dropped:
-        pick = lambda xs: [x for x, k in zip(xs, keep) if k]  # noqa: E731
-        raw.sequences = pick(raw.sequences)
-        raw.user_original_ids = pick(raw.user_original_ids)
-        if raw.ratings is not None:
-            raw.ratings = pick(raw.ratings)
-        if raw.timestamps is not None:
-            raw.timestamps = pick(raw.timestamps)
+        raw.keep_users(keep)
     raw.dropped[f"users with fewer than {min_length} interactions"] = dropped
     return raw
 
@@ -81,6 +91,8 @@ def apply_policies(raw: RawDataset, source_format: str, options: SourceOptions |
     if source_format == "amazon2014" and options.kcore > 0:
         raw = k_core(raw, options.kcore, options.kcore)
         _require_users(raw, f"the {options.kcore}-core filter (--kcore)")
+    if raw.interaction_splits is not None:  # a timestamp split evaluates every user's later interactions
+        return raw
     raw = drop_short_users(raw)
     _require_users(raw, f"dropping users with fewer than {MIN_LOO_LENGTH} interactions (leave-one-out needs them)")
     return raw

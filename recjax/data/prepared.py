@@ -17,6 +17,8 @@ Storage layout of a prepared directory (written by `recjax prepare`, see recjax/
                            timestamps   int64 [num_interactions]  (only if the source has them)
                            rating_split int8 [num_interactions]  0 train / 1 valid / 2 test
                                         (P5's seeded 80/10/10 split of rating records)
+                           split        int8 [num_interactions]  0 train / 1 valid / 2 test of a
+                                        timestamp split (only then; prepared.json "split_times")
       tfds/              the same dataset as a TFDS dataset (see recjax/data/tfds_builder.py)
 
 `load_prepared` reads only the numpy/JSON files, so it needs neither TensorFlow nor a TFDS
@@ -37,6 +39,7 @@ USERS_FILE = "users.json"
 INTERACTIONS_FILE = "interactions.npz"
 
 RATING_SPLITS = {"train": 0, "valid": 1, "test": 2}
+SPLIT_SCHEMES = ("leave_last_out", "timestamp")
 
 
 class NotPreparedError(ValueError):
@@ -63,6 +66,10 @@ class PreparedDataset:
     # Structured identifiers (`recjax index`): the scheme's options and figures, with
     # "code_pieces", the vocabulary pieces the IDs are written in; None for numeric IDs.
     index_info: dict | None = None
+    # per user: int8 aligned with sequences, 0 train / 1 valid / 2 test of a timestamp split
+    # (cut points `split_times`, in the source's time unit); None under leave-last-out
+    interaction_splits: list[np.ndarray] | None = None
+    split_times: tuple[int, int] | None = None
 
     def __post_init__(self):
         self._index_of_id: dict[str, int] | None = None
@@ -96,16 +103,46 @@ class PreparedDataset:
                 f"({self.indexing} indexing, IDs are {self.item_ids[0]!r}..., {self.num_items} items)"
             ) from None
 
+    @property
+    def split_scheme(self) -> str:
+        """"leave_last_out" (the last interaction tests, the one before validates) or "timestamp"."""
+        return "leave_last_out" if self.interaction_splits is None else "timestamp"
+
     def train_sequences(self) -> list[np.ndarray]:
-        """Per user seq[:-2]: everything a model may train on under leave-one-out."""
+        """Per user, everything a model may train on: seq[:-2] under leave-last-out; the
+        interactions before the first cut point under a timestamp split (a prefix of seq)."""
+        if self.interaction_splits is not None:
+            return [s[c == 0] for s, c in zip(self.sequences, self.interaction_splits)]
         return [s[:-2] for s in self.sequences]
+
+    def next_item_cases(self, split: str) -> tuple[np.ndarray, list[np.ndarray], np.ndarray]:
+        """Evaluation cases (users int32 [n], histories, targets int32 [n]) of "valid" or "test":
+        leave-last-out, one a user (`loo_split`); a timestamp split, one per interaction of the
+        split, its history every earlier interaction of the user (as the Amazon 2023 benchmark's
+        `timestamp_w_his` files: a test case's history holds the validation interactions)."""
+        if self.interaction_splits is None:
+            histories, targets = self.loo_split(split)
+            return np.arange(self.num_users, dtype=np.int32), histories, targets
+        if split not in ("valid", "test"):
+            raise ValueError(f"next_item_cases: split must be 'valid' or 'test', got {split!r}")
+        code = RATING_SPLITS[split]
+        users, histories, targets = [], [], []
+        for u, (seq, labels) in enumerate(zip(self.sequences, self.interaction_splits)):
+            for p in np.flatnonzero(labels == code).tolist():
+                users.append(u)
+                histories.append(seq[:p])
+                targets.append(seq[p])
+        return np.asarray(users, np.int32), histories, np.asarray(targets, np.int32)
 
     def loo_split(self, split: str) -> tuple[list[np.ndarray], np.ndarray]:
         """Leave-one-out evaluation split: (histories, targets int32 [num_users]).
 
         "valid": history = seq[:-2], target = seq[-2]; "test": history = seq[:-1], target = seq[-1].
-        For training data use `train_sequences()`.
+        For training data use `train_sequences()`; under a timestamp split, `next_item_cases`.
         """
+        if self.interaction_splits is not None:
+            raise ValueError(f"dataset {self.name!r} has a timestamp split (cut points {self.split_times}): "
+                             "its cases are every later interaction, not one a user; use next_item_cases(split)")
         if split == "valid":
             return [s[:-2] for s in self.sequences], np.array([s[-2] for s in self.sequences], np.int32)
         if split == "test":
@@ -157,6 +194,7 @@ def load_prepared(directory: str) -> PreparedDataset:
         ratings = _split_flat(arrays["ratings"], offsets) if "ratings" in arrays else None
         timestamps = _split_flat(arrays["timestamps"], offsets) if "timestamps" in arrays else None
         rating_splits = _split_flat(arrays["rating_split"], offsets) if "rating_split" in arrays else None
+        interaction_splits = _split_flat(arrays["split"], offsets) if "split" in arrays else None
     return PreparedDataset(
         name=meta["name"],
         indexing=meta["indexing"],
@@ -173,6 +211,8 @@ def load_prepared(directory: str) -> PreparedDataset:
         seed=int(meta.get("seed", 0)),
         item_prices=items.get("prices"),
         index_info=meta.get("item_index"),
+        interaction_splits=interaction_splits,
+        split_times=tuple(meta["split_times"]) if meta.get("split_times") else None,
     )
 
 
@@ -194,6 +234,8 @@ def write_prepared_files(dataset: PreparedDataset, directory: str, extra_metadat
         arrays["timestamps"] = np.concatenate(dataset.timestamps).astype(np.int64)
     if dataset.rating_splits is not None:
         arrays["rating_split"] = np.concatenate(dataset.rating_splits).astype(np.int8)
+    if dataset.interaction_splits is not None:
+        arrays["split"] = np.concatenate(dataset.interaction_splits).astype(np.int8)
     np.savez(os.path.join(directory, INTERACTIONS_FILE), **arrays)
     items = {
         "item_ids": list(dataset.item_ids),
@@ -218,8 +260,11 @@ def write_prepared_files(dataset: PreparedDataset, directory: str, extra_metadat
         "num_interactions": dataset.num_interactions,
         "has_ratings": dataset.ratings is not None,
         "has_timestamps": dataset.timestamps is not None,
+        "split": dataset.split_scheme,
         **(extra_metadata or {}),
     }
+    if dataset.split_times is not None:
+        meta["split_times"] = [int(t) for t in dataset.split_times]
     if dataset.index_info is not None:
         meta["item_index"] = dataset.index_info
     with open(os.path.join(directory, METADATA_FILE), "w", encoding="utf-8") as f:

@@ -26,9 +26,23 @@ class RawDataset:
     # so `sequential` indexing keeps the file's own IDs.
     catalog_is_sequential: bool = False
     item_prices: list[float | None] | None = None
+    # per user: int8 0 train / 1 valid / 2 test of a timestamp split (`split_times`); None under
+    # leave-last-out, where the splits follow from the sequences themselves
+    interaction_splits: list[np.ndarray] | None = None
+    split_times: tuple[int, int] | None = None  # the timestamp split's cut points, in the source's unit
     dropped: dict[str, int] = dataclasses.field(default_factory=dict)  # policy -> records dropped
     notes: dict[str, int] = dataclasses.field(default_factory=dict)  # other counts worth printing
     source_files: list[str] = dataclasses.field(default_factory=list)
+
+    def per_user_fields(self) -> list[str]:
+        """Names of the per-user arrays aligned with `sequences` (filtered together)."""
+        return [name for name in ("sequences", "ratings", "timestamps", "interaction_splits")
+                if getattr(self, name) is not None]
+
+    def keep_users(self, keep: list[bool]) -> None:
+        """Drop the users whose `keep` is False, from every per-user field."""
+        for name in self.per_user_fields() + ["user_original_ids"]:
+            setattr(self, name, [x for x, k in zip(getattr(self, name), keep) if k])
 
 
 def group_by_user(
@@ -61,44 +75,42 @@ def drop_repeated_items(raw: RawDataset) -> RawDataset:
             continue
         keep = np.sort(first)
         dropped += len(seq) - len(keep)
-        raw.sequences[u] = seq[keep]
-        if raw.ratings is not None:
-            raw.ratings[u] = raw.ratings[u][keep]
-        if raw.timestamps is not None:
-            raw.timestamps[u] = raw.timestamps[u][keep]
-    raw.dropped["repeated (user, item) records, earliest kept"] = dropped
+        for name in raw.per_user_fields():
+            getattr(raw, name)[u] = getattr(raw, name)[u][keep]
+    key = "repeated (user, item) records, earliest kept"
+    raw.dropped[key] = raw.dropped.get(key, 0) + dropped  # a streaming reader may have counted some
     return raw
 
 
-def k_core(raw: RawDataset, min_user: int, min_item: int) -> RawDataset:
-    """Policy: iteratively drop users with < min_user and items with < min_item interactions until
-    both hold (the 5-core filter of P5 / S3-Rec). Users and interactions dropped are recorded."""
-    num_items = len(raw.item_original_ids)
-    alive_users = np.ones(len(raw.sequences), bool)
-    lengths = np.array([len(s) for s in raw.sequences], np.int64)
-    owner = np.repeat(np.arange(len(raw.sequences)), lengths)
-    items = np.concatenate(raw.sequences) if raw.sequences else np.zeros(0, np.int32)
+def kcore_mask(users: np.ndarray, items: np.ndarray, min_user: int, min_item: int) -> np.ndarray:
+    """bool [records]: the records of the (min_user, min_item)-core of the user-item graph whose
+    edges are (users[r], items[r]) (dense codes): records of users with < min_user and items with
+    < min_item records are dropped, iterated until both hold (P5 / S3-Rec's 5-core filter)."""
     alive = np.ones(len(items), bool)
+    num_users = int(users.max()) + 1 if len(users) else 0
+    num_items = int(items.max()) + 1 if len(items) else 0
     while True:
         item_count = np.bincount(items[alive], minlength=num_items)
         alive_next = alive & (item_count[items] >= min_item)
-        user_count = np.bincount(owner[alive_next], minlength=len(raw.sequences))
-        alive_next &= user_count[owner] >= min_user
+        user_count = np.bincount(users[alive_next], minlength=num_users)
+        alive_next &= user_count[users] >= min_user
         if np.array_equal(alive_next, alive):
-            break
+            return alive
         alive = alive_next
-    user_count = np.bincount(owner[alive], minlength=len(raw.sequences))
-    alive_users = user_count > 0
+
+
+def k_core(raw: RawDataset, min_user: int, min_item: int) -> RawDataset:
+    """Policy: `kcore_mask` on the dataset's interactions. Users and interactions dropped are recorded."""
+    lengths = np.array([len(s) for s in raw.sequences], np.int64)
+    owner = np.repeat(np.arange(len(raw.sequences)), lengths)
+    items = np.concatenate(raw.sequences) if raw.sequences else np.zeros(0, np.int32)
+    alive = kcore_mask(owner, items, min_user, min_item)
+    alive_users = np.bincount(owner[alive], minlength=len(raw.sequences)) > 0
     keep_split = np.split(alive, np.cumsum(lengths)[:-1]) if len(lengths) else []
-    def filtered(per_user):
-        return [a[k] for a, k, live in zip(per_user, keep_split, alive_users) if live]
     before_users, before_records = len(raw.sequences), len(items)
-    raw.sequences = filtered(raw.sequences)
-    if raw.ratings is not None:
-        raw.ratings = filtered(raw.ratings)
-    if raw.timestamps is not None:
-        raw.timestamps = filtered(raw.timestamps)
-    raw.user_original_ids = [u for u, live in zip(raw.user_original_ids, alive_users) if live]
+    for name in raw.per_user_fields():
+        setattr(raw, name, [a[k] for a, k in zip(getattr(raw, name), keep_split)])
+    raw.keep_users(alive_users.tolist())
     raw.dropped[f"records removed by the {min_user}/{min_item}-core filter"] = before_records - int(alive.sum())
     raw.dropped[f"users removed by the {min_user}/{min_item}-core filter"] = before_users - len(raw.sequences)
     return raw
@@ -131,7 +143,7 @@ def to_prepared(raw: RawDataset, name: str, source_format: str, indexing: str = 
     if indexing not in INDEXINGS:
         raise ValueError(f"indexing must be one of {INDEXINGS}, got {indexing!r}")
     short = [u for u, s in zip(raw.user_original_ids, raw.sequences) if len(s) < 3]
-    if short:
+    if short and raw.interaction_splits is None:  # a timestamp split has no per-user minimum
         raise ValueError(f"{len(short)} users have fewer than 3 interactions (e.g. user {short[0]!r}); leave-one-out needs >= 3")
     order = sequential_order(raw)  # new index -> old index
     new_of_old = np.full(len(raw.item_original_ids), -1, np.int64)
@@ -157,4 +169,6 @@ def to_prepared(raw: RawDataset, name: str, source_format: str, indexing: str = 
         rating_splits=rating_splits,
         source_format=source_format,
         seed=seed,
+        interaction_splits=raw.interaction_splits,
+        split_times=raw.split_times,
     )

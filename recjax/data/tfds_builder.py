@@ -31,7 +31,8 @@ from etils import epath
 from recjax.data.download import official_urls
 from recjax.data.prepared import PreparedDataset
 
-HAS_RATINGS = {"amazon2014": True, "movielens": True, "synthetic": True, "p5": False, "s3rec": False}
+HAS_RATINGS = {"amazon2014": True, "amazon2018": True, "amazon2023": True, "movielens": True, "synthetic": True,
+               "p5": False, "s3rec": False}
 HOMEPAGE = "https://github.com/recjax/recjax"
 
 
@@ -163,7 +164,11 @@ def features_for(source_format: str) -> tfds.features.FeaturesDict:
 
 
 def user_example(ds: PreparedDataset, u: int, end: int | None, with_ratings: bool) -> dict:
-    """User u's example; `end` cuts the sequence (-2: train, -1: validation, None: test)."""
+    """User u's example; `end` cuts the sequence (-2: train, -1: validation, None: test); under a
+    timestamp split, the interactions before the split's end (train: before the first cut point;
+    validation: before the second)."""
+    if ds.interaction_splits is not None and end is not None:
+        end = int(np.count_nonzero(ds.interaction_splits[u] <= (0 if end == -2 else 1)))
     cut = slice(0, end)
     example = {"user_index": u, "user_id": ds.user_original_ids[u], "items": ds.sequences[u][cut]}
     if with_ratings:

@@ -39,7 +39,7 @@ def reindex(src: str, out: str, options: IndexOptions, *, overwrite: bool = Fals
     with open(os.path.join(src, METADATA_FILE), encoding="utf-8") as f:
         meta = json.load(f)
     written = {"format_version", "name", "source_format", "indexing", "seed", "num_users", "num_items",
-               "num_interactions", "has_ratings", "has_timestamps", "item_index"}  # write_prepared_files' own
+               "num_interactions", "has_ratings", "has_timestamps", "split", "split_times", "item_index"}  # write_prepared_files' own
     keep = {k: v for k, v in meta.items() if k not in written}
     keep["indexed_from"] = os.path.abspath(src)
     with atomic.atomic_directory(out, overwrite=overwrite) as tmp:

@@ -1,0 +1,108 @@
+"""Amazon review data, 2018 release (Ni, Li and McAuley, EMNLP 2019): `<Category>.json.gz` (all
+reviews) or `<Category>_5.json.gz` (the 5-core), with `meta_<Category>.json.gz`; gzipped or not.
+LC-Rec, LETTER and MiniOneRec take their datasets (Instruments, Arts, Games, Industrial, Office)
+from this release.
+
+- reviews: one JSON object per line; recjax reads `reviewerID`, `asin`, `overall` (1-5 stars) and
+  `unixReviewTime` (day resolution, seconds).
+- metadata: one JSON object per line, keyed by `asin`; recjax reads `title`, `brand`, `category` (a flat list whose first entry is
+  the root, e.g. "Industrial & Scientific") and `price` (a string such as "$12.99"; ranges, ""
+  and other text are counted and left unknown). Some `asin`s have several lines: the first counts.
+
+Item attributes follow amazon2014: the brand, then the categories below the root. Records go
+through the same policies and streaming reader as amazon2023 (`recjax.data.review_stream`).
+"""
+from __future__ import annotations
+
+import glob
+import os
+import re
+
+from recjax.data import review_stream
+from recjax.data.errors import DataError
+from recjax.data.raw import RawDataset
+
+FIELDS = review_stream.ReviewFields(user="reviewerID", item="asin", rating="overall", time="unixReviewTime",
+                                    time_per_second=1)
+_SUFFIXES = (".json.gz", ".json", ".jsonl.gz", ".jsonl")
+_PRICE = re.compile(r"^\$\s*([0-9][0-9,]*(?:\.[0-9]+)?)$")
+
+
+def _find(src: str, stem: str) -> str | None:
+    for suffix in _SUFFIXES:
+        path = os.path.join(src, stem + suffix)
+        if os.path.isfile(path):
+            return path
+    return None
+
+
+def find_category(src: str, category: str | None) -> str:
+    """The reviews file's stem: `Office_Products` (all reviews) or `Office_Products_5` (5-core)."""
+    if category:
+        return category
+    names = {os.path.basename(p)[: -len(s)] for s in _SUFFIXES for p in glob.glob(os.path.join(src, "*" + s))}
+    names = sorted(n for n in names if not n.startswith("meta_"))
+    if len(names) == 1:
+        return names[0]
+    if not names:
+        raise DataError(f"{src}: missing required file (expected <Category>.json.gz or <Category>_5.json.gz and "
+                        "meta_<Category>.json.gz for --format amazon2018)")
+    raise DataError(f"{src}: several review files ({', '.join(names)}); pick one with --category")
+
+
+def item_attributes(record: dict) -> list[str]:
+    out: list[str] = []
+    brand = record.get("brand")
+    if isinstance(brand, str) and brand.strip():
+        out.append(brand.strip())
+    categories = record.get("category") or []
+    for value in list(categories)[1:] if isinstance(categories, list) else []:
+        if isinstance(value, str) and value.strip() and value.strip() not in out:
+            out.append(value.strip())
+    return out
+
+
+def price(value, notes: dict[str, int]) -> float | None:
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        return float(value)
+    match = _PRICE.match(value.strip()) if isinstance(value, str) else None
+    if match:
+        return float(match.group(1).replace(",", ""))
+    if value not in (None, ""):
+        notes["metadata prices that are not one dollar amount (kept unknown)"] += 1
+    return None
+
+
+def read_meta(path: str, wanted: set[str], notes: dict[str, int]) -> dict[str, dict]:
+    meta = {}
+    for _, record in review_stream.meta_lines(path, "asin", wanted):
+        title = record.get("title")
+        if title is not None and not isinstance(title, str):
+            notes["metadata titles that are not a string (kept empty)"] += 1
+            title = None
+        meta[record["asin"]] = {"title": (title or "").strip(), "attributes": item_attributes(record),
+                                "price": price(record.get("price"), notes)}
+    return meta
+
+
+def read_amazon2018(src: str, category: str | None = None, kcore: int = 5, split: str = "leave_last_out",
+                    split_times: tuple[int, int] | None = None, progress: bool = True) -> RawDataset:
+    category = find_category(src, category)
+    reviews_path = _find(src, category)
+    base = category[:-2] if category.endswith("_5") else category
+    meta_path = _find(src, "meta_" + base)
+    if reviews_path is None:
+        raise DataError(f"{src}: missing required file {category}.json.gz (the reviews of --format amazon2018)")
+    if meta_path is None:
+        raise DataError(f"{src}: missing required file meta_{base}.json.gz (item metadata of --format amazon2018)")
+    if split == "timestamp" and not split_times:
+        raise DataError("--split timestamp with --format amazon2018 needs --split-times VALID,TEST (unix seconds); "
+                        "the release has no published cut points")
+    kept = review_stream.read_reviews(reviews_path, FIELDS, kcore, progress)
+    notes = {"metadata prices that are not one dollar amount (kept unknown)": 0,
+             "metadata titles that are not a string (kept empty)": 0}
+    meta = read_meta(meta_path, set(kept.item_ids), notes)
+    raw = review_stream.to_raw(kept, FIELDS, meta, split_times if split == "timestamp" else None,
+                               [reviews_path, meta_path])
+    raw.notes.update(notes)
+    return raw

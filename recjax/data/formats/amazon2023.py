@@ -1,0 +1,109 @@
+"""Amazon Reviews 2023 (Hou et al. 2024, McAuley Lab): `<Category>.jsonl` and `meta_<Category>.jsonl`,
+gzipped or not, side by side in --src or in the release's `review_categories/` and
+`meta_categories/` folders.
+
+- reviews: one JSON object per line; recjax reads `user_id`, `parent_asin` (the item: variants of a
+  product share it, as the benchmark's own scripts count items), `rating` and `timestamp`
+  (milliseconds). Review text, images and votes are never kept.
+- metadata: one JSON object per line keyed by `parent_asin`; recjax reads `title` (the item's
+  text), `store` and `categories` (its attributes, the store first, as amazon2014's brand) and
+  `price`. `features`, `description` and `details` are left out of the item text on purpose: they
+  are long marketing paragraphs that would fill the prompts and the TF-IDF of
+  `recjax index --embeddings text`. A price that is not a number (the release has strings such as
+  "—" and nulls) is counted and left unknown.
+
+The benchmark's conventions are the defaults: duplicates keep the earliest review, the 5-core
+(`--kcore 5`, or 0), and either leave-last-out (`--split leave_last_out`) or the absolute
+timestamp split at the benchmark's cut points (`--split timestamp`, `TIMESTAMP_CUTS`).
+"""
+from __future__ import annotations
+
+import glob
+import math
+import os
+
+from recjax.data import review_stream
+from recjax.data.errors import DataError
+from recjax.data.raw import RawDataset
+
+FIELDS = review_stream.ReviewFields(user="user_id", item="parent_asin", rating="rating", time="timestamp",
+                                    time_per_second=1000)
+# The benchmark's absolute cut points (ms): valid from 2021-08-11, test from 2022-07-15
+# (AmazonReviews2023 benchmark_scripts/timestamp_split.py).
+TIMESTAMP_CUTS = (1628643414042, 1658002729837)
+_SUFFIXES = (".jsonl", ".jsonl.gz", ".json", ".json.gz")
+
+
+def _find(src: str, folder: str, stem: str) -> str | None:
+    for where in (src, os.path.join(src, folder)):
+        for suffix in _SUFFIXES:
+            path = os.path.join(where, stem + suffix)
+            if os.path.isfile(path):
+                return path
+    return None
+
+
+def find_category(src: str, category: str | None) -> str:
+    if category:
+        return category
+    names = set()
+    for where in (src, os.path.join(src, "review_categories")):
+        for suffix in _SUFFIXES:
+            for path in glob.glob(os.path.join(where, "*" + suffix)):
+                name = os.path.basename(path)[: -len(suffix)]
+                if not name.startswith("meta_"):
+                    names.add(name)
+    if len(names) == 1:
+        return names.pop()
+    if not names:
+        raise DataError(f"{src}: missing required file (expected <Category>.jsonl[.gz] and meta_<Category>.jsonl[.gz] "
+                        "for --format amazon2023)")
+    raise DataError(f"{src}: several categories ({', '.join(sorted(names))}); pick one with --category")
+
+
+def item_attributes(record: dict) -> list[str]:
+    out: list[str] = []
+    values = [record.get("store")] + list(record.get("categories") or [])
+    for value in values:
+        if isinstance(value, str) and value.strip() and value.strip() not in out:
+            out.append(value.strip())
+    return out
+
+
+def price(value, notes: dict[str, int]) -> float | None:
+    if isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value):
+        return float(value)
+    if value is not None:
+        notes["metadata prices that are not a number (kept unknown)"] += 1
+    return None
+
+
+def read_meta(path: str, wanted: set[str], notes: dict[str, int]) -> dict[str, dict]:
+    meta = {}
+    for _, record in review_stream.meta_lines(path, "parent_asin", wanted):
+        title = record.get("title")
+        if title is not None and not isinstance(title, str):
+            notes["metadata titles that are not a string (kept empty)"] += 1
+            title = None
+        meta[record["parent_asin"]] = {"title": (title or "").strip(), "attributes": item_attributes(record),
+                                       "price": price(record.get("price"), notes)}
+    return meta
+
+
+def read_amazon2023(src: str, category: str | None = None, kcore: int = 5, split: str = "leave_last_out",
+                    split_times: tuple[int, int] | None = None, progress: bool = True) -> RawDataset:
+    category = find_category(src, category)
+    reviews_path = _find(src, "review_categories", category)
+    meta_path = _find(src, "meta_categories", "meta_" + category)
+    if reviews_path is None:
+        raise DataError(f"{src}: missing required file {category}.jsonl[.gz] (the reviews of --format amazon2023)")
+    if meta_path is None:
+        raise DataError(f"{src}: missing required file meta_{category}.jsonl[.gz] (item metadata of --format amazon2023)")
+    kept = review_stream.read_reviews(reviews_path, FIELDS, kcore, progress)
+    notes = {"metadata prices that are not a number (kept unknown)": 0,
+             "metadata titles that are not a string (kept empty)": 0}
+    meta = read_meta(meta_path, set(kept.item_ids), notes)
+    cuts = (split_times or TIMESTAMP_CUTS) if split == "timestamp" else None
+    raw = review_stream.to_raw(kept, FIELDS, meta, cuts, [reviews_path, meta_path])
+    raw.notes.update(notes)
+    return raw
