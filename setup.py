@@ -36,7 +36,12 @@ INSTALL_REQUIRES = jax_pins() + [
     "tensorboardX>=2.6",
 ]
 
-TEST_REQUIRES = [
+# `recjax prepare --runner beam` (recjax/data/beam_prepare.py): DirectRunner here, Dataflow / Flink /
+# Spark elsewhere. It resolves with the pins above on 3.11 and 3.12 (protobuf 6.33, which TensorFlow
+# 2.21 accepts); the tests install it to check the Beam pipelines against the default path.
+BEAM_REQUIRES = ["apache-beam==2.78.0"]
+
+TEST_REQUIRES = BEAM_REQUIRES + [
     "pytest>=8",
     "pytest-xdist==3.8.0",  # the README's test command runs on 2 workers (a test file each, --dist loadfile)
     "torch==2.13.0",  # the CPU wheel; a looser pin pulls a multi-GB CUDA build
@@ -59,7 +64,7 @@ setuptools.setup(
     # tensorboard: the viewer of the event files every run writes (`tensorboard --logdir MODEL_DIR`)
     # cuda: NVIDIA GPUs (CUDA 12 wheels: the driver is the host's, the rest comes from pip);
     # tpu: Cloud TPU VMs (libtpu). `pip install -e ".[cuda]"`; the launchers install the same.
-    extras_require={"test": TEST_REQUIRES, "tensorboard": ["tensorboard==2.21.0"],
+    extras_require={"test": TEST_REQUIRES, "tensorboard": ["tensorboard==2.21.0"], "beam": BEAM_REQUIRES,
                     "cuda": jax_pins("[cuda12]"), "tpu": jax_pins("[tpu]")},
     entry_points={"console_scripts": ["recjax=recjax.cli:main"]},
 )

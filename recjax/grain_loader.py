@@ -174,7 +174,7 @@ def batches(name: str, lengths: Mapping[str, int], *, split: str, batch_size: in
     iterator's `get_state()` is the position a checkpoint keeps."""
     lengths = {k: int(lengths[k]) for k in ("inputs", "targets")}
     ds = examples(name, split, lengths, seed=seed, shuffle=shuffle, num_epochs=num_epochs)
-    if process_count > 1:
+    if not _per_process(name, process_index, process_count, num_epochs) and process_count > 1:
         ds = ds[process_index::process_count]
     local = batch_size // process_count
     rows = ds.to_iter_dataset(READ_OPTIONS)
@@ -193,6 +193,24 @@ def batches(name: str, lengths: Mapping[str, int], *, split: str, batch_size: in
         rows = rows.map(lambda row: _first_fit_features(row, lengths))
     batched = rows.batch(local, drop_remainder=drop, batch_fn=_stack)
     return grain.experimental.ThreadPrefetchIterDataset(batched, prefetch_buffer_size=BATCH_PREFETCH)
+
+
+def _per_process(name: str, process_index: int, process_count: int, num_epochs: Optional[int]) -> bool:
+    """Whether NAME's examples already are this process's (tasks.register_dataset(users='per_process')):
+    then each process reads its own users' examples instead of every P-th example."""
+    import tasks
+
+    blocks = {tasks.dataset_of(task).process_block for task, _ in tasks.mixture_members(name)}
+    if blocks == {None}:
+        return False
+    if blocks != {(process_index, process_count)}:
+        raise ValueError(f"{name}: registered with users='per_process' for (process, processes) {sorted(blocks, key=str)}, "
+                         f"read by process {process_index} of {process_count}")
+    if num_epochs is not None:
+        raise ValueError(f"{name}: users='per_process' reads each process's own users, so a finite pass "
+                         f"(num_epochs={num_epochs}) would end at a different step on each process; evaluate "
+                         "with users='all'")
+    return True
 
 
 class _Rows(grain.experimental.FlatMapTransform):

@@ -133,6 +133,11 @@ def build_dataset(cfg: DatasetConfig, *, process_index: Optional[int] = None,
     process_index, process_count = _process_split(cfg, process_index, process_count)
     seqio = _seqio()
     get_mixture_or_task(cfg.mixture_or_task_name)  # a clear error for an unknown name
+    import tasks
+
+    if any(tasks.dataset_of(t).process_block for t, _ in _members(cfg.mixture_or_task_name)):
+        raise ValueError(f"{cfg.mixture_or_task_name}: registered with users='per_process', which only the Grain "
+                         "loader reads (DatasetConfig.loader = 'grain')")
     ds = seqio.get_dataset(
         cfg.mixture_or_task_name, task_feature_lengths=dict(cfg.task_feature_lengths), dataset_split=cfg.split,
         shuffle=cfg.shuffle, num_epochs=cfg.num_epochs, use_cached=False, seed=cfg.seed,

@@ -111,6 +111,9 @@ class ExampleBuilder:
         self.options = options
         self.num_items = dataset.num_items
         self.num_users = dataset.num_users
+        # A process's block of users (load_prepared(..., process_index=...)): local user u is global
+        # user user_offset + u, whose draws (negatives, masks, templates) are the same in any block.
+        self.user_offset = int(getattr(dataset, "user_offset", 0))
         self.item_ids = list(dataset.item_ids)
         self.id_array = np.array(dataset.item_ids, dtype=object)  # fancy-indexable for joins
         self.item_texts = ([templates.item_text(i, t) for i, t in zip(dataset.item_ids, dataset.item_titles)]
@@ -215,7 +218,8 @@ class ExampleBuilder:
         kind = self._check(task, split)
         if split != "train":
             epoch = EVAL_EPOCH
-        rows = kind.build(self, split, [(int(u), self._rng(seed, epoch, split, kind, int(u))) for u in users])
+        rows = kind.build(self, split, [(int(u), self._rng(seed, epoch, split, kind, self.user_offset + int(u)))
+                                        for u in users])
         expected = int(self.examples_per_user(task, split)[users].sum())
         if len(rows) != expected:  # examples_per_user must say what build does: sources locate rows by it
             raise AssertionError(f"task kind {kind.name!r} built {len(rows)} {split} rows for {len(users)} users; "
@@ -276,7 +280,7 @@ class ExampleBuilder:
         """All examples of `user` for (task, split) in epoch `epoch` (deterministic)."""
         kind = self._check(task, split)
         epoch = EVAL_EPOCH if split != "train" else epoch
-        return kind.build(self, split, [(user, self._rng(seed, epoch, split, kind, user))])
+        return kind.build(self, split, [(user, self._rng(seed, epoch, split, kind, self.user_offset + user))])
 
     # ------------------------------------------------------------------ what the kinds share
 
@@ -344,7 +348,7 @@ class ExampleBuilder:
 
     def row(self, kind: TaskKind, template, user, inputs, targets, target_id="", history=(), candidates=()) -> dict:
         """One example: inputs/targets and the metadata features (META_*_FEATURES)."""
-        return {"task": kind.name, "template": template.id, "user": user, "inputs": inputs,
+        return {"task": kind.name, "template": template.id, "user": self.user_offset + user, "inputs": inputs,
                 "targets": targets, "target_id": target_id, "history_ids": self.ids(history),
                 "candidate_ids": self.ids(candidates)}
 

@@ -63,6 +63,8 @@ class RegisteredDataset:
     members: dict[str, list[tuple[str, float]]]  # mixture name -> [(task name, rate)]
     seed: int  # the default seed of masks, negatives, templates and example order
     shuffle_buffer_size: Optional[int]  # None: the in-source shuffle only
+    # users='per_process': (process_index, process_count) whose block of users the builder holds
+    process_block: Optional[tuple[int, int]] = None
 
     @property
     def names(self) -> list[str]:
@@ -122,6 +124,7 @@ def register_dataset(data_dir: str = gin.REQUIRED, name: str = gin.REQUIRED,
                      template_index: int | None = None,
                      input_form: str = "template",
                      user_tokens: int = 0,
+                     users: str = "all",
                      mixture_rates: dict[str, float] | None = None,
                      seed: int = 0,
                      shuffle_buffer_size: Optional[int] = DEFAULT_SHUFFLE_BUFFER,
@@ -136,16 +139,27 @@ def register_dataset(data_dir: str = gin.REQUIRED, name: str = gin.REQUIRED,
     every mixture that contains the task. `seed`: the default seed of masks, negatives, templates
     and example order when get_dataset gets none. `shuffle_buffer_size`: SeqIO's shuffle buffer on
     top of the source's own seeded shuffle of users and examples; None: the source's shuffle only
-    (then the TensorFlow-free loader gives SeqIO's batches exactly). Calling again with the same arguments is a
-    no-op; with other arguments it replaces the registration of NAME.
+    (then the TensorFlow-free loader gives SeqIO's batches exactly). `users`: "all" (every process
+    builds from every user and takes its share of the examples), or "per_process" (each process
+    reads only its block of users from the dataset's ArrayRecord user records, `recjax prepare
+    --records N`, and trains on their examples: the Grain loader only; no process holds every
+    user). Calling again with the same arguments is a no-op; with other arguments it replaces the
+    registration of NAME.
     """
     from recjax.data import load_prepared  # late: keeps `import tasks` light on data code
 
     if not isinstance(name, str) or not re.fullmatch(r"[a-z][a-z0-9_]*", name):
         raise ValueError(f"tasks.register_dataset.name must be lower_snake_case, got {name!r}")
+    block = None
+    if users == "per_process":
+        import jax
+
+        block = (jax.process_index(), jax.process_count())
+    elif users != "all":
+        raise ValueError(f"tasks.register_dataset.users must be 'all' or 'per_process', got {users!r}")
     key = (str(data_dir), str(vocab_path), max_history, ranking_max_history, num_negatives, mim_mask_prob,
            mlm_noise_density, mlm_mean_noise_span_length, mlm_max_tokens, ranking_candidate_text, item_text, template_index, input_form, user_tokens,
-           tuple(sorted((mixture_rates or {}).items())), seed, shuffle_buffer_size, extra_ids)
+           tuple(sorted((mixture_rates or {}).items())), seed, shuffle_buffer_size, extra_ids, block)
     if name in _REGISTERED and _REGISTERED[name][0] == key:
         return _REGISTERED[name][1]
 
@@ -157,7 +171,10 @@ def register_dataset(data_dir: str = gin.REQUIRED, name: str = gin.REQUIRED,
                           ranking_candidate_text=ranking_candidate_text, item_text=item_text,
                           template_index=template_index, input_form=input_form, user_tokens=user_tokens)
     rates = _check_rates(mixture_rates)
-    dataset = load_prepared(data_dir)
+    if block is None:
+        dataset = load_prepared(data_dir)
+    else:
+        dataset = load_prepared(data_dir, process_index=block[0], process_count=block[1])
     if user_tokens and not dataset.code_pieces:
         raise ValueError(f"{data_dir}: user_tokens need structured item IDs (their tokens follow the codes; run "
                          "`recjax index` on it)")
@@ -178,7 +195,7 @@ def register_dataset(data_dir: str = gin.REQUIRED, name: str = gin.REQUIRED,
     members = {mixture_names[suffix]: [(task_names[k], rates[k]) for k in kinds_]
                for suffix, kinds_ in member_kinds.items()}
     registered = RegisteredDataset(name, task_names, mixture_names, builder, str(data_dir), vocab_file, vocab_extra,
-                                   tokenizer, members, int(seed), shuffle_buffer_size)
+                                   tokenizer, members, int(seed), shuffle_buffer_size, block)
     if seqio_available():
         _register_with_seqio(registered)
     _REGISTERED[name] = (key, registered)

@@ -225,3 +225,42 @@ def test_tfds_copy_cuts_each_user_before_the_timestamp_split(az23):
     cut = {split: [len(user_example(ds, u, end, True)["items"]) for u in range(ds.num_users)]
            for split, end in SPLIT_ENDS.items()}
     assert cut == {"train": [1, 1, 2, 2], "validation": [2, 2, 2, 2], "test": [3, 3, 2, 2]}
+
+
+def _same_prepared(a, b):
+    assert a.user_original_ids == b.user_original_ids and a.item_original_ids == b.item_original_ids
+    assert a.item_ids == b.item_ids and a.item_titles == b.item_titles and a.item_prices == b.item_prices
+    for name in ("sequences", "ratings", "timestamps", "rating_splits", "interaction_splits"):
+        x, y = getattr(a, name), getattr(b, name)
+        assert (x is None) == (y is None) and (x is None or all(np.array_equal(p, q) for p, q in zip(x, y))), name
+
+
+@pytest.mark.parametrize("release,split", [("2023", "timestamp"), ("2018", "leave_last_out")])
+def test_beam_direct_runner_writes_the_default_paths_dataset(tmp_path, release, split):
+    pytest.importorskip("apache_beam", reason='the Beam runner is an extra: pip install -e ".[beam]"')
+    generator.generate(str(tmp_path / "raw"), release, "Office_Products", 6_000, seed=5)
+    extra = ["--split", "timestamp", "--split-times", "1300000000000,1500000000000"] if split == "timestamp" else []
+    outs = {}
+    for runner in ("local", "beam"):
+        out = tmp_path / runner
+        args = ["--format", f"amazon{release}", "--src", str(tmp_path / "raw"), "--out", str(out), "--no-tfds",
+                "--kcore", "3", "--runner", runner, *extra]
+        if runner == "beam":
+            args += ["--beam_pipeline_options=--runner=DirectRunner"]  # "=": the value starts with --
+        assert prepare_cli.main(args) == 0
+        outs[runner] = (load_prepared(str(out)), json.load(open(out / "prepared.json")))
+    (local, local_meta), (beam, beam_meta) = outs["local"], outs["beam"]
+    _same_prepared(local, beam)
+    assert local.num_users > 50 and local_meta["dropped"] == beam_meta["dropped"]
+    assert local_meta["notes"] == beam_meta["notes"]
+
+
+def test_beam_reports_a_bad_line_in_one_line(tmp_path):
+    pytest.importorskip("apache_beam", reason='the Beam runner is an extra: pip install -e ".[beam]"')
+    _write(tmp_path / "Office.jsonl", [r23("U1", "I1", 5.0, 1), '{"rating": "five", "parent_asin": "I1", '
+                                       '"user_id": "U1", "timestamp": 1}'], compress=False)
+    _write(tmp_path / "meta_Office.jsonl", META_2023, compress=False)
+    with pytest.raises(DataError, match=r"Office\.jsonl: expected field 'rating' \(a number\), got 'five' in line") as e:
+        build("amazon2023", str(tmp_path), "office", options=SourceOptions(runner="beam", progress=False,
+                                                                          pipeline_options="--runner=DirectRunner"))
+    assert "\n" not in str(e.value)

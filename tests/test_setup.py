@@ -37,3 +37,9 @@ def test_pins_resolve_with_the_accelerator_extras(python, jax, tmp_path):
     assert cuda["tensorflow"] == "2.21.0" and cuda["seqio"] == "0.0.20" and cuda["flax"] == "0.12.8"
     tpu = _resolve(python, "tpu", tmp_path)
     assert tpu["jax"] == jax and "libtpu" in tpu and "jax-cuda12-plugin" not in tpu
+
+
+@pytest.mark.parametrize("python", ["3.11", "3.12"])
+def test_the_beam_extra_resolves_with_the_pins(python, tmp_path):
+    pins = _resolve(python, "beam", tmp_path)
+    assert pins["apache-beam"] == "2.78.0" and pins["tensorflow"] == "2.21.0" and pins["grain"] == "0.2.18"

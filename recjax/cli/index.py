@@ -37,6 +37,8 @@ def _parser() -> argparse.ArgumentParser:
                    help="structured schemes: codes under capacities, so no code holds more than ceil(n / K) items "
                         "and no prefix of g <= K items shares its last code (no collision there)")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--records", type=int, default=0, metavar="N",
+                   help="also write the users as N ArrayRecord shards (users='per_process' reads them)")
     p.add_argument("--overwrite", action="store_true", help="replace --out if it exists")
     return p
 
@@ -85,7 +87,7 @@ def main(argv: list[str] | None = None) -> int:
 
         start = time.time()
         _, index = reindex(args.src, args.out, options, overwrite=args.overwrite,
-                           log=lambda s: print(s, file=sys.stderr))
+                           log=lambda s: print(s, file=sys.stderr), records=args.records)
     except (ValueError, OSError) as e:
         return exit_codes.report("index", e)
     for line in describe(index):

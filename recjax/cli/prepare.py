@@ -39,6 +39,9 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0, help="seed of the random indexing, the rating split and the synthetic data")
     p.add_argument("--overwrite", action="store_true", help="replace --out if it exists")
     p.add_argument("--no-tfds", action="store_true", help="skip the TFDS copy (recjax itself reads only the numpy/JSON files)")
+    p.add_argument("--records", type=int, default=0, metavar="N",
+                   help="also write the users as N ArrayRecord shards (records/): a multi-host run with "
+                        "tasks.register_dataset.users='per_process' reads each process's users only")
     g = p.add_argument_group("amazon2014 / amazon2018 / amazon2023")
     g.add_argument("--category", help="which category's files (needed if --src holds several, or with --download): "
                                       "amazon2014 reviews_<Category>_5.json.gz, amazon2018 <Category>[_5].json.gz, "
@@ -47,6 +50,13 @@ def _parser() -> argparse.ArgumentParser:
     g.add_argument("--split", choices=SPLITS, default="leave_last_out",
                    help="amazon2018/2023: leave_last_out (default: each user's last interaction tests, the one before "
                         "validates) or timestamp (absolute cut points: amazon2023's benchmark's by default)")
+    g.add_argument("--runner", choices=("local", "beam"), default="local",
+                   help="amazon2018/2023: read the reviews here (default: streamed, bounded memory) or with Apache "
+                        "Beam pipelines (pip install -e \".[beam]\"; recjax/data/beam_prepare.py)")
+    g.add_argument("--beam_pipeline_options", default="",
+                   help="--runner beam: Beam's pipeline options, e.g. \"--runner=DirectRunner --direct_num_workers=2\" "
+                        "or \"--runner=DataflowRunner --project=P --region=R --temp_location=gs://B/tmp "
+                        "--setup_file=./setup.py\"")
     g.add_argument("--split-times", type=_cut_points, metavar="VALID,TEST",
                    help="the timestamp split's cut points in the source's unit (amazon2023: ms, default "
                         "1628643414042,1658002729837; amazon2018: unix seconds, required)")
@@ -99,7 +109,7 @@ def main(argv: list[str] | None = None) -> int:
     start = time.time()
     options = SourceOptions(
         category=args.category, kcore=args.kcore, item_text=args.item_text, s3rec_name=args.s3rec_name,
-        split=args.split, split_times=args.split_times,
+        split=args.split, split_times=args.split_times, runner=args.runner, pipeline_options=args.beam_pipeline_options,
         synthetic=dict(num_users=args.num_users, num_items=args.num_items, seed=args.seed, min_len=args.min_len,
                        max_len=args.max_len, num_categories=args.num_categories),
     )
@@ -123,6 +133,10 @@ def main(argv: list[str] | None = None) -> int:
         dataset = to_prepared(raw, name=name, source_format=args.format, indexing=args.indexing, seed=args.seed)
         with atomic_directory(args.out, overwrite=args.overwrite) as tmp:
             write_prepared(dataset, raw, tmp, with_tfds=not args.no_tfds, log=True)
+            if args.records:
+                from recjax.data.user_records import write_user_records
+
+                write_user_records(dataset, tmp, args.records)
     except (DataError, FileExistsError, ValueError) as e:
         return exit_codes.report("prepare", e)
     print(f"wrote {args.out}: {dataset.name}, {dataset.num_users:,} users, {dataset.num_items:,} items, "

@@ -23,6 +23,8 @@ class SourceOptions:
     split: str = "leave_last_out"  # amazon2018/2023: or "timestamp" (absolute cut points)
     split_times: tuple[int, int] | None = None  # the timestamp split's cut points, in the source's time unit
     progress: bool = True  # amazon2018/2023: progress bars over the review files
+    runner: str = "local"  # amazon2018/2023: or "beam" (recjax.data.beam_prepare)
+    pipeline_options: str = ""  # --runner beam: Beam's pipeline options, e.g. "--runner=DirectRunner"
     item_text: str | None = None  # p5 / s3rec: an `ITEM_ID text` file
     s3rec_name: str | None = None  # s3rec: which <Name>.txt
     synthetic: dict = dataclasses.field(default_factory=dict)  # synthetic: generator options
@@ -41,9 +43,12 @@ def read_raw(source_format: str, src: str | None, options: SourceOptions | None 
         raise ValueError(f"unknown format {source_format!r} (expected one of {', '.join(FORMATS)})")
     if not src:
         raise DataError(f"--src is required for --format {source_format}")
-    if not os.path.exists(src):
+    if options.runner != "local" and source_format not in STREAMING_FORMATS:
+        raise DataError(f"--runner {options.runner}: only --format {' / '.join(STREAMING_FORMATS)} run on Beam")
+    remote = "://" in src and options.runner == "beam"  # gs://, s3://: checked by the Beam reader
+    if not remote and not os.path.exists(src):
         raise DataError(f"{src}: no such file or directory (--src of --format {source_format})")
-    if source_format != "movielens" and os.path.isfile(src):
+    if source_format != "movielens" and not remote and os.path.isfile(src):
         src = os.path.dirname(os.path.abspath(src))  # a file of the dataset names its directory
     if options.split != "leave_last_out" and source_format not in STREAMING_FORMATS:
         raise DataError(f"--split {options.split}: only --format {' / '.join(STREAMING_FORMATS)} have a timestamp split "
@@ -55,11 +60,13 @@ def read_raw(source_format: str, src: str | None, options: SourceOptions | None 
     if source_format == "amazon2018":
         from recjax.data.formats.amazon2018 import read_amazon2018
 
-        return read_amazon2018(src, options.category, options.kcore, options.split, options.split_times, options.progress)
+        return read_amazon2018(src, options.category, options.kcore, options.split, options.split_times, options.progress,
+                               options.runner, options.pipeline_options)
     if source_format == "amazon2023":
         from recjax.data.formats.amazon2023 import read_amazon2023
 
-        return read_amazon2023(src, options.category, options.kcore, options.split, options.split_times, options.progress)
+        return read_amazon2023(src, options.category, options.kcore, options.split, options.split_times, options.progress,
+                               options.runner, options.pipeline_options)
     if source_format == "p5":
         from recjax.data.formats.p5 import read_p5
 

@@ -70,6 +70,10 @@ class PreparedDataset:
     # (cut points `split_times`, in the source's time unit); None under leave-last-out
     interaction_splits: list[np.ndarray] | None = None
     split_times: tuple[int, int] | None = None
+    # A process's block of users (`load_prepared(..., process_index=, process_count=)`): local user
+    # u is global user user_offset + u of total_users; 0 / None for the whole dataset.
+    user_offset: int = 0
+    total_users: int | None = None
 
     def __post_init__(self):
         self._index_of_id: dict[str, int] | None = None
@@ -167,9 +171,56 @@ def _split_flat(flat: np.ndarray, offsets: np.ndarray) -> list[np.ndarray]:
     return np.split(flat, offsets[1:-1])
 
 
-def load_prepared(directory: str) -> PreparedDataset:
-    """Read a directory written by `recjax prepare` (or `recjax.data.writing.make_synthetic`)."""
+def load_prepared(directory: str, process_index: int | None = None, process_count: int | None = None) -> PreparedDataset:
+    """Read a directory written by `recjax prepare` (or `recjax.data.writing.make_synthetic`).
+
+    With `process_index` and `process_count`: the catalog and only that process's contiguous block
+    of users, read from the ArrayRecord user records (`recjax prepare --records N`), so that no
+    process holds every user (the dataset's `user_offset` / `total_users` say which block)."""
     directory = os.fspath(directory)
+    meta, items = _read_catalog(directory)
+    if process_index is not None or process_count is not None:
+        from recjax.data.user_records import UserRecords, process_users
+
+        records = UserRecords(directory)
+        block = process_users(len(records), int(process_index or 0), int(process_count or 1))
+        users = records.read(block)
+        column = lambda field: [r[field] for r in users] if field in records.meta["fields"] else None  # noqa: E731
+        per_user = {"sequences": column("items"), "ratings": column("ratings"), "timestamps": column("timestamps"),
+                    "rating_splits": column("rating_split"), "interaction_splits": column("split"),
+                    "user_original_ids": [r["id"] for r in users], "user_offset": block.start,
+                    "total_users": len(records)}
+    else:
+        for needed in (USERS_FILE, INTERACTIONS_FILE):
+            if not os.path.isfile(os.path.join(directory, needed)):
+                raise NotPreparedError(f"{directory}: incomplete prepared dataset ({needed} missing)")
+        with open(os.path.join(directory, USERS_FILE), encoding="utf-8") as f:
+            users = json.load(f)
+        with np.load(os.path.join(directory, INTERACTIONS_FILE), allow_pickle=False) as arrays:
+            offsets = arrays["user_offsets"]
+            column = lambda key: _split_flat(arrays[key], offsets) if key in arrays else None  # noqa: E731
+            per_user = {"sequences": _split_flat(arrays["items"].astype(np.int32, copy=False), offsets),
+                        "ratings": column("ratings"), "timestamps": column("timestamps"),
+                        "rating_splits": column("rating_split"), "interaction_splits": column("split"),
+                        "user_original_ids": users}
+    return PreparedDataset(
+        name=meta["name"],
+        indexing=meta["indexing"],
+        item_ids=items["item_ids"],
+        item_titles=items["titles"],
+        item_original_ids=items["original_ids"],
+        item_attributes=items["attributes"],
+        source_format=meta.get("source_format", ""),
+        seed=int(meta.get("seed", 0)),
+        item_prices=items.get("prices"),
+        index_info=meta.get("item_index"),
+        split_times=tuple(meta["split_times"]) if meta.get("split_times") else None,
+        **per_user,
+    )
+
+
+def _read_catalog(directory: str) -> tuple[dict, dict]:
+    """prepared.json and items.json of a prepared directory, with one-line errors for what is missing."""
     meta_path = os.path.join(directory, METADATA_FILE)
     if not os.path.isdir(directory):
         raise NotPreparedError(f"{directory}: not a directory (expected a prepared dataset written by `recjax prepare`)")
@@ -181,39 +232,12 @@ def load_prepared(directory: str) -> PreparedDataset:
         raise NotPreparedError(
             f"{meta_path}: format_version {meta.get('format_version')!r}, this recjax reads {FORMAT_VERSION}; re-run `recjax prepare`"
         )
-    for needed in (ITEMS_FILE, USERS_FILE, INTERACTIONS_FILE):
+    for needed in (ITEMS_FILE,):
         if not os.path.isfile(os.path.join(directory, needed)):
             raise NotPreparedError(f"{directory}: incomplete prepared dataset ({needed} missing)")
     with open(os.path.join(directory, ITEMS_FILE), encoding="utf-8") as f:
         items = json.load(f)
-    with open(os.path.join(directory, USERS_FILE), encoding="utf-8") as f:
-        users = json.load(f)
-    with np.load(os.path.join(directory, INTERACTIONS_FILE), allow_pickle=False) as arrays:
-        offsets = arrays["user_offsets"]
-        sequences = _split_flat(arrays["items"].astype(np.int32, copy=False), offsets)
-        ratings = _split_flat(arrays["ratings"], offsets) if "ratings" in arrays else None
-        timestamps = _split_flat(arrays["timestamps"], offsets) if "timestamps" in arrays else None
-        rating_splits = _split_flat(arrays["rating_split"], offsets) if "rating_split" in arrays else None
-        interaction_splits = _split_flat(arrays["split"], offsets) if "split" in arrays else None
-    return PreparedDataset(
-        name=meta["name"],
-        indexing=meta["indexing"],
-        item_ids=items["item_ids"],
-        item_titles=items["titles"],
-        item_original_ids=items["original_ids"],
-        item_attributes=items["attributes"],
-        sequences=sequences,
-        ratings=ratings,
-        timestamps=timestamps,
-        user_original_ids=users,
-        rating_splits=rating_splits,
-        source_format=meta.get("source_format", ""),
-        seed=int(meta.get("seed", 0)),
-        item_prices=items.get("prices"),
-        index_info=meta.get("item_index"),
-        interaction_splits=interaction_splits,
-        split_times=tuple(meta["split_times"]) if meta.get("split_times") else None,
-    )
+    return meta, items
 
 
 def write_prepared_files(dataset: PreparedDataset, directory: str, extra_metadata: dict | None = None) -> None:

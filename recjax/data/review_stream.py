@@ -186,6 +186,7 @@ class KeptReviews:
     time: np.ndarray  # int64 [n] in the source's unit
     rating: np.ndarray  # float32 [n]
     dropped: dict[str, int]
+    reviews_read: int = 0
 
     def per_user(self, values: np.ndarray) -> list[np.ndarray]:
         return np.split(values, self.offsets[1:-1])
@@ -213,12 +214,28 @@ def order_kept(columns: ReviewColumns, user_of: dict[int, str], item_of: dict[in
 def read_reviews(path: str, fields: ReviewFields, kcore: int, progress: bool = True) -> KeptReviews:
     """Both passes and the policies: the kept reviews of `path`, ready for `to_raw`."""
     dropped: dict[str, int] = {}
-    columns = apply_policies(scan(path, fields, progress), kcore, dropped)
+    columns = scan(path, fields, progress)
+    read = len(columns)
+    columns = apply_policies(columns, kcore, dropped)
     if not len(columns):
         counts = "; ".join(f"{what}: {n:,}" for what, n in dropped.items() if n)
         raise DataError(f"{path}: no review left after the record policies ({counts}); nothing to prepare")
     user_of, item_of = recover_ids(path, fields, np.unique(columns.user), np.unique(columns.item), progress)
-    return order_kept(columns, user_of, item_of, dropped)
+    kept = order_kept(columns, user_of, item_of, dropped)
+    kept.reviews_read = read
+    return kept
+
+
+def kept_reviews(path: str, fields: ReviewFields, kcore: int, runner: str = "local", pipeline_options: str = "",
+                 progress: bool = True) -> KeptReviews:
+    """`read_reviews` here, or the same records from Apache Beam pipelines (`runner="beam"`)."""
+    if runner == "beam":
+        from recjax.data import beam_prepare  # the optional extra
+
+        return beam_prepare.kept_reviews(path, fields, kcore, pipeline_options)
+    if runner != "local":
+        raise DataError(f"--runner must be local or beam, got {runner!r}")
+    return read_reviews(path, fields, kcore, progress)
 
 
 def to_raw(kept: KeptReviews, fields: ReviewFields, meta: dict[str, dict], split_times: tuple[int, int] | None,
@@ -241,6 +258,7 @@ def to_raw(kept: KeptReviews, fields: ReviewFields, meta: dict[str, dict], split
         source_files=source_files,
     )
     raw.dropped.update(kept.dropped)
+    raw.notes["reviews read"] = kept.reviews_read
     raw.notes["reviewed items without a metadata line"] = sum(1 for i in kept.item_ids if i not in meta)
     raw.notes["items without a title"] = sum(1 for r in rows if not r["title"])
     return raw
@@ -248,10 +266,16 @@ def to_raw(kept: KeptReviews, fields: ReviewFields, meta: dict[str, dict], split
 
 def meta_lines(path: str, key: str, wanted: set[str]) -> Iterator[tuple[int, dict]]:
     """(line number, record) of the metadata lines whose `key` is in `wanted`, the first line of
-    each (the 2018 files repeat some); other lines are skipped unparsed (a regex finds the key)."""
+    each (the 2018 files repeat some); other lines are skipped unparsed (a regex finds the key).
+    A path with a scheme (gs://, s3://) is read through Beam's file systems."""
     key_re = _string_field(key)
     seen: set[str] = set()
-    for lineno, line in iter_lines(path):
+    open_binary = None
+    if "://" in path:
+        from apache_beam.io.filesystems import FileSystems
+
+        open_binary = lambda: FileSystems.open(path)  # noqa: E731 (decompresses .gz by its name)
+    for lineno, line in iter_lines(path, open_binary=open_binary):
         found = key_re.search(line)
         if found is not None and (found.group(1) not in wanted or found.group(1) in seen):
             continue

@@ -26,7 +26,8 @@ def with_index(dataset: PreparedDataset, index: ItemIndex) -> PreparedDataset:
     return dataclasses.replace(dataset, item_ids=list(index.item_ids), indexing=index.scheme, index_info=info)
 
 
-def reindex(src: str, out: str, options: IndexOptions, *, overwrite: bool = False, log=print) -> tuple[PreparedDataset, ItemIndex]:
+def reindex(src: str, out: str, options: IndexOptions, *, overwrite: bool = False, log=print,
+            records: int = 0) -> tuple[PreparedDataset, ItemIndex]:
     """Reads the prepared dataset at `src`, builds `options.scheme`'s IDs from its training split and
     writes the re-indexed dataset to `out` (atomically; TFDS copy not included)."""
     dataset = load_prepared(src)
@@ -46,6 +47,10 @@ def reindex(src: str, out: str, options: IndexOptions, *, overwrite: bool = Fals
         write_prepared_files(indexed, tmp, extra_metadata=keep)
         if index.codes is not None:
             np.save(os.path.join(tmp, CODES_FILE), index.codes.astype(np.int32))
+        if records:
+            from recjax.data.user_records import write_user_records
+
+            write_user_records(indexed, tmp, records)
     return indexed, index
 
 

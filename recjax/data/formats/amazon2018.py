@@ -29,6 +29,10 @@ _PRICE = re.compile(r"^\$\s*([0-9][0-9,]*(?:\.[0-9]+)?)$")
 
 
 def _find(src: str, stem: str) -> str | None:
+    if "://" in src:  # gs://, s3://: through Beam's file systems (--runner beam)
+        from recjax.data.beam_prepare import resolve
+
+        return resolve(src, [stem + s for s in _SUFFIXES])
     for suffix in _SUFFIXES:
         path = os.path.join(src, stem + suffix)
         if os.path.isfile(path):
@@ -40,6 +44,8 @@ def find_category(src: str, category: str | None) -> str:
     """The reviews file's stem: `Office_Products` (all reviews) or `Office_Products_5` (5-core)."""
     if category:
         return category
+    if "://" in src:
+        raise DataError(f"{src}: name the category with --category (a remote --src is not listed)")
     names = {os.path.basename(p)[: -len(s)] for s in _SUFFIXES for p in glob.glob(os.path.join(src, "*" + s))}
     names = sorted(n for n in names if not n.startswith("meta_"))
     if len(names) == 1:
@@ -86,7 +92,8 @@ def read_meta(path: str, wanted: set[str], notes: dict[str, int]) -> dict[str, d
 
 
 def read_amazon2018(src: str, category: str | None = None, kcore: int = 5, split: str = "leave_last_out",
-                    split_times: tuple[int, int] | None = None, progress: bool = True) -> RawDataset:
+                    split_times: tuple[int, int] | None = None, progress: bool = True,
+                    runner: str = "local", pipeline_options: str = "") -> RawDataset:
     category = find_category(src, category)
     reviews_path = _find(src, category)
     base = category[:-2] if category.endswith("_5") else category
@@ -98,7 +105,7 @@ def read_amazon2018(src: str, category: str | None = None, kcore: int = 5, split
     if split == "timestamp" and not split_times:
         raise DataError("--split timestamp with --format amazon2018 needs --split-times VALID,TEST (unix seconds); "
                         "the release has no published cut points")
-    kept = review_stream.read_reviews(reviews_path, FIELDS, kcore, progress)
+    kept = review_stream.kept_reviews(reviews_path, FIELDS, kcore, runner, pipeline_options, progress)
     notes = {"metadata prices that are not one dollar amount (kept unknown)": 0,
              "metadata titles that are not a string (kept empty)": 0}
     meta = read_meta(meta_path, set(kept.item_ids), notes)

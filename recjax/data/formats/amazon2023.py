@@ -35,6 +35,10 @@ _SUFFIXES = (".jsonl", ".jsonl.gz", ".json", ".json.gz")
 
 
 def _find(src: str, folder: str, stem: str) -> str | None:
+    if "://" in src:  # gs://, s3://: through Beam's file systems (--runner beam)
+        from recjax.data.beam_prepare import resolve
+
+        return resolve(src, [w + stem + s for w in ("", folder + "/") for s in _SUFFIXES])
     for where in (src, os.path.join(src, folder)):
         for suffix in _SUFFIXES:
             path = os.path.join(where, stem + suffix)
@@ -46,6 +50,8 @@ def _find(src: str, folder: str, stem: str) -> str | None:
 def find_category(src: str, category: str | None) -> str:
     if category:
         return category
+    if "://" in src:
+        raise DataError(f"{src}: name the category with --category (a remote --src is not listed)")
     names = set()
     for where in (src, os.path.join(src, "review_categories")):
         for suffix in _SUFFIXES:
@@ -91,7 +97,8 @@ def read_meta(path: str, wanted: set[str], notes: dict[str, int]) -> dict[str, d
 
 
 def read_amazon2023(src: str, category: str | None = None, kcore: int = 5, split: str = "leave_last_out",
-                    split_times: tuple[int, int] | None = None, progress: bool = True) -> RawDataset:
+                    split_times: tuple[int, int] | None = None, progress: bool = True,
+                    runner: str = "local", pipeline_options: str = "") -> RawDataset:
     category = find_category(src, category)
     reviews_path = _find(src, "review_categories", category)
     meta_path = _find(src, "meta_categories", "meta_" + category)
@@ -99,7 +106,7 @@ def read_amazon2023(src: str, category: str | None = None, kcore: int = 5, split
         raise DataError(f"{src}: missing required file {category}.jsonl[.gz] (the reviews of --format amazon2023)")
     if meta_path is None:
         raise DataError(f"{src}: missing required file meta_{category}.jsonl[.gz] (item metadata of --format amazon2023)")
-    kept = review_stream.read_reviews(reviews_path, FIELDS, kcore, progress)
+    kept = review_stream.kept_reviews(reviews_path, FIELDS, kcore, runner, pipeline_options, progress)
     notes = {"metadata prices that are not a number (kept unknown)": 0,
              "metadata titles that are not a string (kept empty)": 0}
     meta = read_meta(meta_path, set(kept.item_ids), notes)
