@@ -37,11 +37,14 @@ INSTALL_REQUIRES = jax_pins() + [
 ]
 
 # `recjax prepare --runner beam` (recjax/data/beam_prepare.py): DirectRunner here, Dataflow / Flink /
-# Spark elsewhere. It resolves with the pins above on 3.11 and 3.12 (protobuf 6.33, which TensorFlow
-# 2.21 accepts); the tests install it to check the Beam pipelines against the default path.
+# Spark elsewhere. It resolves with the pins above on 3.11 and 3.12, but caps protobuf below 7,
+# while sentencepiece 0.2.3's model proto (which the item-code vocabularies edit) needs protobuf
+# 7.36 at run time without declaring it: install the extra in a preparation environment of its
+# own (`recjax prepare` never imports sentencepiece). tests/test_data_amazon_streaming.py installs
+# it beside the test environment to run the Beam pipelines against the default path.
 BEAM_REQUIRES = ["apache-beam==2.78.0"]
 
-TEST_REQUIRES = BEAM_REQUIRES + [
+TEST_REQUIRES = [
     "pytest>=8",
     "pytest-xdist==3.8.0",  # the README's test command runs on 2 workers (a test file each, --dist loadfile)
     "torch==2.13.0",  # the CPU wheel; a looser pin pulls a multi-GB CUDA build

@@ -35,6 +35,7 @@ import numpy as np
 
 from recjax.data import review_stream
 from recjax.data.errors import DataError, preview
+from recjax.data.textio import json_object
 
 _NAMESPACE = "recjax"
 
@@ -49,12 +50,7 @@ def _require_beam():
 
 def parse_review(line: str, path: str, fields: review_stream.ReviewFields) -> tuple[tuple[str, str], tuple[int, float]]:
     """One review line -> ((user, item), (time, rating)); DataError naming the file otherwise."""
-    try:
-        record = json.loads(line)
-    except json.JSONDecodeError as e:
-        raise DataError(f"{path}: expected a JSON object per line, got {preview(line)} ({e.msg} at column {e.colno})") from None
-    if not isinstance(record, dict):
-        raise DataError(f"{path}: expected a JSON object per line, got {preview(line)}")
+    record = json_object(path, None, line)
     try:
         user, item, time, rating = review_stream.review_values(path, None, record, fields)
     except DataError as e:

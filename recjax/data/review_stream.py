@@ -21,13 +21,13 @@ import json
 import math
 import re
 from array import array
-from typing import Iterator
+from typing import Callable, Iterator
 
 import numpy as np
 
 from recjax.data.errors import DataError, at, preview
 from recjax.data.raw import RawDataset, kcore_mask
-from recjax.data.textio import iter_lines
+from recjax.data.textio import iter_lines, json_object
 
 PROGRESS_EVERY = 1 << 16  # lines between progress-bar updates (a bar update costs ~1 us a line otherwise)
 DUPLICATES = "repeated (user, item) records, earliest kept"
@@ -60,16 +60,6 @@ class ReviewColumns:
         return len(self.user)
 
 
-def parse_object(path: str, lineno: int, line: str) -> dict:
-    try:
-        record = json.loads(line)
-    except json.JSONDecodeError as e:
-        raise at(path, lineno, f"expected a JSON object per line, got {preview(line)} ({e.msg} at column {e.colno})") from None
-    if not isinstance(record, dict):
-        raise at(path, lineno, f"expected a JSON object per line, got {preview(line)}")
-    return record
-
-
 def review_values(path: str, lineno: int, record: dict, fields: ReviewFields) -> tuple[str, str, int, float]:
     """(user, item, time, rating) of one review, or DataError naming the field and what it holds."""
     user, item, time, rating = (record.get(fields.user), record.get(fields.item), record.get(fields.time),
@@ -98,7 +88,7 @@ def scan(path: str, fields: ReviewFields, progress: bool = True) -> ReviewColumn
     add_user, add_item, add_time, add_rating = users.append, items.append, times.append, ratings.append
     shown = _progress(f"reading {path}") if progress else None
     for lineno, line in iter_lines(path):
-        user, item, time, rating = review_values(path, lineno, parse_object(path, lineno, line), fields)
+        user, item, time, rating = review_values(path, lineno, json_object(path, lineno, line), fields)
         add_user(hash(user))
         add_item(hash(item))
         add_time(time)
@@ -155,7 +145,7 @@ def recover_ids(path: str, fields: ReviewFields, user_hashes: np.ndarray, item_h
         if mu is not None and mi is not None:
             user, item = mu.group(1), mi.group(1)
         else:
-            user, item, _, _ = review_values(path, lineno, parse_object(path, lineno, line), fields)
+            user, item, _, _ = review_values(path, lineno, json_object(path, lineno, line), fields)
         for value, wanted, found, what in ((user, wanted_users, users, "user"), (item, wanted_items, items, "item")):
             key = hash(value)
             if key in wanted and found.setdefault(key, value) != value:
@@ -279,10 +269,52 @@ def meta_lines(path: str, key: str, wanted: set[str]) -> Iterator[tuple[int, dic
         found = key_re.search(line)
         if found is not None and (found.group(1) not in wanted or found.group(1) in seen):
             continue
-        record = parse_object(path, lineno, line)
+        record = json_object(path, lineno, line)
         value = record.get(key)
         if not isinstance(value, str):
             raise at(path, lineno, f"expected field {key!r} (a string), got {'missing' if key not in record else repr(value)}")
         if value in wanted and value not in seen:
             seen.add(value)
             yield lineno, record
+
+
+@dataclasses.dataclass(frozen=True)
+class MetaFields:
+    """How a release's metadata lines give an item's text, attributes and price."""
+
+    key: str  # the item ID field ("asin", "parent_asin")
+    attributes: Callable[[dict], list[str]]
+    price: Callable[[object], tuple[float | None, bool]]  # -> (price or None, whether the value was unreadable)
+    price_note: str  # the note counting unreadable prices
+
+
+TITLE_NOTE = "metadata titles that are not a string (kept empty)"
+
+
+def read_meta(path: str, wanted: set[str], spec: MetaFields, notes: dict[str, int]) -> dict[str, dict]:
+    """{item ID: {"title", "attributes", "price"}} of the wanted items; unreadable titles and prices
+    are counted in `notes` and left empty / unknown."""
+    meta = {}
+    notes.setdefault(spec.price_note, 0)
+    notes.setdefault(TITLE_NOTE, 0)
+    for _, record in meta_lines(path, spec.key, wanted):
+        title = record.get("title")
+        if title is not None and not isinstance(title, str):
+            notes[TITLE_NOTE] += 1
+            title = None
+        price, unreadable = spec.price(record.get("price"))
+        notes[spec.price_note] += unreadable
+        meta[record[spec.key]] = {"title": (title or "").strip(), "attributes": spec.attributes(record), "price": price}
+    return meta
+
+
+def read_release(reviews_path: str, meta_path: str, fields: ReviewFields, meta_fields: MetaFields, kcore: int,
+                 split_times: tuple[int, int] | None, progress: bool = True, runner: str = "local",
+                 pipeline_options: str = "") -> RawDataset:
+    """A 2018/2023 category: the kept reviews (here or on Beam), their items' metadata, the split."""
+    kept = kept_reviews(reviews_path, fields, kcore, runner, pipeline_options, progress)
+    notes: dict[str, int] = {}
+    meta = read_meta(meta_path, set(kept.item_ids), meta_fields, notes)
+    raw = to_raw(kept, fields, meta, split_times, [reviews_path, meta_path])
+    raw.notes.update(notes)
+    return raw

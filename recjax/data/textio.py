@@ -6,11 +6,12 @@ gzip stream is reported with the last line read instead of a bare EOFError.
 from __future__ import annotations
 
 import gzip
+import json
 import os
 import zlib
 from typing import Iterator
 
-from recjax.data.errors import DataError, at
+from recjax.data.errors import DataError, at, preview
 
 
 def require_file(path: str, what: str) -> str:
@@ -48,3 +49,14 @@ def iter_lines(path: str, encoding: str = "utf-8", skip_blank: bool = True, open
         raise at(path, lineno + 1, f"corrupt gzip data ({e}); expected a gzip-compressed text file") from None
     if not seen_content:
         raise DataError(f"{path}: empty file (expected at least one record)")
+
+
+def json_object(path: str, lineno: int | None, line: str) -> dict:
+    """One line of a JSON-lines file as a dict, or DataError "path:line: expected a JSON object..."."""
+    try:
+        record = json.loads(line)
+    except json.JSONDecodeError as e:
+        raise at(path, lineno, f"expected a JSON object per line, got {preview(line)} ({e.msg} at column {e.colno})") from None
+    if not isinstance(record, dict):
+        raise at(path, lineno, f"expected a JSON object per line, got {preview(line)}")
+    return record

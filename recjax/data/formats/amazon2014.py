@@ -23,7 +23,7 @@ import numpy as np
 
 from recjax.data.errors import DataError, at, preview
 from recjax.data.raw import RawDataset, group_by_user
-from recjax.data.textio import iter_lines
+from recjax.data.textio import iter_lines, json_object
 
 REVIEW_FIELDS = {"reviewerID": str, "asin": str, "overall": (int, float), "unixReviewTime": int}
 _ASIN_IN_META = re.compile(r"""['"]asin['"]\s*:\s*['"]([^'"]+)['"]""")
@@ -44,12 +44,7 @@ def read_reviews(path: str) -> tuple[list[str], list[str], np.ndarray, np.ndarra
     """-> (reviewerID, asin, rating float32, unixReviewTime int64) per review, in file order."""
     users, asins, ratings, times = [], [], [], []
     for lineno, line in iter_lines(path):
-        try:
-            record = json.loads(line)
-        except json.JSONDecodeError as e:
-            raise at(path, lineno, f"expected a JSON object per line, got {preview(line)} ({e.msg} at column {e.colno})") from None
-        if not isinstance(record, dict):
-            raise at(path, lineno, f"expected a JSON object per line, got {preview(line)}")
+        record = json_object(path, lineno, line)
         for key, kind in REVIEW_FIELDS.items():
             if not isinstance(record.get(key), kind) or isinstance(record.get(key), bool):
                 got = "missing" if key not in record else f"{record[key]!r}"

@@ -68,27 +68,19 @@ def item_attributes(record: dict) -> list[str]:
     return out
 
 
-def price(value, notes: dict[str, int]) -> float | None:
+def price(value) -> tuple[float | None, bool]:
+    """(the price, whether it was unreadable): "$1,299.00" -> 1299.0; "" and null are unknown;
+    ranges ("$5.00 - $9.00") and other text are unknown and counted."""
     if isinstance(value, (int, float)) and not isinstance(value, bool):
-        return float(value)
+        return float(value), False
     match = _PRICE.match(value.strip()) if isinstance(value, str) else None
     if match:
-        return float(match.group(1).replace(",", ""))
-    if value not in (None, ""):
-        notes["metadata prices that are not one dollar amount (kept unknown)"] += 1
-    return None
+        return float(match.group(1).replace(",", "")), False
+    return None, value not in (None, "")
 
 
-def read_meta(path: str, wanted: set[str], notes: dict[str, int]) -> dict[str, dict]:
-    meta = {}
-    for _, record in review_stream.meta_lines(path, "asin", wanted):
-        title = record.get("title")
-        if title is not None and not isinstance(title, str):
-            notes["metadata titles that are not a string (kept empty)"] += 1
-            title = None
-        meta[record["asin"]] = {"title": (title or "").strip(), "attributes": item_attributes(record),
-                                "price": price(record.get("price"), notes)}
-    return meta
+META = review_stream.MetaFields(key="asin", attributes=item_attributes, price=price,
+                                price_note="metadata prices that are not one dollar amount (kept unknown)")
 
 
 def read_amazon2018(src: str, category: str | None = None, kcore: int = 5, split: str = "leave_last_out",
@@ -105,11 +97,5 @@ def read_amazon2018(src: str, category: str | None = None, kcore: int = 5, split
     if split == "timestamp" and not split_times:
         raise DataError("--split timestamp with --format amazon2018 needs --split-times VALID,TEST (unix seconds); "
                         "the release has no published cut points")
-    kept = review_stream.kept_reviews(reviews_path, FIELDS, kcore, runner, pipeline_options, progress)
-    notes = {"metadata prices that are not one dollar amount (kept unknown)": 0,
-             "metadata titles that are not a string (kept empty)": 0}
-    meta = read_meta(meta_path, set(kept.item_ids), notes)
-    raw = review_stream.to_raw(kept, FIELDS, meta, split_times if split == "timestamp" else None,
-                               [reviews_path, meta_path])
-    raw.notes.update(notes)
-    return raw
+    return review_stream.read_release(reviews_path, meta_path, FIELDS, META, kcore,
+                                      split_times if split == "timestamp" else None, progress, runner, pipeline_options)

@@ -76,24 +76,16 @@ def item_attributes(record: dict) -> list[str]:
     return out
 
 
-def price(value, notes: dict[str, int]) -> float | None:
+def price(value) -> tuple[float | None, bool]:
+    """(the price, whether it was unreadable): numbers are prices; null is unknown; strings such
+    as "—" are unknown and counted."""
     if isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value):
-        return float(value)
-    if value is not None:
-        notes["metadata prices that are not a number (kept unknown)"] += 1
-    return None
+        return float(value), False
+    return None, value is not None
 
 
-def read_meta(path: str, wanted: set[str], notes: dict[str, int]) -> dict[str, dict]:
-    meta = {}
-    for _, record in review_stream.meta_lines(path, "parent_asin", wanted):
-        title = record.get("title")
-        if title is not None and not isinstance(title, str):
-            notes["metadata titles that are not a string (kept empty)"] += 1
-            title = None
-        meta[record["parent_asin"]] = {"title": (title or "").strip(), "attributes": item_attributes(record),
-                                       "price": price(record.get("price"), notes)}
-    return meta
+META = review_stream.MetaFields(key="parent_asin", attributes=item_attributes, price=price,
+                                price_note="metadata prices that are not a number (kept unknown)")
 
 
 def read_amazon2023(src: str, category: str | None = None, kcore: int = 5, split: str = "leave_last_out",
@@ -106,11 +98,6 @@ def read_amazon2023(src: str, category: str | None = None, kcore: int = 5, split
         raise DataError(f"{src}: missing required file {category}.jsonl[.gz] (the reviews of --format amazon2023)")
     if meta_path is None:
         raise DataError(f"{src}: missing required file meta_{category}.jsonl[.gz] (item metadata of --format amazon2023)")
-    kept = review_stream.kept_reviews(reviews_path, FIELDS, kcore, runner, pipeline_options, progress)
-    notes = {"metadata prices that are not a number (kept unknown)": 0,
-             "metadata titles that are not a string (kept empty)": 0}
-    meta = read_meta(meta_path, set(kept.item_ids), notes)
     cuts = (split_times or TIMESTAMP_CUTS) if split == "timestamp" else None
-    raw = review_stream.to_raw(kept, FIELDS, meta, cuts, [reviews_path, meta_path])
-    raw.notes.update(notes)
-    return raw
+    return review_stream.read_release(reviews_path, meta_path, FIELDS, META, kcore, cuts, progress, runner,
+                                      pipeline_options)
