@@ -4,7 +4,7 @@ the earliest pairs, k-core over Counters: AmazonReviews2023 benchmark_scripts/kc
 approach, re-written here) on the same file, up to the 5-core's interactions.
 
     python benchmarks/generate_amazon_reviews.py --release 2023 --reviews 20000000 --out /work/bench/az23_20m
-    python benchmarks/bench_prepare_memory.py --src /work/bench/az23_20m [--no-peer]
+    python benchmarks/bench_prepare_memory.py --src /work/bench/az23_20m [--only recjax|peer]
 
 Each command runs in its own process; its peak resident memory is the kernel's (wait4's
 ru_maxrss), its wall time from start to exit. Prints a table and the ratios peer / recjax.
@@ -69,7 +69,7 @@ def measure(command: list[str]) -> tuple[float, int, str]:
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--src", required=True, help="a folder with <Category>.jsonl[.gz] and meta_<Category>.jsonl[.gz]")
-    p.add_argument("--no-peer", action="store_true", help="measure recjax only")
+    p.add_argument("--only", choices=("recjax", "peer"), help="measure one of the two")
     p.add_argument("--run-peer", help=argparse.SUPPRESS)
     args = p.parse_args(argv)
     if args.run_peer:
@@ -78,24 +78,27 @@ def main(argv: list[str] | None = None) -> int:
     reviews = [f for f in glob.glob(os.path.join(args.src, "*.jsonl*")) if not os.path.basename(f).startswith("meta_")]
     if len(reviews) != 1:
         raise SystemExit(f"{args.src}: expected one <Category>.jsonl[.gz], found {reviews}")
-    out = tempfile.mkdtemp(prefix="bench_prepare_")
-    try:
-        dest = os.path.join(out, "prepared")
-        wall, rss, printed = measure([sys.executable, "-m", "recjax.cli", "prepare", "--format", "amazon2023", "--src",
-                                      args.src, "--out", dest, "--no-tfds"])
-        with open(os.path.join(dest, "prepared.json")) as f:
-            meta = json.load(f)
-    finally:
-        shutil.rmtree(out, ignore_errors=True)
-    print(printed.strip())
-    rows = [("recjax prepare --format amazon2023", wall, rss)]
-    if not args.no_peer:
+    rows = []
+    size = os.path.getsize(reviews[0])
+    print(f"reviews file {reviews[0]} ({size / 2**30:.2f} GiB)")
+    if args.only != "peer":
+        out = tempfile.mkdtemp(prefix="bench_prepare_")
+        try:
+            dest = os.path.join(out, "prepared")
+            wall, rss, printed = measure([sys.executable, "-m", "recjax.cli", "prepare", "--format", "amazon2023",
+                                          "--src", args.src, "--out", dest, "--no-tfds"])
+            with open(os.path.join(dest, "prepared.json")) as f:
+                meta = json.load(f)
+        finally:
+            shutil.rmtree(out, ignore_errors=True)
+        print(printed.strip())
+        print(f"kept {meta['num_users']:,} users, {meta['num_items']:,} items, {meta['num_interactions']:,} "
+              f"interactions of {meta['notes']['reviews read']:,} reviews")
+        rows.append(("recjax prepare --format amazon2023", wall, rss))
+    if args.only != "recjax":
         peer_wall, peer_rss, peer_out = measure([sys.executable, __file__, "--src", args.src, "--run-peer", reviews[0]])
         print(peer_out.strip())
         rows.append(("peer: tuples + dicts (benchmark scripts' approach)", peer_wall, peer_rss))
-    size = os.path.getsize(reviews[0])
-    print(f"\nreviews file {reviews[0]} ({size / 2**30:.2f} GiB); kept {meta['num_users']:,} users, "
-          f"{meta['num_items']:,} items, {meta['num_interactions']:,} interactions of {meta['notes']['reviews read']:,} reviews")
     print(f"{'':55s} {'wall':>9s} {'peak RSS':>10s}")
     for name, w, r in rows:
         print(f"{name:55s} {w:8.0f}s {r / 2**30:9.2f}G")

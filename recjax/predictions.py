@@ -32,9 +32,10 @@ def write_predictions(path: str, rows: Iterable[dict]) -> int:
     return len(rows)
 
 
-def read_predictions(path: str) -> dict[str, dict[int, dict]]:
-    """{task: {user: row}} of a predictions file (or a directory holding predictions.jsonl);
-    one-line errors naming the file and line."""
+def read_predictions(path: str) -> dict[str, dict]:
+    """{task: {user: row}} of a predictions file (or a directory holding predictions.jsonl); under a
+    timestamp split, where a user has several cases, {task: {(user, target): row}}. One-line errors
+    naming the file and line."""
     if os.path.isdir(path):
         path = os.path.join(path, PREDICTIONS_FILE)
     if not os.path.isfile(path):
@@ -52,11 +53,16 @@ def read_predictions(path: str) -> dict[str, dict[int, dict]]:
                                  f"({e!r}; files written before `kind` was recorded: evaluate again)") from None
             if kind not in KINDS:
                 raise ValueError(f"{path}:{number}: kind must be one of {KINDS}, got {kind!r}")
-            if user in out.setdefault(task, {}):
-                raise ValueError(f"{path}:{number}: user {user} of {task} appears twice")
-            out[task][user] = dict(row, target_rank=rank)
+            rows = out.setdefault(task, {})
+            key = (user, row.get("target_original_id", row.get("target")))
+            if key in rows:
+                raise ValueError(f"{path}:{number}: user {user}'s case {key[1]!r} of {task} appears twice")
+            rows[key] = dict(row, target_rank=rank)
     if not out:
         raise ValueError(f"{path}: no predictions")
+    for task, rows in out.items():  # one case a user (leave-last-out): keyed by the user alone
+        if len({user for user, _ in rows}) == len(rows):
+            out[task] = {user: row for (user, _), row in rows.items()}
     return out
 
 

@@ -94,3 +94,27 @@ def test_a_row_without_its_kind_is_one_line_naming_the_file_and_line(tmp_path):
     path.write_text(json.dumps({"task": "x", "kind": "rating", "user": 0, "target": "t", "target_rank": 0}) + "\n")
     with pytest.raises(ValueError, match="kind must be one of"):
         read_predictions(str(path))
+
+
+def test_a_timestamp_splits_several_cases_per_user_are_paired_case_by_case(tmp_path):
+    """Under a timestamp split a user has a case per held-out interaction: rows pair by (user, target)."""
+    def write(path, ranks):
+        with open(path, "w", encoding="utf-8") as f:
+            for (user, target), rank in ranks.items():
+                f.write(json.dumps({"task": "ind_retrieval", "kind": "retrieval", "user": user, "target": target,
+                                    "target_rank": rank, "ranked": []}) + "\n")
+        return str(path)
+    a = read_predictions(write(tmp_path / "a.jsonl", {(0, "x"): 0, (0, "y"): -1, (1, "x"): 3}))
+    b = read_predictions(write(tmp_path / "b.jsonl", {(1, "x"): -1, (0, "y"): 0, (0, "x"): 0}))
+    assert sorted(a["ind_retrieval"]) == [(0, "x"), (0, "y"), (1, "x")]
+    rows = {r["metric"]: r for r in compare.compare(a, b, samples=200)}
+    assert rows["hit@10"]["users"] == 3 and rows["hit@10"]["a"] == pytest.approx(2 / 3)
+    assert (rows["hit@10"]["only_a"], rows["hit@10"]["only_b"]) == (1, 1)
+    with pytest.raises(ValueError, match=r"a.jsonl:2: user 0's case 'x' of ind_retrieval appears twice"):
+        read_predictions(write(tmp_path / "a.jsonl", {(0, "x"): 0}) and _twice(tmp_path / "a.jsonl"))
+
+
+def _twice(path):
+    line = open(path).read()
+    open(path, "w").write(line + line)
+    return str(path)
