@@ -82,6 +82,10 @@ def test_grain_reads_per_process_examples_and_refuses_what_would_desynchronise(s
     with pytest.raises(ValueError, match="a finite pass"):
         grain_loader.batches("synpp_rec", lengths, split="train", batch_size=8, shuffle=True, seed=0, pack=False,
                              num_epochs=1, process_index=1, process_count=2)
+    from recjax.evaluation.evaluator import load_examples
+
+    with pytest.raises(ValueError, match="which trains only"):
+        load_examples("synpp_retrieval", "validation")
     if tasks.seqio_available():
         cfg = DatasetConfig("synpp_rec", lengths, split="train", batch_size=8, shuffle=True, seed=0)
         with pytest.raises(ValueError, match="only the Grain loader"):

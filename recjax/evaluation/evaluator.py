@@ -181,6 +181,12 @@ def load_examples(task, split: str, max_examples: Optional[int] = None, sample_s
     from recjax.task_rows import task_rows
 
     name = task if isinstance(task, str) else task.name
+    import tasks
+
+    if name in tasks.registered_names() and any(tasks.dataset_of(t).process_block for t, _ in tasks.mixture_members(name)):
+        raise ValueError(f"{name}: registered with users='per_process' (each process holds its own users), which "
+                         "trains only; evaluate with tasks.register_dataset.users='all' (recjax eval), or set "
+                         "EVAL_PERIOD = 0 for the training run")
     out = list(task_rows(name, split))
     if not out:
         raise ValueError(f"task {name!r} has no {split!r} examples")
