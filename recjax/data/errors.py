@@ -16,3 +16,7 @@ def preview(text, limit: int = 60) -> str:
     """A short repr of offending text for error messages."""
     text = text if isinstance(text, str) else repr(text)
     return repr(text if len(text) <= limit else text[:limit] + "...")
+
+
+class NotPreparedError(ValueError):
+    """`directory` is not (or not a complete) prepared dataset."""

@@ -32,6 +32,8 @@ import os
 
 import numpy as np
 
+from recjax.data.errors import NotPreparedError  # noqa: F401 (its historical home; re-exported)
+
 FORMAT_VERSION = 1
 METADATA_FILE = "prepared.json"
 ITEMS_FILE = "items.json"
@@ -40,10 +42,6 @@ INTERACTIONS_FILE = "interactions.npz"
 
 RATING_SPLITS = {"train": 0, "valid": 1, "test": 2}
 SPLIT_SCHEMES = ("leave_last_out", "timestamp")
-
-
-class NotPreparedError(ValueError):
-    """`directory` is not (or not a complete) prepared dataset."""
 
 
 @dataclasses.dataclass

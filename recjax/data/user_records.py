@@ -25,6 +25,8 @@ import shutil
 import msgpack
 import numpy as np
 
+from recjax.data.errors import NotPreparedError
+
 RECORDS_DIR = "records"
 RECORDS_META = "records.json"
 FIELDS = {"items": np.int32, "ratings": np.float32, "timestamps": np.int64, "rating_split": np.int8,
@@ -98,8 +100,6 @@ class UserRecords:
     """Random access to a prepared directory's user records: `records[u]` -> decoded record."""
 
     def __init__(self, directory: str):
-        from recjax.data.prepared import NotPreparedError
-
         folder = os.path.join(directory, RECORDS_DIR)
         meta_path = os.path.join(folder, RECORDS_META)
         if not os.path.isfile(meta_path):

@@ -19,6 +19,7 @@ import os
 import re
 
 from recjax.data import review_stream
+from recjax.data.formats import amazon_reviews
 from recjax.data.errors import DataError
 from recjax.data.raw import RawDataset
 
@@ -79,7 +80,7 @@ def price(value) -> tuple[float | None, bool]:
     return None, value not in (None, "")
 
 
-META = review_stream.MetaFields(key="asin", attributes=item_attributes, price=price,
+META = amazon_reviews.MetaFields(key="asin", attributes=item_attributes, price=price,
                                 price_note="metadata prices that are not one dollar amount (kept unknown)")
 
 
@@ -97,5 +98,5 @@ def read_amazon2018(src: str, category: str | None = None, kcore: int = 5, split
     if split == "timestamp" and not split_times:
         raise DataError("--split timestamp with --format amazon2018 needs --split-times VALID,TEST (unix seconds); "
                         "the release has no published cut points")
-    return review_stream.read_release(reviews_path, meta_path, FIELDS, META, kcore,
+    return amazon_reviews.read_release(reviews_path, meta_path, FIELDS, META, kcore,
                                       split_times if split == "timestamp" else None, progress, runner, pipeline_options)

@@ -23,6 +23,7 @@ import math
 import os
 
 from recjax.data import review_stream
+from recjax.data.formats import amazon_reviews
 from recjax.data.errors import DataError
 from recjax.data.raw import RawDataset
 
@@ -84,7 +85,7 @@ def price(value) -> tuple[float | None, bool]:
     return None, value is not None
 
 
-META = review_stream.MetaFields(key="parent_asin", attributes=item_attributes, price=price,
+META = amazon_reviews.MetaFields(key="parent_asin", attributes=item_attributes, price=price,
                                 price_note="metadata prices that are not a number (kept unknown)")
 
 
@@ -99,5 +100,5 @@ def read_amazon2023(src: str, category: str | None = None, kcore: int = 5, split
     if meta_path is None:
         raise DataError(f"{src}: missing required file meta_{category}.jsonl[.gz] (item metadata of --format amazon2023)")
     cuts = (split_times or TIMESTAMP_CUTS) if split == "timestamp" else None
-    return review_stream.read_release(reviews_path, meta_path, FIELDS, META, kcore, cuts, progress, runner,
+    return amazon_reviews.read_release(reviews_path, meta_path, FIELDS, META, kcore, cuts, progress, runner,
                                       pipeline_options)
