@@ -125,6 +125,12 @@ def test_timestamp_split_written_and_read_back_through_tasks(az23, tmp_path):
     row = builder.user_examples("retrieval", "test", 1, 0, 0)[0]
     assert row["target_id"] == ds.item_ids[0] and row["history_ids"] == builder.ids([1, 2])  # U2: I2, I3 -> I1
     assert builder.examples_per_user("mim", "test").tolist() == [1, 1, 0, 0]  # users without a test case: none
+    from recjax.data.stats import dataset_stats, format_stats
+
+    assert (f"split          timestamp at {CUTS}: train 8 / valid 2 / test 2 interactions; 2 users with a test case"
+            in format_stats(dataset_stats(ds)))
+    with pytest.raises(ValueError, match="needs `recjax prepare --split leave_last_out`"):
+        ds.loo_split("valid")
 
 
 def test_2018_fields_prices_and_repeated_metadata(tmp_path):

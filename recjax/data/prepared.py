@@ -143,8 +143,9 @@ class PreparedDataset:
         For training data use `train_sequences()`; under a timestamp split, `next_item_cases`.
         """
         if self.interaction_splits is not None:
-            raise ValueError(f"dataset {self.name!r} has a timestamp split (cut points {self.split_times}): "
-                             "its cases are every later interaction, not one a user; use next_item_cases(split)")
+            raise ValueError(f"dataset {self.name!r} has a timestamp split (cut points {self.split_times}): a case per "
+                             "held-out interaction, not one a user; leave-one-out evaluation (the in-repo baselines) "
+                             "needs `recjax prepare --split leave_last_out`, and next_item_cases(split) gives the cases")
         if split == "valid":
             return [s[:-2] for s in self.sequences], np.array([s[-2] for s in self.sequences], np.int32)
         if split == "test":

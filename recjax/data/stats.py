@@ -36,6 +36,11 @@ def dataset_stats(ds: PreparedDataset) -> dict:
     if ds.timestamps is not None:
         times = np.concatenate(ds.timestamps)
         stats["time_range"] = [int(times.min()), int(times.max())]
+    stats["split"] = {"scheme": ds.split_scheme}
+    if ds.interaction_splits is not None:
+        labels = np.bincount(np.concatenate(ds.interaction_splits), minlength=3)
+        stats["split"].update(cut_points=list(ds.split_times), train=int(labels[0]), valid=int(labels[1]),
+                              test=int(labels[2]), users_with_test_cases=int(sum((c == 2).any() for c in ds.interaction_splits)))
     return stats
 
 
@@ -63,4 +68,11 @@ def format_stats(stats: dict) -> str:
 
         first, last = (datetime.datetime.fromtimestamp(t, datetime.timezone.utc).date() for t in stats["time_range"])
         lines.append(f"time range     {first} .. {last}")
+    split = stats.get("split", {"scheme": "leave_last_out"})
+    if split["scheme"] == "timestamp":
+        lines.append(f"split          timestamp at {tuple(split['cut_points'])}: train {split['train']:,} / valid "
+                     f"{split['valid']:,} / test {split['test']:,} interactions; {split['users_with_test_cases']:,} "
+                     "users with a test case")
+    else:
+        lines.append("split          leave-last-out (per user: the last tests, the one before validates)")
     return "\n".join(lines)
