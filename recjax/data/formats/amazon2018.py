@@ -14,8 +14,6 @@ through the same policies and streaming reader as amazon2023 (`recjax.data.revie
 """
 from __future__ import annotations
 
-import glob
-import os
 import re
 
 from recjax.data import review_stream
@@ -29,32 +27,11 @@ _SUFFIXES = (".json.gz", ".json", ".jsonl.gz", ".jsonl")
 _PRICE = re.compile(r"^\$\s*([0-9][0-9,]*(?:\.[0-9]+)?)$")
 
 
-def _find(src: str, stem: str) -> str | None:
-    if "://" in src:  # gs://, s3://: through Beam's file systems (--runner beam)
-        from recjax.data.beam_prepare import resolve
-
-        return resolve(src, [stem + s for s in _SUFFIXES])
-    for suffix in _SUFFIXES:
-        path = os.path.join(src, stem + suffix)
-        if os.path.isfile(path):
-            return path
-    return None
-
-
 def find_category(src: str, category: str | None) -> str:
     """The reviews file's stem: `Office_Products` (all reviews) or `Office_Products_5` (5-core)."""
-    if category:
-        return category
-    if "://" in src:
-        raise DataError(f"{src}: name the category with --category (a remote --src is not listed)")
-    names = {os.path.basename(p)[: -len(s)] for s in _SUFFIXES for p in glob.glob(os.path.join(src, "*" + s))}
-    names = sorted(n for n in names if not n.startswith("meta_"))
-    if len(names) == 1:
-        return names[0]
-    if not names:
-        raise DataError(f"{src}: missing required file (expected <Category>.json.gz or <Category>_5.json.gz and "
-                        "meta_<Category>.json.gz for --format amazon2018)")
-    raise DataError(f"{src}: several review files ({', '.join(names)}); pick one with --category")
+    return amazon_reviews.find_category(
+        src, category, _SUFFIXES, ("",), "expected <Category>.json.gz or <Category>_5.json.gz and "
+        "meta_<Category>.json.gz for --format amazon2018", "review files")
 
 
 def item_attributes(record: dict) -> list[str]:
@@ -88,9 +65,9 @@ def read_amazon2018(src: str, category: str | None = None, kcore: int = 5, split
                     split_times: tuple[int, int] | None = None, progress: bool = True,
                     runner: str = "local", pipeline_options: str = "") -> RawDataset:
     category = find_category(src, category)
-    reviews_path = _find(src, category)
+    reviews_path = amazon_reviews.find_file(src, category, _SUFFIXES)
     base = category[:-2] if category.endswith("_5") else category
-    meta_path = _find(src, "meta_" + base)
+    meta_path = amazon_reviews.find_file(src, "meta_" + base, _SUFFIXES)
     if reviews_path is None:
         raise DataError(f"{src}: missing required file {category}.json.gz (the reviews of --format amazon2018)")
     if meta_path is None:

@@ -18,9 +18,7 @@ timestamp split at the benchmark's cut points (`--split timestamp`, `TIMESTAMP_C
 """
 from __future__ import annotations
 
-import glob
 import math
-import os
 
 from recjax.data import review_stream
 from recjax.data.formats import amazon_reviews
@@ -35,37 +33,10 @@ TIMESTAMP_CUTS = (1628643414042, 1658002729837)
 _SUFFIXES = (".jsonl", ".jsonl.gz", ".json", ".json.gz")
 
 
-def _find(src: str, folder: str, stem: str) -> str | None:
-    if "://" in src:  # gs://, s3://: through Beam's file systems (--runner beam)
-        from recjax.data.beam_prepare import resolve
-
-        return resolve(src, [w + stem + s for w in ("", folder + "/") for s in _SUFFIXES])
-    for where in (src, os.path.join(src, folder)):
-        for suffix in _SUFFIXES:
-            path = os.path.join(where, stem + suffix)
-            if os.path.isfile(path):
-                return path
-    return None
-
-
 def find_category(src: str, category: str | None) -> str:
-    if category:
-        return category
-    if "://" in src:
-        raise DataError(f"{src}: name the category with --category (a remote --src is not listed)")
-    names = set()
-    for where in (src, os.path.join(src, "review_categories")):
-        for suffix in _SUFFIXES:
-            for path in glob.glob(os.path.join(where, "*" + suffix)):
-                name = os.path.basename(path)[: -len(suffix)]
-                if not name.startswith("meta_"):
-                    names.add(name)
-    if len(names) == 1:
-        return names.pop()
-    if not names:
-        raise DataError(f"{src}: missing required file (expected <Category>.jsonl[.gz] and meta_<Category>.jsonl[.gz] "
-                        "for --format amazon2023)")
-    raise DataError(f"{src}: several categories ({', '.join(sorted(names))}); pick one with --category")
+    return amazon_reviews.find_category(
+        src, category, _SUFFIXES, ("", "review_categories"), "expected <Category>.jsonl[.gz] and "
+        "meta_<Category>.jsonl[.gz] for --format amazon2023", "categories")
 
 
 def item_attributes(record: dict) -> list[str]:
@@ -93,8 +64,8 @@ def read_amazon2023(src: str, category: str | None = None, kcore: int = 5, split
                     split_times: tuple[int, int] | None = None, progress: bool = True,
                     runner: str = "local", pipeline_options: str = "") -> RawDataset:
     category = find_category(src, category)
-    reviews_path = _find(src, "review_categories", category)
-    meta_path = _find(src, "meta_categories", "meta_" + category)
+    reviews_path = amazon_reviews.find_file(src, category, _SUFFIXES, ("", "review_categories"))
+    meta_path = amazon_reviews.find_file(src, "meta_" + category, _SUFFIXES, ("", "meta_categories"))
     if reviews_path is None:
         raise DataError(f"{src}: missing required file {category}.jsonl[.gz] (the reviews of --format amazon2023)")
     if meta_path is None:

@@ -4,11 +4,46 @@ metadata (streamed, kept items only) and the split."""
 from __future__ import annotations
 
 import dataclasses
+import glob
+import os
 from typing import Callable
 
 from recjax.data.errors import DataError
 from recjax.data.raw import RawDataset
 from recjax.data.review_stream import KeptReviews, ReviewFields, meta_lines, read_reviews, to_raw
+
+
+def find_file(src: str, stem: str, suffixes: tuple[str, ...], folders: tuple[str, ...] = ("",)) -> str | None:
+    """The first of stem + suffix in `src` or its `folders` that exists; a remote `src` (gs://,
+    s3://) through Beam's file systems (--runner beam)."""
+    names = [f"{folder}/{stem}{suffix}" if folder else stem + suffix for folder in folders for suffix in suffixes]
+    if "://" in src:
+        from recjax.data.beam_prepare import resolve
+
+        return resolve(src, names)
+    return next((os.path.join(src, n) for n in names if os.path.isfile(os.path.join(src, n))), None)
+
+
+def find_category(src: str, category: str | None, suffixes: tuple[str, ...], folders: tuple[str, ...],
+                  missing: str, what: str) -> str:
+    """`category`, or the one review file's stem in `src` (or its `folders`; metadata files left
+    out); `missing` says which files were expected, `what` names the stems in the error for several."""
+    if category:
+        return category
+    if "://" in src:
+        raise DataError(f"{src}: name the category with --category (a remote --src is not listed)")
+    names = set()
+    for folder in folders:
+        for suffix in suffixes:
+            for path in glob.glob(os.path.join(src, folder, "*" + suffix)):
+                name = os.path.basename(path)[: -len(suffix)]
+                if not name.startswith("meta_"):
+                    names.add(name)
+    if len(names) == 1:
+        return names.pop()
+    if not names:
+        raise DataError(f"{src}: missing required file ({missing})")
+    raise DataError(f"{src}: several {what} ({', '.join(sorted(names))}); pick one with --category")
 
 
 def kept_reviews(path: str, fields: ReviewFields, kcore: int, runner: str = "local", pipeline_options: str = "",
