@@ -174,7 +174,7 @@ def _read_users(prefix: str) -> list[tuple[str, list]]:
 def kept_reviews(path: str, fields: review_stream.ReviewFields, kcore: int, pipeline_options: str = "",
                  log=print) -> review_stream.KeptReviews:
     """The Beam pipelines of this module's docstring -> the same KeptReviews as review_stream.read_reviews."""
-    beam = _require_beam()
+    _require_beam()  # the one-line error where the extra is missing
     from apache_beam.io.filesystems import FileSystems
 
     options = _pipeline_options(pipeline_options)
@@ -214,13 +214,12 @@ def kept_reviews(path: str, fields: review_stream.ReviewFields, kcore: int, pipe
     offsets = np.zeros(len(users) + 1, np.int64)
     np.cumsum(lengths, out=offsets[1:])
     flat = [r for _, records in users for r in records]
-    kept = review_stream.KeptReviews(
+    return review_stream.KeptReviews(
         user_ids=[u for u, _ in users], item_ids=item_ids, offsets=offsets,
         items=np.fromiter((code[r[1]] for r in flat), np.int32, len(flat)),
         time=np.fromiter((r[0] for r in flat), np.int64, len(flat)),
         rating=np.fromiter((r[2] for r in flat), np.float32, len(flat)),
         dropped=dropped, reviews_read=counts.get("reviews read", 0))
-    return kept
 
 
 def resolve(src: str, names: list[str]) -> str | None:
