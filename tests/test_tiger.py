@@ -63,14 +63,16 @@ def test_the_three_files_are_tigers_model_and_differ_only_in_the_dataset(fresh_g
         assert run["%MIXTURE_OR_TASK_NAME"] == f"{name}_retrieval"
 
 
-def test_the_cpu_variant_is_tigers_configuration_with_an_annealing_schedule(fresh_gin):
-    """gin/baselines/tiger_beauty_cpu.gin: tiger_beauty.gin's bindings but the schedule (warm-up,
-    cosine to 0 over its 2,000 steps) and MODEL_DIR."""
-    tiger = _bindings("beauty")
+@pytest.mark.parametrize("name", ["beauty", "sports", "toys"])
+def test_the_cpu_variant_is_tigers_configuration_with_an_annealing_schedule(fresh_gin, name):
+    """gin/baselines/tiger_<dataset>_cpu.gin: tiger_<dataset>.gin's bindings but the schedule
+    (warm-up, cosine to 0 over its 2,000 steps) and its own MODEL_DIR."""
+    tiger = _bindings(name)
     gin.clear_config()
-    gin_utils.parse_gin([str(REPO_ROOT / "gin/baselines/tiger_beauty_cpu.gin")], ["DATA_DIR = 'unused'"])
+    gin_utils.parse_gin([str(REPO_ROOT / f"gin/baselines/tiger_{name}_cpu.gin")], ["DATA_DIR = 'unused'"])
     cpu = {k: gin.query_parameter(k) for k in tiger}
     assert {k for k in tiger if cpu[k] != tiger[k]} == {"%MODEL_DIR"}
+    assert gin.query_parameter("%MODEL_DIR") == f"runs/tiger/{name}_cpu"
     assert gin.query_parameter("%TRAIN_STEPS") == 2000
     assert gin.query_parameter("optimizers.warmup_cosine_schedule.peak") == 0.01
     schedule = gin.query_parameter("optimizers.adafactor.learning_rate")
