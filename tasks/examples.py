@@ -34,8 +34,16 @@ INPUT_FORMS = ("template", "codes")
 _SPLIT_CODE = {s: i for i, s in enumerate(SPLITS)}
 _LOO_SPLIT = {"validation": "valid", "test": "test"}
 _RATING_SPLIT = {"train": "train", "validation": "valid", "test": "test"}
-_ORDER_STREAM = 1_000_003  # stream id of the example-order permutation (not a user index)
+# Stream id of the example-order permutation. User streams are keyed by the global user index and
+# skip this value (user_stream): datasets of more users than this would otherwise draw one user's
+# examples from the order permutation's stream; below it every key is the user index, as ever.
+_ORDER_STREAM = 1_000_003
 EVAL_EPOCH = 0
+
+
+def user_stream(user: int) -> int:
+    """The random stream of a global user index: the index itself, past _ORDER_STREAM one more."""
+    return user + (user >= _ORDER_STREAM)
 
 # Features every example carries besides inputs/targets (the evaluator and the tests read them):
 # task kind, template id, user index, target item ID(s), the user's full history IDs (for
@@ -175,8 +183,8 @@ class ExampleBuilder:
         self._counts[task, split] = counts
         return counts
 
-    def _rng(self, seed: int, epoch: int, split: str, kind: TaskKind, user: int) -> np.random.Generator:
-        return np.random.default_rng([seed, epoch, _SPLIT_CODE[split], kind.stream, user])
+    def _rng(self, seed: int, epoch: int, split: str, kind: TaskKind, stream: int) -> np.random.Generator:
+        return np.random.default_rng([seed, epoch, _SPLIT_CODE[split], kind.stream, stream])
 
     def _check(self, task: str, split: str) -> TaskKind:
         if task not in self.tasks():
@@ -218,7 +226,7 @@ class ExampleBuilder:
         kind = self._check(task, split)
         if split != "train":
             epoch = EVAL_EPOCH
-        rows = kind.build(self, split, [(int(u), self._rng(seed, epoch, split, kind, self.user_offset + int(u)))
+        rows = kind.build(self, split, [(int(u), self._rng(seed, epoch, split, kind, user_stream(self.user_offset + int(u))))
                                         for u in users])
         expected = int(self.examples_per_user(task, split)[users].sum())
         if len(rows) != expected:  # examples_per_user must say what build does: sources locate rows by it
@@ -280,7 +288,7 @@ class ExampleBuilder:
         """All examples of `user` for (task, split) in epoch `epoch` (deterministic)."""
         kind = self._check(task, split)
         epoch = EVAL_EPOCH if split != "train" else epoch
-        return kind.build(self, split, [(user, self._rng(seed, epoch, split, kind, self.user_offset + user))])
+        return kind.build(self, split, [(user, self._rng(seed, epoch, split, kind, user_stream(self.user_offset + user)))])
 
     # ------------------------------------------------------------------ what the kinds share
 

@@ -142,3 +142,14 @@ def test_two_jax_processes_each_read_their_own_users(synthetic, t5_vocab_path, t
     assert [g["block"] for g in got] == [[0, 2], [1, 2]] and [g["rows"] for g in got] == [4, 4]
     ids = load_prepared(str(synthetic)).user_original_ids
     assert [g["offset"] for g in got] == [0, 150] and got[0]["ids"] == ids[:150] and got[1]["ids"] == ids[150:]
+
+
+def test_no_user_draws_from_the_order_permutations_stream():
+    """Draws are keyed by the global user index; past a million users one index would equal the
+    example-order permutation's stream id: user_stream skips it and leaves smaller indices as they were."""
+    from tasks import examples
+
+    users = range(examples._ORDER_STREAM - 2, examples._ORDER_STREAM + 3)
+    keys = [examples.user_stream(u) for u in users]
+    assert examples._ORDER_STREAM not in keys and len(set(keys)) == len(keys)
+    assert [examples.user_stream(u) for u in range(22363)] == list(range(22363))
