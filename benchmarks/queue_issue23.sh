@@ -1,0 +1,98 @@
+#!/usr/bin/env bash
+# Issue 23's measurements on this CPU, in order of priority, as one queue that many sessions share:
+# every stage is idempotent (a run with a test report is skipped, a partial run resumes exactly
+# from MODEL_DIR's newest checkpoint, a finished one trains nothing), so a session that ends mid-run
+# loses at most one checkpoint period, and the next session starts the same command again.
+#
+#   nohup bash benchmarks/queue_issue23.sh > runs/logs/queue_issue23.log 2>&1 &
+#   bash benchmarks/queue_issue23.sh claim_s1 tiger_sports   # chosen stages, in the order given
+#
+# Stages (default: all, in this order; each one's minutes on 2 cores, evaluation included):
+#   claim_s0 claim_s1 claim_s2  the paper's claim, one training seed of its three arms: rec, rec+aux at
+#                     equal steps, rec+aux at rec's retrieval windows (gin/repro/claim; ~38 + 38 + 60)
+#   sports_twin       the compact recipe on Sports, unbalanced and balanced collaborative IDs (~2 x 20)
+#   baselines         popularity and the in-repo SASRec on Sports and Toys, per-user predictions (~15)
+#   tiger_sports tiger_toys  TIGER's configuration, one-session schedule (gin/baselines/tiger_*_cpu.gin; ~150 each)
+#   ids_beauty        the compact recipe on Beauty's semantic vs collaborative IDs at equal windows (~2 x 45)
+# Logs: runs/logs/<run>.log, runs/logs/<run>_eval.log. Figures: benchmarks/RESULTS.md (issue 23).
+set -uo pipefail
+cd "$(dirname "$0")/.."
+[ -f .venv/bin/activate ] && . .venv/bin/activate
+mkdir -p runs/logs
+
+prepared() {  # prepared DATASET: data/DATASET from ../shared/data
+  [ -d "data/$1" ] || recjax prepare --format p5 --src "../shared/data/$1" --out "data/$1" --no-tfds
+}
+
+indexed() {  # indexed DATASET SCHEME_DIR ARGS...: data/DATASET_SCHEME_DIR by recjax index ARGS
+  local d=$1 out=data/$1_$2; shift 2
+  prepared "$d" && { [ -d "$out" ] || recjax index "$@" --src "data/$d" --out "$out"; }
+}
+
+train_eval() {  # train_eval MODEL_DIR TASK GIN_FILE [--gin.X=Y ...]: train (resumes), then test at the best step
+  local dir=$1 task=$2 gin=$3 name; shift 3
+  name=$(echo "${dir#runs/}" | tr / _)
+  [ -f "$dir/test/metrics.json" ] && { echo "$dir: evaluated, skipped"; return 0; }
+  echo "$(date -u +%FT%TZ) train $dir"
+  /usr/bin/time -v recjax train --gin_file="$gin" "$@" --gin.MODEL_DIR="'$dir'" >> "runs/logs/$name.log" 2>&1 || return 1
+  echo "$(date -u +%FT%TZ) eval $dir"
+  /usr/bin/time -v recjax eval --gin_file="$gin" --gin_file=gin/runs/eval.gin "$@" --checkpoint "$dir" --step best \
+    --task "$task" --output_dir "$dir/test" --predictions "$dir/test/predictions.jsonl" > "runs/logs/${name}_eval.log" 2>&1
+}
+
+claim() {  # claim SEED: the three arms of gin/repro/claim at one training seed
+  indexed beauty collaborative --scheme collaborative --codebook_size 32 || return 1
+  train_eval "runs/claim/rec_s$1" beauty_rec gin/repro/claim/rec.gin --gin.SEED="$1" &&
+  train_eval "runs/claim/aux_s$1" beauty_rec gin/repro/claim/rec_aux.gin --gin.SEED="$1" &&
+  train_eval "runs/claim/aux_equal_s$1" beauty_rec gin/repro/claim/rec_aux_equal_retrieval.gin --gin.SEED="$1"
+}
+
+sports_twin() {
+  indexed sports collaborative --scheme collaborative --codebook_size 32 &&
+  indexed sports collaborative_balanced --scheme collaborative --codebook_size 32 --balanced || return 1
+  local v
+  for v in collaborative collaborative_balanced; do
+    train_eval "runs/repro/sports_compact_$v" sports_retrieval gin/repro/sports_t5_compact.gin \
+      --gin.DATA_DIR="'data/sports_$v'" || return 1
+  done
+}
+
+baselines() {
+  local d
+  for d in sports toys; do
+    prepared $d || return 1
+    [ -f "runs/baselines/popularity_$d/predictions.jsonl" ] ||
+      recjax baseline --model popularity --data_dir "data/$d" --out "runs/baselines/popularity_$d" || return 1
+    [ -f "runs/baselines/sasrec_ss_$d/predictions.jsonl" ] ||
+      recjax baseline --model sasrec --gin_file=baselines/sasrec_sampled.gin --data_dir "data/$d" \
+        --out "runs/baselines/sasrec_ss_$d" > "runs/logs/sasrec_ss_$d.log" 2>&1 || return 1
+  done
+}
+
+tiger() {  # tiger DATASET
+  indexed "$1" semantic_rqvae --scheme semantic_rqvae --levels 3 --codebook_size 256 --embeddings text &&
+  train_eval "runs/tiger/$1_cpu" "$1_retrieval" "gin/baselines/tiger_$1_cpu.gin"
+}
+
+ids_beauty() {
+  indexed beauty collaborative --scheme collaborative --codebook_size 32 &&
+  indexed beauty semantic_rqvae --scheme semantic_rqvae --levels 3 --codebook_size 256 --embeddings text || return 1
+  local v
+  for v in collaborative semantic_rqvae; do
+    train_eval "runs/repro/beauty_compact_$v" beauty_retrieval gin/repro/beauty_t5_compact.gin \
+      --gin.DATA_DIR="'data/beauty_$v'" || return 1
+  done
+}
+
+stages=("$@")
+[ ${#stages[@]} -eq 0 ] && stages=(claim_s0 sports_twin claim_s1 claim_s2 baselines tiger_sports tiger_toys ids_beauty)
+for stage in "${stages[@]}"; do
+  echo "$(date -u +%FT%TZ) stage $stage"
+  case $stage in
+    claim_s[0-9]) claim "${stage#claim_s}" ;;
+    tiger_sports|tiger_toys) tiger "${stage#tiger_}" ;;
+    sports_twin|baselines|ids_beauty) $stage ;;
+    *) echo "unknown stage $stage" >&2; false ;;
+  esac || { echo "$(date -u +%FT%TZ) stage $stage failed (see runs/logs)" >&2; exit 1; }
+done
+echo "$(date -u +%FT%TZ) done"
