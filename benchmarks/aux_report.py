@@ -7,7 +7,7 @@ convergent budget of gin/repro/claim (issue 23, runs/claim).
         [--plot benchmarks/aux_curves.png]
     python benchmarks/aux_report.py --runs runs/claim --plot benchmarks/claim_curves.png
 
-Reads RUNS/{rec,aux,aux_equal}_s<seed>/test*/predictions.jsonl (`recjax eval --predictions` on
+Reads RUNS/{rec,aux,aux_equal,mim,mlm,bpr}_s<seed>/test*/predictions.jsonl (`recjax eval --predictions` on
 the whole test split: test/ for a mixture, or test_retrieval/ + test_ranking/) and each run's
 metrics.jsonl; prints per-run metrics with popularity on the same users, each seed's paired
 comparison against rec (bootstrap 95% CI, McNemar for hits), the mean over seeds, and plots
@@ -35,9 +35,10 @@ from recjax.data import load_prepared  # noqa: E402
 from recjax.metrics import per_user_from_ranks  # noqa: E402
 
 CONDITIONS = {"rec": "rec (retrieval + ranking)", "aux": "rec + MIM + MLM + BPR",
-              "aux_equal": "rec + MIM + MLM + BPR, rec's retrieval windows"}
-# Mixture rates 1.0 per task: rec draws 1/2 of its examples from retrieval, aux 1/5.
-RETRIEVAL_SHARE = {"rec": 1 / 2, "aux": 1 / 5, "aux_equal": 1 / 5}
+              "aux_equal": "rec + MIM + MLM + BPR, rec's retrieval windows",
+              "mim": "rec + MIM", "mlm": "rec + MLM", "bpr": "rec + BPR"}
+# Mixture rates 1.0 per task: rec draws 1/2 of its examples from retrieval, aux 1/5, one task alone 1/3.
+RETRIEVAL_SHARE = {"rec": 1 / 2, "aux": 1 / 5, "aux_equal": 1 / 5, "mim": 1 / 3, "mlm": 1 / 3, "bpr": 1 / 3}
 METRICS = {"retrieval": ("hit@10", "ndcg@10"), "ranking": ("hr@1", "ndcg@10")}
 
 
@@ -177,7 +178,8 @@ def main() -> int:
     import matplotlib.pyplot as plt
 
     fig, (ax_loss, ax_hit) = plt.subplots(1, 2, figsize=(11, 4))
-    colors = {"rec": "tab:blue", "aux": "tab:orange", "aux_equal": "tab:green"}
+    colors = {"rec": "tab:blue", "aux": "tab:orange", "aux_equal": "tab:green", "mim": "tab:red", "mlm": "tab:purple",
+              "bpr": "tab:brown"}
     validated = all(run["train"]["validation"] for run in runs.values())
     for (cond, seed), run in sorted(runs.items()):
         if validated:  # validation retrieval NDCG@10 against the retrieval windows seen

@@ -14,6 +14,7 @@
 #   baselines         popularity and the in-repo SASRec on Sports and Toys, per-user predictions (~15)
 #   tiger_sports tiger_toys  TIGER's configuration, one-session schedule (gin/baselines/tiger_*_cpu.gin; ~150 each)
 #   ids_beauty        the compact recipe on Beauty's semantic vs collaborative IDs at equal windows (~2 x 45)
+#   single_s0         each auxiliary task alone with rec (gin/repro/claim/rec_{mim,mlm,bpr}.gin; ~3 x 38)
 # Logs: runs/logs/<run>.log, runs/logs/<run>_eval.log. Figures: benchmarks/RESULTS.md (issue 23).
 set -uo pipefail
 cd "$(dirname "$0")/.."
@@ -45,6 +46,13 @@ claim() {  # claim SEED: the three arms of gin/repro/claim at one training seed
   train_eval "runs/claim/rec_s$1" beauty_rec gin/repro/claim/rec.gin --gin.SEED="$1" &&
   train_eval "runs/claim/aux_s$1" beauty_rec gin/repro/claim/rec_aux.gin --gin.SEED="$1" &&
   train_eval "runs/claim/aux_equal_s$1" beauty_rec gin/repro/claim/rec_aux_equal_retrieval.gin --gin.SEED="$1"
+}
+
+single() {  # single SEED: rec + one auxiliary task, for each
+  local k
+  for k in mim mlm bpr; do
+    train_eval "runs/claim/${k}_s$1" beauty_rec "gin/repro/claim/rec_$k.gin" --gin.SEED="$1" || return 1
+  done
 }
 
 sports_twin() {
@@ -85,11 +93,12 @@ ids_beauty() {
 }
 
 stages=("$@")
-[ ${#stages[@]} -eq 0 ] && stages=(claim_s0 sports_twin claim_s1 claim_s2 baselines tiger_sports tiger_toys ids_beauty)
+[ ${#stages[@]} -eq 0 ] && stages=(claim_s0 sports_twin claim_s1 claim_s2 baselines tiger_sports tiger_toys ids_beauty single_s0)
 for stage in "${stages[@]}"; do
   echo "$(date -u +%FT%TZ) stage $stage"
   case $stage in
     claim_s[0-9]) claim "${stage#claim_s}" ;;
+    single_s[0-9]) single "${stage#single_s}" ;;
     tiger_sports|tiger_toys) tiger "${stage#tiger_}" ;;
     sports_twin|baselines|ids_beauty) $stage ;;
     *) echo "unknown stage $stage" >&2; false ;;

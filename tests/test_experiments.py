@@ -203,7 +203,7 @@ def test_the_claim_at_convergence_differs_only_in_the_mixture_and_the_controls_s
     codes form, vocabulary, packing, batch and schedule shape; aux differs in its mixture, the
     control also in its steps (1.31x: what equal retrieval windows take, measured in the next test)."""
     runs = {}
-    for name in ("rec", "rec_aux", "rec_aux_equal_retrieval"):
+    for name in ("rec", "rec_aux", "rec_aux_equal_retrieval", "rec_mim", "rec_mlm", "rec_bpr"):
         gin.clear_config()
         gin_utils.parse_gin([f"gin/repro/claim/{name}.gin"], ["VOCAB_SIZE = 384"])
         setup = memory_plan.read_train_setup()
@@ -212,7 +212,7 @@ def test_the_claim_at_convergence_differs_only_in_the_mixture_and_the_controls_s
                       gin_utils.bound_argument("tasks.register_dataset", "input_form"),
                       gin.query_parameter("%DATA_DIR"))
     rec, aux, control = runs["rec"], runs["rec_aux"], runs["rec_aux_equal_retrieval"]
-    for other in (aux, control):
+    for other in (aux, control, runs["rec_mim"], runs["rec_mlm"], runs["rec_bpr"]):
         for field in ("model_config", "batch_size", "task_feature_lengths", "pack", "seed"):
             assert getattr(other[0], field) == getattr(rec[0], field), field
         assert other[2:] == rec[2:] == ("codes", "data/beauty_collaborative")
@@ -220,6 +220,8 @@ def test_the_claim_at_convergence_differs_only_in_the_mixture_and_the_controls_s
                       "eval_period": 250}
     assert aux[1] == dict(rec[1], mixture_or_task_name="beauty_rec_aux")
     assert control[1] == dict(aux[1], train_steps=5250)
+    for kind in ("mim", "mlm", "bpr"):  # each auxiliary task alone, at rec's steps
+        assert runs[f"rec_{kind}"][1] == dict(rec[1], mixture_or_task_name=f"beauty_rec_{kind}")
 
 
 def _retrieval_windows_a_row(name: str, gin_file: str, data_dir: str, batches: int = 60) -> float:
