@@ -109,8 +109,8 @@ def task_rows(runs: dict, cond: str, seed: int, kind: str) -> dict[int, dict]:
 
 def seed_mean(runs: dict, cond: str, seeds: list[int], kind: str, metric: str, users: list[int]) -> np.ndarray:
     """[users] one metric of the arm's task of `kind`, each user's value averaged over `seeds`."""
-    return np.mean([per_user_from_ranks([task_rows(runs, cond, s, kind)[u]["target_rank"] for u in users], kind)[metric]
-                    for s in seeds], 0)
+    by_seed = [task_rows(runs, cond, s, kind) for s in seeds]
+    return np.mean([per_user_from_ranks([rows[u]["target_rank"] for u in users], kind)[metric] for rows in by_seed], 0)
 
 
 def main() -> int:
