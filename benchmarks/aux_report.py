@@ -26,7 +26,7 @@ import numpy as np
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-from convergence_report import curve as validation_curve  # noqa: E402
+from convergence_report import curve as validation_curve, progress  # noqa: E402
 from ids_report import finish_plot, hit_curve, popularity_rows  # noqa: E402
 
 from recjax.evaluation import paired as compare  # noqa: E402
@@ -63,14 +63,11 @@ def train_info(directory: str, share: float, batch_size: int) -> dict:
     rows = [json.loads(line) for line in open(path) if line.strip()] if os.path.isfile(path) else []
     train = [r for r in rows if r.get("split") == "train"]
     steps = max((r["step"] for r in train), default=0)
-    timed = [r for r in train if r.get("steps_per_sec") and r.get("examples_per_sec")]
-    validation = validation_curve(directory, share) if timed else []
-    seen, last = 0.0, 0
-    for r in timed:  # windows a logged row covers: its steps x its examples a step
-        seen += (r["step"] - last) * r["examples_per_sec"] / r["steps_per_sec"] * share
-        last = r["step"]
+    timed = [r for r in train if r.get("steps_per_sec")]
+    timed = bool(timed) and all(r.get("examples_per_sec") for r in timed)
+    validation = validation_curve(directory, share, rows) if timed else []
     best = os.path.join(directory, "best", "best.json")
-    return {"steps": steps, "seen": seen if timed else steps * batch_size * share,
+    return {"steps": steps, "seen": float(progress(rows, share)[1][-1]) if timed else steps * batch_size * share,
             "curve": [(r["step"], r["loss"]) for r in train], "validation": validation,
             "best_step": json.load(open(best))["step"] if os.path.isfile(best) else None}
 
@@ -85,7 +82,8 @@ def paired_against_rec(runs: dict, cond: str, seeds: list[int], samples: int) ->
     print("|---|---|---|---|---|---|---|---|---|")
     diffs: dict[tuple[str, str], list[float]] = {}
     for seed in seeds:
-        for r in compare.compare(runs[("rec", seed)]["rows"], runs[(cond, seed)]["rows"], samples):
+        reported = {m for names in METRICS.values() for m in names}  # bootstraps for these only
+        for r in compare.compare(runs[("rec", seed)]["rows"], runs[(cond, seed)]["rows"], samples, metrics=reported):
             kind = r["kind"]
             if r["metric"] not in METRICS[kind]:
                 continue

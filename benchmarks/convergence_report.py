@@ -30,14 +30,26 @@ def windows_per_pass(data_dir: str) -> int:
     return int(sum(max(len(s) - 1, 0) for s in load_prepared(data_dir).train_sequences()))
 
 
-def curve(model_dir: str, share: float = 1.0) -> list[dict]:
-    """[{step, windows, seconds, ndcg@10, hit@10}] at every validation of the run."""
-    rows = [json.loads(line) for line in open(os.path.join(model_dir, "metrics.jsonl")) if line.strip()]
+def read_metrics(model_dir: str) -> list[dict]:
+    """Every row of a run's metrics.jsonl."""
+    return [json.loads(line) for line in open(os.path.join(model_dir, "metrics.jsonl")) if line.strip()]
+
+
+def progress(rows: list[dict], share: float = 1.0) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(steps, windows seen, training seconds) [logged train rows], cumulative at each logged step."""
     train = [r for r in rows if r["split"] == "train" and r.get("steps_per_sec")]
     steps = np.array([r["step"] for r in train])
     gaps = np.diff(np.concatenate([[0], steps]))  # steps each logged row covers
     windows = np.cumsum([g * r["examples_per_sec"] / r["steps_per_sec"] * share for g, r in zip(gaps, train)])
     seconds = np.cumsum([g / r["steps_per_sec"] for g, r in zip(gaps, train)])
+    return steps, windows, seconds
+
+
+def curve(model_dir: str, share: float = 1.0, rows: list[dict] | None = None) -> list[dict]:
+    """[{step, windows, seconds, ndcg@10, hit@10}] at every validation of the run (`rows`: its
+    metrics, read from MODEL_DIR when not given)."""
+    rows = read_metrics(model_dir) if rows is None else rows
+    steps, windows, seconds = progress(rows, share)
     out = []
     for r in rows:
         key = next((k for k in r if k.endswith("_retrieval/ndcg@10")), None)

@@ -33,6 +33,8 @@ def test_hand_made_files_give_hand_computed_differences(tmp_path, capsys):
     assert rows["ndcg@10"]["a"] == pytest.approx(ndcg_a) and rows["ndcg@10"]["b"] == pytest.approx(ndcg_b)
     assert rows["ndcg@10"]["diff"] == pytest.approx(ndcg_b - ndcg_a)
     assert rows["ndcg@10"]["ci_low"] <= rows["ndcg@10"]["diff"] <= rows["ndcg@10"]["ci_high"]
+    kept = compare.compare(read_predictions(a), read_predictions(b), samples=2000, metrics={"hit@10", "ndcg@10"})
+    assert kept == [rows["hit@10"], rows["ndcg@10"]]  # only those rows, each the same as in the full comparison
     assert compare_cli.main([a, b, "--samples", "500", "--plot", str(tmp_path / "d.png")]) == 0
     out = capsys.readouterr().out
     assert "| beauty_retrieval | hit@10 | 4 | 0.5000 | 0.7500 | +0.2500 |" in out

@@ -39,8 +39,9 @@ def mcnemar(a_hit: np.ndarray, b_hit: np.ndarray) -> dict:
     return {"only_a": only_a, "only_b": only_b, "p_mcnemar": float(p)}
 
 
-def compare(a: dict, b: dict, samples: int = 10_000, seed: int = 0) -> list[dict]:
-    """One row per (task, metric) over the users of each task present in both."""
+def compare(a: dict, b: dict, samples: int = 10_000, seed: int = 0, metrics=None) -> list[dict]:
+    """One row per (task, metric) over the users of each task present in both; `metrics` (names)
+    keeps only those (each bootstrap has its own seeded draws, so a row is the same either way)."""
     tasks = sorted(set(a) & set(b))
     if not tasks:
         raise ValueError(f"no task in common (A: {', '.join(sorted(a))}; B: {', '.join(sorted(b))})")
@@ -60,7 +61,7 @@ def compare(a: dict, b: dict, samples: int = 10_000, seed: int = 0) -> list[dict
             raise ValueError(f"{task}: {kind} rows in A but {kind_b} rows in B")
         ma = per_user_from_ranks([a[task][u]["target_rank"] for u in users], kind)
         mb = per_user_from_ranks([b[task][u]["target_rank"] for u in users], kind)
-        for metric in ma:
+        for metric in (m for m in ma if metrics is None or m in metrics):
             row = {"task": task, "kind": kind, "metric": metric, "users": len(users), "a": float(ma[metric].mean()),
                    "b": float(mb[metric].mean()), **paired_bootstrap(ma[metric], mb[metric], samples, seed)}
             if metric.startswith(("hit@", "hr@")):
