@@ -120,3 +120,30 @@ def _twice(path):
     line = open(path).read()
     open(path, "w").write(line + line)
     return str(path)
+
+
+def test_exposure_counts_the_items_each_runs_lists_show(tmp_path, capsys):
+    """Distinct items, effective number of items and the 10 most-shown items' share, by hand."""
+    def write(path, lists):
+        with open(path, "w", encoding="utf-8") as f:
+            for user, ranked in enumerate(lists):
+                f.write(json.dumps({"task": "b_retrieval", "kind": "retrieval", "user": user, "target": f"t{user}",
+                                    "target_rank": -1, "ranked": ranked}) + "\n")
+        return str(path)
+    a = write(tmp_path / "a.jsonl", [["x", "y", "q"], ["x", "z", "q"], ["x", "y", "q"]])  # top-2 slots: x 3, y 2, z 1
+    b = write(tmp_path / "b.jsonl", [["p", "q"], ["r", "s"], ["t", "u"]])
+    rows = {r["metric"]: r for r in compare.exposure(read_predictions(a), read_predictions(b), k=2)}
+    assert rows["distinct@2"]["a"] == 3 and rows["distinct@2"]["b"] == 6 and rows["distinct@2"]["users"] == 3
+    share = np.array([3, 2, 1]) / 6
+    assert rows["effective items@2"]["a"] == pytest.approx(np.exp(-(share * np.log(share)).sum()))
+    assert rows["effective items@2"]["b"] == pytest.approx(6.0)
+    assert rows["top-10 items' share@2"]["a"] == pytest.approx(1.0)
+    assert compare_cli.main([a, b, "--samples", "200", "--json", str(tmp_path / "c.json")]) == 0
+    out = capsys.readouterr().out
+    assert "| b_retrieval | distinct@10 | 3 | 4 | 6 |" in out
+    figures = json.loads((tmp_path / "c.json").read_text())
+    assert {r["metric"] for r in figures["exposure"]} == {"distinct@10", "effective items@10", "top-10 items' share@10"}
+    assert figures["paired"] and all("diff" in r for r in figures["paired"])
+    # 12 items each shown once: the 10 most-shown hold 10 / 12 of the slots
+    wide = write(tmp_path / "w.jsonl", [[f"i{u}", f"j{u}", f"k{u}"] for u in range(4)])
+    assert compare.exposure(read_predictions(wide), read_predictions(wide), k=3)[2]["a"] == pytest.approx(10 / 12)

@@ -5,8 +5,10 @@ A and B are `recjax eval --predictions` files (or eval output directories holdin
 mean under A and B (runs with different item-ID schemes are matched by the target's original
 ID, `target_original_id`), the difference B - A with a paired bootstrap 95% interval (users resampled
 with replacement, seeded) and its two-sided bootstrap p-value, and for hit@k / hr@k McNemar's
-exact test on the users where exactly one of the two hits. Prints a markdown table; `--plot`
-draws the differences with their intervals; `--json` writes every figure.
+exact test on the users where exactly one of the two hits; for retrieval, how widely each run's
+top-10 lists spread over the items (distinct items shown, effective number of items, the share
+of the 10 most-shown). Prints markdown tables; `--plot` draws the differences with their
+intervals; `--json` writes every figure ({"paired": [...], "exposure": [...]}).
 
     recjax compare runs/ids/random/test/predictions.jsonl runs/ids/semantic_rqkmeans/test/predictions.jsonl
 """
@@ -19,7 +21,7 @@ from typing import Optional
 
 from recjax import exit_codes
 from recjax.data.atomic import atomic_write
-from recjax.evaluation.paired import compare, markdown, plot
+from recjax.evaluation.paired import compare, exposure, markdown, plot
 from recjax.predictions import read_predictions
 
 
@@ -35,14 +37,15 @@ def main(argv: Optional[list[str]] = None) -> int:
     try:
         if args.samples < 100:
             raise ValueError(f"--samples must be >= 100, got {args.samples}")
-        rows = compare(read_predictions(args.a), read_predictions(args.b), args.samples, args.seed)
+        a, b = read_predictions(args.a), read_predictions(args.b)
+        rows, spread = compare(a, b, args.samples, args.seed), exposure(a, b)
     except (ValueError, OSError) as e:
         return exit_codes.report("compare", e)
-    print(markdown(rows, args.a, args.b, args.samples))
+    print(markdown(rows, args.a, args.b, args.samples, spread))
     if args.plot:
         plot(rows, args.plot, f"B = {os.path.basename(os.path.dirname(os.path.abspath(args.b)))} vs "
                               f"A = {os.path.basename(os.path.dirname(os.path.abspath(args.a)))}")
     if args.json:
-        atomic_write(args.json, json.dumps(rows, indent=2))
+        atomic_write(args.json, json.dumps({"paired": rows, "exposure": spread}, indent=2))
     return 0
 

@@ -70,12 +70,33 @@ def compare(a: dict, b: dict, samples: int = 10_000, seed: int = 0, metrics=None
     return rows
 
 
+def exposure(a: dict, b: dict, k: int = 10) -> list[dict]:
+    """How widely each run's top-k lists spread over the catalog, per retrieval task on the users
+    both evaluated (not paired statistics: one figure a run): distinct items shown, the effective
+    number of items (exp of the entropy of the slots' item distribution) and the share of all
+    slots held by the 10 most-shown items. Tasks whose rows carry no ranked items are left out."""
+    rows = []
+    for task in sorted(set(a) & set(b)):
+        users = sorted(set(a[task]) & set(b[task]))
+        if not users or kind_of(a[task]) != "retrieval" or not all(r[task][u].get("ranked") for r in (a, b) for u in users):
+            continue
+        figures = []
+        for run in (a, b):
+            _, counts = np.unique(np.concatenate([run[task][u]["ranked"][:k] for u in users]), return_counts=True)
+            share = counts / counts.sum()  # [distinct items]
+            figures.append({f"distinct@{k}": float(len(counts)),
+                            f"effective items@{k}": float(np.exp(-(share * np.log(share)).sum())),
+                            f"top-10 items' share@{k}": float(np.sort(share)[-10:].sum())})
+        rows += [{"task": task, "metric": m, "users": len(users), "a": figures[0][m], "b": figures[1][m]} for m in figures[0]]
+    return rows
+
+
 def format_p(p: float, samples: int) -> str:
     """A bootstrap p-value of 0 means below the resolution 1 / samples."""
     return f"<{1 / samples:.0e}" if p == 0 else f"{p:.3g}"
 
 
-def markdown(rows: list[dict], name_a: str, name_b: str, samples: int = 10_000) -> str:
+def markdown(rows: list[dict], name_a: str, name_b: str, samples: int = 10_000, spread: list[dict] = ()) -> str:
     lines = [f"A = {name_a}", f"B = {name_b}", "",
              "| task | metric | users | A | B | B - A | 95% CI (paired bootstrap) | p (bootstrap) | McNemar A-only / B-only, p |",
              "|---|---|---|---|---|---|---|---|---|"]
@@ -83,6 +104,12 @@ def markdown(rows: list[dict], name_a: str, name_b: str, samples: int = 10_000) 
         mc = f"{r['only_a']} / {r['only_b']}, {r['p_mcnemar']:.3g}" if "p_mcnemar" in r else "-"
         lines.append(f"| {r['task']} | {r['metric']} | {r['users']:,} | {r['a']:.4f} | {r['b']:.4f} | {r['diff']:+.4f} | "
                      f"[{r['ci_low']:+.4f}, {r['ci_high']:+.4f}] | {format_p(r['p_bootstrap'], samples)} | {mc} |")
+    if spread:
+        lines += ["", "Exposure: how widely each run's lists spread over the items (one figure a run, not paired)", "",
+                  "| task | metric | users | A | B |", "|---|---|---|---|---|"]
+        for r in spread:  # counts whole, effective items to a tenth, shares to 3 digits
+            digits = 0 if r["metric"].startswith("distinct") else 1 if r["metric"].startswith("effective") else 3
+            lines.append(f"| {r['task']} | {r['metric']} | {r['users']:,} | {r['a']:,.{digits}f} | {r['b']:,.{digits}f} |")
     return "\n".join(lines)
 
 
