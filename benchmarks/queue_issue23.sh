@@ -10,8 +10,8 @@
 # Stages (default: all, in this order; each one's minutes on 2 cores, evaluation included):
 #   claim_s0 claim_s1 claim_s2  the paper's claim, one training seed of its three arms: rec, rec+aux at
 #                     equal steps, rec+aux at rec's retrieval windows (gin/repro/claim; ~38 + 38 + 60)
-#   sports_twin sports_twin_s1  the compact recipe on Sports, unbalanced and balanced collaborative IDs, at
-#                     training seed 0 (runs/repro/sports_compact_*) and 1 (*_s1) (~2 x 22 each)
+#   sports_twin sports_twin_s1 toys_twin  the compact recipe on unbalanced and balanced collaborative IDs,
+#                     training seed 0 (runs/repro/<d>_compact_*) or 1 (*_s1) (~2 x 22 each)
 #   baselines         popularity and the in-repo SASRec on Sports and Toys, per-user predictions (~15)
 #   tiger_sports tiger_toys  TIGER's configuration, one-session schedule (gin/baselines/tiger_*_cpu.gin; ~150 each)
 #   ids_beauty        the compact recipe on Beauty's semantic vs collaborative IDs at equal windows (~2 x 45)
@@ -56,14 +56,14 @@ single() {  # single SEED: rec + one auxiliary task, for each
   done
 }
 
-sports_twin() {  # sports_twin SEED: the compact recipe on Sports' unbalanced and balanced codes (seed 0: no suffix)
-  indexed sports collaborative --scheme collaborative --codebook_size 32 &&
-  indexed sports collaborative_balanced --scheme collaborative --codebook_size 32 --balanced || return 1
-  local v suffix=${1:+_s$1}
-  [ "$1" = 0 ] && suffix=
+twin() {  # twin DATASET SEED: the compact recipe on unbalanced and balanced collaborative codes (seed 0: no suffix)
+  indexed "$1" collaborative --scheme collaborative --codebook_size 32 &&
+  indexed "$1" collaborative_balanced --scheme collaborative --codebook_size 32 --balanced || return 1
+  local v suffix=_s$2
+  [ "$2" = 0 ] && suffix=
   for v in collaborative collaborative_balanced; do
-    train_eval "runs/repro/sports_compact_$v$suffix" sports_retrieval gin/repro/sports_t5_compact.gin \
-      --gin.DATA_DIR="'data/sports_$v'" --gin.SEED="$1" || return 1
+    train_eval "runs/repro/$1_compact_$v$suffix" "$1_retrieval" "gin/repro/$1_t5_compact.gin" \
+      --gin.DATA_DIR="'data/$1_$v'" --gin.SEED="$2" || return 1
   done
 }
 
@@ -95,15 +95,15 @@ ids_beauty() {
 }
 
 stages=("$@")
-[ ${#stages[@]} -eq 0 ] && stages=(claim_s0 sports_twin claim_s1 claim_s2 baselines sports_twin_s1 tiger_sports tiger_toys ids_beauty single_s0)
+[ ${#stages[@]} -eq 0 ] && stages=(claim_s0 sports_twin claim_s1 claim_s2 baselines sports_twin_s1 toys_twin tiger_sports tiger_toys ids_beauty single_s0)
 for stage in "${stages[@]}"; do
   echo "$(date -u +%FT%TZ) stage $stage"
   case $stage in
     claim_s[0-9]) claim "${stage#claim_s}" ;;
     single_s[0-9]) single "${stage#single_s}" ;;
     tiger_sports|tiger_toys) tiger "${stage#tiger_}" ;;
-    sports_twin) sports_twin 0 ;;
-    sports_twin_s[0-9]) sports_twin "${stage#sports_twin_s}" ;;
+    sports_twin|toys_twin) twin "${stage%_twin}" 0 ;;
+    sports_twin_s[0-9]|toys_twin_s[0-9]) twin "${stage%_twin_s*}" "${stage#*_twin_s}" ;;
     baselines|ids_beauty) $stage ;;
     *) echo "unknown stage $stage" >&2; false ;;
   esac || { echo "$(date -u +%FT%TZ) stage $stage failed (see runs/logs)" >&2; exit 1; }
