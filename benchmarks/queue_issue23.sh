@@ -14,6 +14,8 @@
 #                     training seed 0 (runs/repro/<d>_compact_*) or 1 (*_s1) (~2 x 22 each)
 #   baselines         popularity and the in-repo SASRec on Sports and Toys, per-user predictions (~15)
 #   tiger_sports tiger_toys  TIGER's configuration, one-session schedule (gin/baselines/tiger_*_cpu.gin; ~150 each)
+#   tiger_beauty_long TIGER's configuration on Beauty, the CPU schedule stretched to 8,000 steps (~23 passes;
+#                     ~8 h over several sessions through exact resume: item 2's run to convergence)
 #   ids_beauty        the compact recipe on Beauty's semantic vs collaborative IDs at equal windows (~2 x 45)
 #   single_s0         each auxiliary task alone with rec (gin/repro/claim/rec_{mim,mlm,bpr}.gin; ~3 x 38)
 # Logs: runs/logs/<run>.log, runs/logs/<run>_eval.log. Figures: benchmarks/RESULTS.md (issue 23).
@@ -84,6 +86,11 @@ tiger() {  # tiger DATASET
   train_eval "runs/tiger/$1_cpu" "$1_retrieval" "gin/baselines/tiger_$1_cpu.gin"
 }
 
+tiger_beauty_long() {  # TIGER's configuration on Beauty annealed over 8,000 steps (~23 passes, ~8 h: several sessions)
+  indexed beauty semantic_rqvae --scheme semantic_rqvae --levels 3 --codebook_size 256 --embeddings text &&
+  train_eval runs/tiger/beauty_long beauty_retrieval gin/baselines/tiger_beauty_cpu.gin --gin.TRAIN_STEPS=8000 --gin.EVAL_PERIOD=500
+}
+
 ids_beauty() {
   indexed beauty collaborative --scheme collaborative --codebook_size 32 &&
   indexed beauty semantic_rqvae --scheme semantic_rqvae --levels 3 --codebook_size 256 --embeddings text || return 1
@@ -95,7 +102,7 @@ ids_beauty() {
 }
 
 stages=("$@")
-[ ${#stages[@]} -eq 0 ] && stages=(claim_s0 sports_twin claim_s1 claim_s2 baselines sports_twin_s1 toys_twin tiger_sports tiger_toys ids_beauty single_s0)
+[ ${#stages[@]} -eq 0 ] && stages=(claim_s0 sports_twin claim_s1 claim_s2 baselines sports_twin_s1 toys_twin tiger_sports tiger_toys tiger_beauty_long ids_beauty single_s0)
 for stage in "${stages[@]}"; do
   echo "$(date -u +%FT%TZ) stage $stage"
   case $stage in
@@ -104,7 +111,7 @@ for stage in "${stages[@]}"; do
     tiger_sports|tiger_toys) tiger "${stage#tiger_}" ;;
     sports_twin|toys_twin) twin "${stage%_twin}" 0 ;;
     sports_twin_s[0-9]|toys_twin_s[0-9]) twin "${stage%_twin_s*}" "${stage#*_twin_s}" ;;
-    baselines|ids_beauty) $stage ;;
+    baselines|ids_beauty|tiger_beauty_long) $stage ;;
     *) echo "unknown stage $stage" >&2; false ;;
   esac || { echo "$(date -u +%FT%TZ) stage $stage failed (see runs/logs)" >&2; exit 1; }
 done
