@@ -26,7 +26,7 @@ import numpy as np
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-from convergence_report import curve as validation_curve, progress  # noqa: E402
+from convergence_report import curve as validation_curve, progress, read_metrics  # noqa: E402
 from ids_report import finish_plot, hit_curve, popularity_rows  # noqa: E402
 
 from recjax.evaluation import paired as compare  # noqa: E402
@@ -59,12 +59,11 @@ def means(rows: dict[int, dict], kind: str) -> dict[str, float]:
 def train_info(directory: str, share: float, batch_size: int) -> dict:
     """Steps, retrieval windows seen (from the logged examples a step: packed rows hold several;
     `batch_size` a step for runs that log none), the loss curve, the validation curve and the best step."""
-    path = os.path.join(directory, "metrics.jsonl")
-    rows = [json.loads(line) for line in open(path) if line.strip()] if os.path.isfile(path) else []
+    rows = read_metrics(directory) if os.path.isfile(os.path.join(directory, "metrics.jsonl")) else []
     train = [r for r in rows if r.get("split") == "train"]
     steps = max((r["step"] for r in train), default=0)
-    timed = [r for r in train if r.get("steps_per_sec")]
-    timed = bool(timed) and all(r.get("examples_per_sec") for r in timed)
+    logged = [r for r in train if r.get("steps_per_sec")]
+    timed = bool(logged) and all(r.get("examples_per_sec") for r in logged)
     validation = validation_curve(directory, share, rows) if timed else []
     best = os.path.join(directory, "best", "best.json")
     return {"steps": steps, "seen": float(progress(rows, share)[1][-1]) if timed else steps * batch_size * share,
@@ -81,8 +80,8 @@ def paired_against_rec(runs: dict, cond: str, seeds: list[int], samples: int) ->
     print(f"| seed | task | metric | rec | {cond} | {cond} - rec | 95% CI | p (bootstrap) | McNemar rec-only / {cond}-only, p |")
     print("|---|---|---|---|---|---|---|---|---|")
     diffs: dict[tuple[str, str], list[float]] = {}
+    reported = {m for names in METRICS.values() for m in names}  # bootstraps for these only
     for seed in seeds:
-        reported = {m for names in METRICS.values() for m in names}  # bootstraps for these only
         for r in compare.compare(runs[("rec", seed)]["rows"], runs[(cond, seed)]["rows"], samples, metrics=reported):
             kind = r["kind"]
             if r["metric"] not in METRICS[kind]:
