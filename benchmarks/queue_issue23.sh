@@ -102,7 +102,7 @@ ids_beauty() {
 }
 
 stages=("$@")
-[ ${#stages[@]} -eq 0 ] && stages=(claim_s0 sports_twin claim_s1 claim_s2 baselines sports_twin_s1 toys_twin tiger_sports tiger_toys tiger_beauty_long ids_beauty single_s0)
+[ ${#stages[@]} -eq 0 ] && stages=(claim_s0 sports_twin claim_s1 claim_s2 baselines tiger_sports tiger_toys tiger_beauty_long sports_twin_s1 toys_twin ids_beauty single_s0)
 for stage in "${stages[@]}"; do
   echo "$(date -u +%FT%TZ) stage $stage"
   case $stage in
