@@ -90,14 +90,29 @@ def paired_against_rec(runs: dict, cond: str, seeds: list[int], samples: int) ->
             mc = f"{r['only_a']} / {r['only_b']}, {r['p_mcnemar']:.2g}" if "p_mcnemar" in r else "-"
             print(f"| {seed} | {kind} | {r['metric']} | {r['a']:.4f} | {r['b']:.4f} | {r['diff']:+.4f} | "
                   f"[{r['ci_low']:+.4f}, {r['ci_high']:+.4f}] | {compare.format_p(r['p_bootstrap'], samples)} | {mc} |")
-    print(f"\n| task | metric | seeds | mean {cond} - rec | differences per seed | pooled over seeds: 95% CI, p |")
-    print("|---|---|---|---|---|---|")
+    # The pooled bootstrap resamples users only: it says how sure the difference is for these trained
+    # models. Whether it would hold for another training seed is the t-test over the per-seed
+    # differences (n - 1 degrees of freedom; little power at 3 seeds, but it counts the seed noise).
+    print(f"\n| task | metric | seeds | mean {cond} - rec | differences per seed | pooled over seeds: 95% CI, p "
+          f"| t-test over seeds, p |")
+    print("|---|---|---|---|---|---|---|")
     for (kind, metric), values in sorted(diffs.items()):
         users = sorted(set.intersection(*(set(task_rows(runs, c, s, kind)) for c in ("rec", cond) for s in seeds)))
         pooled = compare.paired_bootstrap(*(seed_mean(runs, c, seeds, kind, metric, users) for c in ("rec", cond)),
                                           samples)
         print(f"| {kind} | {metric} | {len(values)} | {np.mean(values):+.4f} | " + ", ".join(f"{v:+.4f}" for v in values)
-              + f" | [{pooled['ci_low']:+.4f}, {pooled['ci_high']:+.4f}], {compare.format_p(pooled['p_bootstrap'], samples)} |")
+              + f" | [{pooled['ci_low']:+.4f}, {pooled['ci_high']:+.4f}], {compare.format_p(pooled['p_bootstrap'], samples)} "
+              f"| {seed_t_test(values)} |")
+
+
+def seed_t_test(differences: list[float]) -> str:
+    """Two-sided one-sample t-test of the per-seed differences against 0."""
+    from scipy import stats
+
+    if len(differences) < 2:
+        return "-"
+    test = stats.ttest_1samp(differences, 0.0)
+    return f"{test.pvalue:.2g} (t {test.statistic:+.1f})"
 
 
 def task_rows(runs: dict, cond: str, seed: int, kind: str) -> dict[int, dict]:
