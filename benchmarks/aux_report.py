@@ -6,6 +6,7 @@ convergent budget of gin/repro/claim (issue 23, runs/claim).
     python benchmarks/aux_report.py [--runs runs/aux] [--data data/beauty_collaborative] \
         [--plot benchmarks/aux_curves.png]
     python benchmarks/aux_report.py --runs runs/claim --plot benchmarks/claim_curves.png
+    python benchmarks/aux_report.py --runs runs/claim --test_dir test_last --plot benchmarks/claim_last_curves.png
 
 Reads RUNS/{rec,aux,aux_equal,mim,mlm,bpr}_s<seed>/test*/predictions.jsonl (`recjax eval --predictions` on
 the whole test split: test/ for a mixture, or test_retrieval/ + test_ranking/) and each run's
@@ -42,9 +43,12 @@ RETRIEVAL_SHARE = {"rec": 1 / 2, "aux": 1 / 5, "aux_equal": 1 / 5, "mim": 1 / 3,
 METRICS = {"retrieval": ("hit@10", "ndcg@10"), "ranking": ("hr@1", "ndcg@10")}
 
 
-def load_run(directory: str) -> dict[str, dict[int, dict]]:
+BEST = ("test", "test_retrieval", "test_full", "test_ranking")  # the best step on validation
+
+
+def load_run(directory: str, subdirs: tuple[str, ...] = BEST) -> dict[str, dict[int, dict]]:
     rows = {}
-    for sub in ("test", "test_retrieval", "test_full", "test_ranking"):
+    for sub in subdirs:
         path = os.path.join(directory, sub, "predictions.jsonl")
         if os.path.isfile(path):
             for task, by_user in read_predictions(path).items():
@@ -132,13 +136,16 @@ def main() -> int:
     p.add_argument("--plot", default="benchmarks/aux_curves.png")
     p.add_argument("--samples", type=int, default=10_000)
     p.add_argument("--batch_size", type=int, default=32)
+    p.add_argument("--test_dir", default=None,
+                   help="read each run's predictions from RUN/TEST_DIR (e.g. test_last: the queue's claim_last, "
+                        "every run at its last step) instead of its best-on-validation test directories")
     args = p.parse_args()
     dataset = load_prepared(args.data)
     runs = {}
     for cond in CONDITIONS:
         for seed in range(10):
             directory = os.path.join(args.runs, f"{cond}_s{seed}")
-            rows = load_run(directory) if os.path.isdir(directory) else {}
+            rows = load_run(directory, (args.test_dir,) if args.test_dir else BEST) if os.path.isdir(directory) else {}
             if rows:
                 for by_user in rows.values():
                     for row in by_user.values():
@@ -160,7 +167,8 @@ def main() -> int:
         print(f"| popularity | - | - | - | {kind} | {len(pop[task]):,} | {m[METRICS[kind][0]]:.4f} | {m['ndcg@10']:.4f} |")
     for (cond, seed), run in sorted(runs.items()):
         info = run["train"]
-        steps = f"{info['steps']:,}" + (f" ({info['best_step']:,})" if info["best_step"] else "")
+        steps = f"{info['steps']:,}" + (f" ({args.test_dir})" if args.test_dir else
+                                          f" ({info['best_step']:,})" if info["best_step"] else "")
         for task in sorted(run["rows"]):
             kind = kind_of(run["rows"][task])
             m = means(run["rows"][task], kind)
