@@ -41,8 +41,13 @@ train_eval() {  # train_eval MODEL_DIR TASK GIN_FILE [--gin.X=Y ...]: train (res
   echo "$(date -u +%FT%TZ) train $dir"
   /usr/bin/time -v recjax train --gin_file="$gin" "$@" --gin.MODEL_DIR="'$dir'" >> "runs/logs/$name.log" 2>&1 || return 1
   echo "$(date -u +%FT%TZ) eval $dir"
-  /usr/bin/time -v recjax eval --gin_file="$gin" --gin_file=gin/runs/eval.gin "$@" --checkpoint "$dir" --step best \
-    --task "$task" --output_dir "$dir/test" --predictions "$dir/test/predictions.jsonl" > "runs/logs/${name}_eval.log" 2>&1
+  evaluate "$dir" best test "runs/logs/${name}_eval.log" "$task" "$gin" "$@"
+}
+
+evaluate() {  # evaluate MODEL_DIR STEP OUT_SUBDIR LOG TASK GIN_FILE [--gin.X=Y ...]: the whole test split -> MODEL_DIR/OUT_SUBDIR
+  local dir=$1 step=$2 out=$3 log=$4 task=$5 gin=$6; shift 6
+  /usr/bin/time -v recjax eval --gin_file="$gin" --gin_file=gin/runs/eval.gin "$@" --checkpoint "$dir" --step "$step" \
+    --task "$task" --output_dir "$dir/$out" --predictions "$dir/$out/predictions.jsonl" > "$log" 2>&1
 }
 
 claim() {  # claim SEED: the three arms of gin/repro/claim at one training seed
@@ -62,9 +67,8 @@ claim_last() {  # every evaluated claim run again at its last step (the cosine's
     case $arm in rec) gin=rec ;; aux) gin=rec_aux ;; aux_equal) gin=rec_aux_equal_retrieval ;; *) gin=rec_$arm ;; esac
     step=$(ls "$dir/checkpoints" | grep -E '^[0-9]+$' | sort -n | tail -1)
     echo "$(date -u +%FT%TZ) eval $dir at step $step"
-    recjax eval --gin_file="gin/repro/claim/$gin.gin" --gin_file=gin/runs/eval.gin --checkpoint "$dir" --step "$step" \
-      --task beauty_rec --output_dir "$dir/test_last" --predictions "$dir/test_last/predictions.jsonl" \
-      > "runs/logs/claim_$(basename "$dir")_eval_last.log" 2>&1 || return 1
+    evaluate "$dir" "$step" test_last "runs/logs/claim_$(basename "$dir")_eval_last.log" beauty_rec \
+      "gin/repro/claim/$gin.gin" || return 1
   done
 }
 

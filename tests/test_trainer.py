@@ -234,8 +234,7 @@ def test_sigterm_to_one_of_two_processes_stops_both_at_the_same_step(uninterrupt
 def test_two_processes_match_one_process_on_grain(uninterrupted_run):
     """Each process reads its own examples (p, p + P, ...) and keeps its own position."""
     root, data_dir, _ = uninterrupted_run
-    subprocess.run(train_cmd(root / "grain_one", data_dir, steps=3, extra=GRAIN), cwd=REPO_ROOT, env=env(),
-                   check=True, timeout=600)
+    train(root / "grain_one", data_dir, steps=3, extra=GRAIN)
     model_dir, port = root / "grain_two", free_port()
     procs = [subprocess.Popen(train_cmd(model_dir, data_dir, steps=3, extra=GRAIN + (
         f"--coordinator_address=127.0.0.1:{port}", "--num_processes=2", f"--process_id={i}")),

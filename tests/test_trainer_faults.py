@@ -138,7 +138,7 @@ def test_rows_logged_past_the_last_checkpoint_are_not_duplicated(uninterrupted_r
     model_dir = root_copy(good_dir, "logged_past_checkpoint")
     with open(model_dir / "metrics.jsonl", "a") as f:
         f.write(json.dumps({"step": 7, "split": "train", "loss": 123.0}) + "\n")
-    subprocess.run(_train_cmd(model_dir, data_dir, steps=8), cwd=REPO_ROOT, env=env(), check=True, timeout=600)
+    trainer_runs.train(model_dir, data_dir, steps=8, extra=trainer_runs.GRAIN)
     with open(model_dir / "metrics.jsonl") as f:
         rows = [json.loads(line) for line in f]
     assert [r["step"] for r in rows if r["split"] == "train"] == list(range(1, 9))
