@@ -15,10 +15,11 @@
 #   baselines         popularity and the in-repo SASRec on Sports and Toys, per-user predictions (~15)
 #   claim_last        every evaluated claim run again at its last step, into test_last/ (~3 each)
 #   tiger_sports tiger_toys  TIGER's configuration, one-session schedule (gin/baselines/tiger_*_cpu.gin; ~150 each)
-#   tiger_beauty_long TIGER's configuration on Beauty, the CPU schedule stretched to 8,000 steps (~23 passes;
-#                     ~8 h over several sessions through exact resume: item 2's run to convergence)
 #   ids_beauty        the compact recipe on Beauty's semantic vs collaborative IDs at equal windows (~2 x 45)
 #   single_s0         each auxiliary task alone with rec (gin/repro/claim/rec_{mim,mlm,bpr}.gin; ~3 x 38)
+#   tiger_beauty_long TIGER's configuration on Beauty, the CPU schedule stretched to 8,000 steps (~23 passes;
+#                     ~8 h over several sessions through exact resume: item 2's run to convergence). Last:
+#                     it needs a machine that keeps runs/ between sessions, which not every session has
 # Logs: runs/logs/<run>.log, runs/logs/<run>_eval.log. Figures: benchmarks/RESULTS.md (issue 23).
 set -uo pipefail
 cd "$(dirname "$0")/.."
@@ -123,7 +124,7 @@ ids_beauty() {
 }
 
 stages=("$@")
-[ ${#stages[@]} -eq 0 ] && stages=(claim_s0 sports_twin claim_s1 claim_s2 baselines claim_last tiger_sports tiger_toys tiger_beauty_long sports_twin_s1 toys_twin ids_beauty single_s0)
+[ ${#stages[@]} -eq 0 ] && stages=(claim_s0 sports_twin claim_s1 claim_s2 baselines claim_last tiger_sports tiger_toys ids_beauty sports_twin_s1 toys_twin single_s0 tiger_beauty_long)
 for stage in "${stages[@]}"; do
   echo "$(date -u +%FT%TZ) stage $stage"
   case $stage in
