@@ -7,7 +7,8 @@
 #   nohup bash benchmarks/queue_issue23.sh > runs/logs/queue_issue23.log 2>&1 &
 #   bash benchmarks/queue_issue23.sh claim_s1 tiger_sports   # chosen stages, in the order given
 #
-# Stages (default: those still to measure, below; all of them, in this order; each one's minutes on 2 cores, evaluation included):
+# Stages, all of them in this order (the default runs those still to measure: the list at the bottom);
+# each one's minutes on 2 cores, evaluation included:
 #   claim_s0 claim_s1 claim_s2  the paper's claim, one training seed of its three arms: rec, rec+aux at
 #                     equal steps, rec+aux at rec's retrieval windows (gin/repro/claim; ~38 + 38 + 60)
 #   sports_twin sports_twin_s1 toys_twin  the compact recipe on unbalanced and balanced collaborative IDs,
@@ -46,8 +47,9 @@ train_eval() {  # train_eval MODEL_DIR TASK GIN_FILE [--gin.X=Y ...]: train (res
 }
 
 evaluate() {  # evaluate MODEL_DIR STEP OUT_SUBDIR LOG TASK GIN_FILE [--gin.X=Y ...]: the whole test split -> MODEL_DIR/OUT_SUBDIR
+  # (STEP '': recjax eval's default, the newest checkpoint)
   local dir=$1 step=$2 out=$3 log=$4 task=$5 gin=$6; shift 6
-  /usr/bin/time -v recjax eval --gin_file="$gin" --gin_file=gin/runs/eval.gin "$@" --checkpoint "$dir" --step "$step" \
+  /usr/bin/time -v recjax eval --gin_file="$gin" --gin_file=gin/runs/eval.gin "$@" --checkpoint "$dir" ${step:+--step "$step"} \
     --task "$task" --output_dir "$dir/$out" --predictions "$dir/$out/predictions.jsonl" > "$log" 2>&1
 }
 
@@ -60,15 +62,14 @@ claim() {  # claim SEED: the three arms of gin/repro/claim at one training seed
 
 claim_last() {  # every evaluated claim run again at its last step (the cosine's end) -> test_last/: the
   # best-on-validation pick is noisy at 1,024 users (+-0.004), and can land mid-run (the control, seed 2: step 2,000)
-  local dir arm gin step
+  local dir arm gin
   for dir in runs/claim/*_s[0-9]; do
     [ -f "$dir/test/metrics.json" ] || continue
     [ -f "$dir/test_last/metrics.json" ] && { echo "$dir: evaluated at its last step, skipped"; continue; }
     arm=$(basename "$dir"); arm=${arm%_s[0-9]}
     case $arm in rec) gin=rec ;; aux) gin=rec_aux ;; aux_equal) gin=rec_aux_equal_retrieval ;; *) gin=rec_$arm ;; esac
-    step=$(ls "$dir/checkpoints" | grep -E '^[0-9]+$' | sort -n | tail -1)
-    echo "$(date -u +%FT%TZ) eval $dir at step $step"
-    evaluate "$dir" "$step" test_last "runs/logs/claim_$(basename "$dir")_eval_last.log" beauty_rec \
+    echo "$(date -u +%FT%TZ) eval $dir at its newest checkpoint"
+    evaluate "$dir" '' test_last "runs/logs/claim_$(basename "$dir")_eval_last.log" beauty_rec \
       "gin/repro/claim/$gin.gin" || return 1
   done
 }
