@@ -126,8 +126,9 @@ ids_beauty() {
 
 stages=("$@")
 # Default: what is still to measure (RESULTS holds the rest; on a machine without runs/, the measured
-# stages would train again for hours, so they run only by name: claim_s0..2 sports_twin claim_last tiger_sports).
-[ ${#stages[@]} -eq 0 ] && stages=(baselines tiger_toys ids_beauty sports_twin_s1 toys_twin single_s0 tiger_beauty_long)
+# stages would train again for hours, so they run only by name: claim_s0..2 sports_twin claim_last baselines
+# tiger_sports tiger_toys).
+[ ${#stages[@]} -eq 0 ] && stages=(ids_beauty sports_twin_s1 toys_twin single_s0 tiger_beauty_long)
 for stage in "${stages[@]}"; do
   echo "$(date -u +%FT%TZ) stage $stage"
   case $stage in
